@@ -1,0 +1,424 @@
+r"""Hierarchical regression with base effects, pairwise interactions and learned prior scales.
+
+.. math::
+
+    y_i &\sim N(b_0 + x_i^\top w_\text{base} + z_i^\top w_\text{int}, \sigma^2),
+    \qquad z_i = (x_{ia} x_{ib})_{(a,b) \in \mathcal{P}} \\
+    w_\text{base} &\sim N(0, \tau_\text{base}^2 I), \qquad
+    w_\text{int} \sim N(0, \tau_\text{int}^2 I), \qquad
+    \tau_\text{base}, \tau_\text{int} \sim \text{hyperprior}
+
+Two equivalent forms are built:
+
+* **per-row** (``collapsed=False``): the textbook model above, one likelihood term per row,
+  weights non-centred. Cost per gradient O(n d).
+* **collapsed** (``collapsed=True``): given :math:`(\tau, \sigma)` the weights
+  :math:`\beta = (b_0, w_\text{base}, w_\text{int})` are Gaussian, so they are integrated
+  out analytically. NUTS then runs over the few hyperparameters with the log marginal
+  likelihood
+
+  .. math::
+
+      \log p(y \mid \tau, \sigma) = -\tfrac n2 \log 2\pi\sigma^2 + \tfrac12 \log|\Lambda_0|
+      - \tfrac12 \log|\Lambda_n| - \tfrac12 \big(y^\top y/\sigma^2 + m_0^\top \Lambda_0 m_0
+      - h^\top \Lambda_n^{-1} h\big),
+
+  :math:`\Lambda_n = \Lambda_0 + \tilde X^\top \tilde X/\sigma^2`,
+  :math:`h = \Lambda_0 m_0 + \tilde X^\top y / \sigma^2`, which needs only the sufficient
+  statistics :math:`\tilde X^\top \tilde X, \tilde X^\top y, y^\top y, n` and one Cholesky of a
+  d x d matrix per gradient, whatever n is. After sampling, :func:`bayesmoe.fit` draws the
+  weights exactly from :math:`p(\beta \mid \tau, \sigma, y)` for every posterior draw
+  (:meth:`InteractionSpec.complete`), so both forms return the same variables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from pymc_extras.prior import Prior
+from scipy import stats
+
+from bayesmoe.data import (
+    interaction_design,
+    resolve_interactions,
+    validate_features,
+    validate_target,
+    warn_constant_features,
+)
+from bayesmoe.numerics.conjugate import sample_conditional_weights
+from bayesmoe.priors import interaction_defaults, merge_priors
+
+__all__ = ["InteractionSpec", "interaction_regression"]
+
+SAMPLE_DIMS = ("chain", "draw")
+
+
+@dataclass
+class _Block:
+    """How one group of Gaussian coefficients gets its prior, for the collapsed form."""
+
+    name: str
+    width: int
+    mean: np.ndarray
+    kind: str  # "flat" | "const" | "var"
+    sd: np.ndarray | None = None  # for "const"
+    scale_var: str | None = None  # posterior variable holding the sd, for "var"
+
+
+@dataclass
+class InteractionSpec:
+    """What :func:`bayesmoe.fit` and the estimators need to know about a built model.
+
+    Attached to the model as ``model.bayesmoe_spec``.
+    """
+
+    feature_names: list[str]
+    interaction_names: list[str]
+    pairs: list[tuple[int, int]]
+    collapsed: bool
+    priors: dict
+    blocks: list[_Block] = field(default_factory=list)
+    sigma_fixed: float | None = None
+    intercept_fixed: float | None = None
+    y: np.ndarray | None = None  # working-scale target, for observed_data and log-likelihood
+
+    # -- design ---------------------------------------------------------------------------
+    def design(self, X_base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return X_base, interaction_design(X_base, self.pairs)
+
+    # -- predictions on the working scale ---------------------------------------------------
+    def linear_predictor(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
+        """:math:`\\mu_i` for every posterior draw, dims (chain, draw, obs)."""
+        Xb, Xi = self.design(X_base)
+        mu = xr.DataArray(Xb, dims=("obs", "feature")).dot(
+            posterior["beta_base"].assign_coords(feature=range(Xb.shape[1])).drop_vars("feature"),
+            dim="feature",
+        )
+        if self.interaction_names:
+            mu = mu + xr.DataArray(Xi, dims=("obs", "interaction")).dot(
+                posterior["beta_interaction"].drop_vars("interaction"), dim="interaction"
+            )
+        intercept = (
+            self.intercept_fixed if self.intercept_fixed is not None else posterior["intercept"]
+        )
+        return (mu + intercept).transpose(*SAMPLE_DIMS, "obs")
+
+    def noise_sd(self, posterior: xr.Dataset):
+        return self.sigma_fixed if self.sigma_fixed is not None else posterior["sigma"]
+
+    def log_likelihood(self, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray):
+        """Pointwise :math:`\\log p(y_i \\mid \\theta)`, dims (chain, draw, obs)."""
+        mu = self.linear_predictor(posterior, X_base)
+        sd = self.noise_sd(posterior)
+        return xr.apply_ufunc(stats.norm.logpdf, xr.DataArray(y, dims="obs"), mu, sd).transpose(
+            *SAMPLE_DIMS, "obs"
+        )
+
+    # -- completing a collapsed fit ---------------------------------------------------------
+    def complete(self, posterior: xr.Dataset, model: pm.Model, rng: np.random.Generator):
+        """Draw the integrated-out weights exactly; returns them as a Dataset."""
+        if not self.collapsed:
+            return xr.Dataset()
+        stats_ = {k: model[k].get_value() for k in ("xtx", "xty")}
+        n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+        S = n_chain * n_draw
+        precisions, means = [], []
+        for b in self.blocks:
+            means.append(np.broadcast_to(b.mean, (b.width,)))
+            if b.kind == "flat":
+                precisions.append(np.zeros((S, b.width)))
+            elif b.kind == "const":
+                precisions.append(np.broadcast_to(1.0 / b.sd**2, (S, b.width)))
+            else:
+                sd = posterior[b.scale_var].values.reshape(S, -1)
+                precisions.append(np.broadcast_to(1.0 / sd**2, (S, b.width)))
+        sigma = self.noise_sd(posterior)
+        sigma = np.full(S, sigma) if np.isscalar(sigma) else sigma.values.reshape(S)
+        w = sample_conditional_weights(
+            stats_["xtx"],
+            stats_["xty"],
+            np.concatenate(means),
+            np.concatenate(precisions, axis=1),
+            sigma,
+            rng,
+        ).reshape(n_chain, n_draw, -1)
+        coords = {"chain": posterior["chain"], "draw": posterior["draw"]}
+        p = len(self.feature_names)
+        out = {
+            "intercept": xr.DataArray(w[..., 0], dims=SAMPLE_DIMS, coords=coords),
+            "beta_base": xr.DataArray(
+                w[..., 1 : 1 + p],
+                dims=(*SAMPLE_DIMS, "feature"),
+                coords={**coords, "feature": self.feature_names},
+            ),
+        }
+        if self.interaction_names:
+            out["beta_interaction"] = xr.DataArray(
+                w[..., 1 + p :],
+                dims=(*SAMPLE_DIMS, "interaction"),
+                coords={**coords, "interaction": self.interaction_names},
+            )
+        return xr.Dataset(out)
+
+
+def _block_for_collapse(name: str, spec, width: int, scale_var: str | None) -> _Block | None:
+    """Translate a coefficient prior into a Gaussian block, or None if not Gaussian."""
+    if isinstance(spec, Prior) and spec.distribution == "Flat":
+        return _Block(name, width, np.zeros(width), "flat")
+    if not isinstance(spec, Prior) or spec.distribution != "Normal":
+        return None
+    params = spec.parameters
+    if set(params) - {"mu", "sigma"}:
+        return None
+    mu = params.get("mu", 0.0)
+    if isinstance(mu, Prior):
+        return None
+    mean = np.broadcast_to(np.asarray(mu, float), (width,)).copy()
+    sigma = params.get("sigma")
+    if sigma is None:
+        return _Block(name, width, mean, "var", scale_var=scale_var)
+    if isinstance(sigma, Prior):
+        return _Block(name, width, mean, "var", scale_var=f"{name}_sigma")
+    return _Block(name, width, mean, "const", sd=np.broadcast_to(np.asarray(sigma, float), (width,)))
+
+
+def _with_dims(spec: Prior, dims: tuple[str, ...]) -> Prior:
+    if spec.dims:
+        return spec
+    return Prior(
+        spec.distribution,
+        dims=dims,
+        centered=spec.centered,
+        transform=spec.transform,
+        **spec.parameters,
+    )
+
+
+def _fixed_tau(scale_var: str, priors: dict) -> float | None:
+    """The value of tau_<group> when the user or prior='fixed' pinned it, else None."""
+    group = scale_var.removeprefix("tau_")
+    lam = priors.get(f"lambda_{group}")
+    if isinstance(lam, float):
+        return lam**-0.5
+    tau = priors.get(f"tau_{group}")
+    return tau if isinstance(tau, float) else None
+
+
+def _scale_variable(group: str, priors: dict):
+    """Create tau_<group> (directly, or from the precision lambda_<group>)."""
+    if f"lambda_{group}" in priors:
+        lam = priors[f"lambda_{group}"]
+        lam_var = lam.create_variable(f"lambda_{group}") if isinstance(lam, Prior) else lam
+        # The seed puts the gamma prior on the precision; tau is reported for comparability.
+        return pm.Deterministic(f"tau_{group}", lam_var**-0.5)
+    tau = priors[f"tau_{group}"]
+    return tau.create_variable(f"tau_{group}") if isinstance(tau, Prior) else pt.constant(tau)
+
+
+def interaction_regression(
+    X,
+    y,
+    *,
+    interactions="all",
+    prior: str = "half_cauchy",
+    base_scale: float | None = None,
+    interaction_scale: float | None = None,
+    priors: dict | None = None,
+    collapsed: bool | str = False,
+    centered: bool = False,
+) -> pm.Model:
+    r"""Build the base-plus-pairwise-interaction regression with learned prior scales.
+
+    .. math::
+
+        y_i \sim N\Big(b_0 + \sum_j w_j x_{ij} + \sum_{(a,b)} v_{ab} x_{ia} x_{ib},\ \sigma^2\Big),
+        \quad w_j \sim N(0, \tau_\text{base}^2),\quad v_{ab} \sim N(0, \tau_\text{int}^2)
+
+    Parameters
+    ----------
+    X : array-like or DataFrame, shape (n, p)
+        Base features (used as given: standardise beforehand, or use the estimator).
+    y : array-like, shape (n,)
+    interactions : "all", None, or sequence of pairs / ``"a:b"`` names
+        Which pairwise products enter. ``None`` gives the base-effects model.
+    prior : {"half_cauchy", "gamma", "half_normal", "fixed"}
+        Hyperprior family for :math:`(\tau_\text{base}, \tau_\text{int})`; see
+        :func:`bayesmoe.priors.interaction_defaults`.
+    base_scale, interaction_scale : float, optional
+        Fixed prior standard deviations, with ``prior="fixed"`` only.
+    priors : dict, optional
+        Overrides keyed by variable name: ``intercept``, ``beta_base``,
+        ``beta_interaction``, ``tau_base``, ``tau_interaction`` (``lambda_base``,
+        ``lambda_interaction`` for the gamma family) and ``sigma``. Values are
+        :class:`pymc_extras.prior.Prior` (``Flat``/``HalfFlat`` included) or a number that
+        fixes a scale. A ``Normal`` weight prior without ``sigma`` takes the learned
+        ``tau`` as its scale.
+    collapsed : bool or "auto"
+        Integrate the weights out (see module docstring). ``"auto"`` collapses whenever
+        the intercept and weight priors are Normal or Flat.
+    centered : bool
+        Per-row form only: parametrisation of weights whose scale is a learned ``tau``.
+        Non-centred (default) avoids the funnel between ``tau`` and the weights when the
+        data inform them weakly; centred is better when they are strongly identified.
+
+    Returns
+    -------
+    pymc.Model
+        Coords ``obs``, ``feature``, ``interaction`` (and ``coef`` when collapsed); data
+        containers ``X_base`` (and ``xtx``, ``xty``, ``yty``, ``n_obs`` when collapsed);
+        the fitting metadata is in ``model.bayesmoe_spec``.
+    """
+    Xv, names = validate_features(X, name="X")
+    if Xv.shape[1] == 0:
+        raise ValueError("X has no columns; InteractionRegression needs at least one feature")
+    yv = validate_target(y, Xv.shape[0], name="y")
+    warn_constant_features(Xv, names)
+    pairs, int_names = resolve_interactions(names, interactions)
+    defaults = interaction_defaults(
+        prior,
+        y_location=float(yv.mean()),
+        y_scale=float(yv.std()),
+        base_scale=base_scale,
+        interaction_scale=interaction_scale,
+        has_interactions=bool(pairs),
+    )
+    merged = merge_priors(defaults, priors)
+    if collapsed not in (True, False, "auto"):
+        raise ValueError(f"collapsed must be True, False or 'auto', got {collapsed!r}")
+
+    p, q = len(names), len(pairs)
+    groups = [("intercept", merged["intercept"], 1, None), ("beta_base", merged["beta_base"], p, "tau_base")]
+    if q:
+        groups.append(("beta_interaction", merged["beta_interaction"], q, "tau_interaction"))
+    blocks = []
+    for name, spec, width, scale_var in groups:
+        if name == "intercept" and isinstance(spec, float):
+            blocks.append(None)  # a fixed intercept is not a Gaussian block
+            continue
+        block = _block_for_collapse(name, spec, width, scale_var)
+        fixed = _fixed_tau(scale_var, merged) if scale_var else None
+        if block is not None and block.scale_var == scale_var and fixed is not None:
+            block = _Block(name, width, block.mean, "const", sd=np.full(width, fixed))
+        blocks.append(block)
+    collapsible = all(b is not None for b in blocks)
+    if collapsed is True and not collapsible:
+        bad = [g[0] for g, b in zip(groups, blocks, strict=True) if b is None]
+        raise ValueError(
+            f"collapsed=True needs Normal or Flat priors on the weights; {bad} are not. "
+            "Use collapsed=False (per-row likelihood) for other priors"
+        )
+    use_collapsed = collapsible and collapsed in (True, "auto")
+
+    coords = {"obs": np.arange(Xv.shape[0]), "feature": names}
+    if q:
+        coords["interaction"] = int_names
+    spec = InteractionSpec(
+        feature_names=names,
+        interaction_names=int_names,
+        pairs=pairs,
+        collapsed=use_collapsed,
+        priors=merged,
+        sigma_fixed=merged["sigma"] if isinstance(merged["sigma"], float) else None,
+        intercept_fixed=merged["intercept"] if isinstance(merged["intercept"], float) else None,
+        y=yv,
+    )
+    Xi = interaction_design(Xv, pairs)
+    with pm.Model(coords=coords) as model:
+        pm.Data("X_base", Xv, dims=("obs", "feature"))
+        taus = {}
+        for _, s_, _, scale_var in groups[1:]:
+            if isinstance(s_, Prior) and s_.distribution != "Flat" and "sigma" not in s_.parameters:
+                taus[scale_var] = _scale_variable(scale_var.removeprefix("tau_"), merged)
+        sigma = (
+            merged["sigma"].create_variable("sigma")
+            if isinstance(merged["sigma"], Prior)
+            else pt.constant(merged["sigma"])
+        )
+        if use_collapsed:
+            spec.blocks = blocks
+            _collapsed_likelihood(model, Xv, Xi, yv, blocks, taus, sigma, groups)
+        else:
+            _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered)
+    model.bayesmoe_spec = spec
+    return model
+
+
+def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered):
+    intercept_spec = merged["intercept"]
+    intercept = (
+        intercept_spec.create_variable("intercept")
+        if isinstance(intercept_spec, Prior)
+        else pt.constant(intercept_spec)
+    )
+    mu = intercept
+    for name, X_, dim, scale_var in (
+        ("beta_base", Xv, "feature", "tau_base"),
+        ("beta_interaction", Xi, "interaction", "tau_interaction"),
+    ):
+        if name == "beta_interaction" and not q:
+            continue
+        s_ = _with_dims(merged[name], (dim,))
+        if scale_var in taus:
+            s_ = Prior(
+                s_.distribution,
+                dims=s_.dims,
+                centered=centered,
+                transform=s_.transform,
+                sigma=taus[scale_var],
+                **s_.parameters,
+            )
+        beta = s_.create_variable(name)
+        if name == "beta_base":
+            data = pm.modelcontext(None)["X_base"]
+        else:
+            data = pm.Data("X_interaction", X_, dims=("obs", "interaction"))
+        mu = mu + pt.dot(data, beta)
+    pm.Normal("y", mu=mu, sigma=sigma, observed=yv, dims="obs")
+
+
+def _collapsed_likelihood(model, Xv, Xi, yv, blocks, taus, sigma, groups):
+    n = Xv.shape[0]
+    design = np.column_stack([np.ones(n), Xv, Xi])
+    model.add_coord("coef", ["intercept", *model.coords["feature"], *model.coords.get("interaction", ())])
+    xtx = pm.Data("xtx", design.T @ design, dims=("coef", "coef_"))
+    xty = pm.Data("xty", design.T @ yv, dims="coef")
+    yty = pm.Data("yty", float(yv @ yv))
+    n_obs = pm.Data("n_obs", float(n))
+    sds, means, log_prec_terms = [], [], []
+    for block, (name, spec, width, scale_var) in zip(blocks, groups, strict=True):
+        means.append(block.mean)
+        if block.kind == "flat":
+            sds.append(pt.zeros(width))  # placeholder; precision set to 0 below
+            continue
+        if block.kind == "const":
+            sd = pt.as_tensor(block.sd)
+        elif block.scale_var == scale_var:
+            sd = pt.ones(width) * taus[scale_var]
+        else:  # a Prior on the block's sigma: create it under the name Prior would use
+            sd = pt.ones(width) * spec.parameters["sigma"].create_variable(block.scale_var)
+        sds.append(sd)
+        log_prec_terms.append(-2.0 * pt.sum(pt.log(sd)))
+    precision = pt.concatenate(
+        [pt.zeros(b.width) if b.kind == "flat" else s**-2 for b, s in zip(blocks, sds, strict=True)]
+    )
+    prior_mean = pt.as_tensor(np.concatenate(means))
+    inv_var = sigma**-2
+    post_prec = xtx * inv_var + pt.diag(precision)
+    chol = pt.linalg.cholesky(post_prec)
+    natural = precision * prior_mean + xty * inv_var
+    u = pt.linalg.solve_triangular(chol, natural, lower=True)
+    quad = yty * inv_var + pt.sum(precision * prior_mean**2) - pt.dot(u, u)
+    n_flat = sum(b.width for b in blocks if b.kind == "flat")
+    logp = (
+        -0.5 * n_obs * np.log(2 * np.pi)
+        - n_obs * pt.log(sigma)
+        + 0.5 * sum(log_prec_terms, pt.constant(0.0))
+        + 0.5 * n_flat * np.log(2 * np.pi)
+        - pt.sum(pt.log(pt.diag(chol)))
+        - 0.5 * quad
+    )
+    pm.Potential("y_marginal", logp)
