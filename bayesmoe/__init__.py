@@ -1,7 +1,19 @@
 """bayesmoe: Bayesian interaction regressions and mixtures of experts on PyMC."""
 
-from bayesmoe.fitting import add_log_likelihood, diagnose, fit
-
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "add_log_likelihood", "diagnose", "fit"]
+from bayesmoe.builders import interaction_regression  # noqa: E402
+from bayesmoe.estimators import InteractionRegression, load  # noqa: E402
+from bayesmoe.fitting import add_log_likelihood, diagnose, fit  # noqa: E402
+from bayesmoe.priors import Prior  # noqa: E402
+
+__all__ = [
+    "InteractionRegression",
+    "Prior",
+    "__version__",
+    "add_log_likelihood",
+    "diagnose",
+    "fit",
+    "interaction_regression",
+    "load",
+]
