@@ -60,6 +60,8 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fitting
     def _check_settings(self) -> None:
+        if self.fit_kwargs is not None and not isinstance(self.fit_kwargs, dict):
+            raise TypeError(f"fit_kwargs must be a dict, got {type(self.fit_kwargs).__name__}")
         validate_fit_settings(
             self.method,
             self.sampler,
@@ -69,8 +71,6 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             self.random_seed,
             (self.fit_kwargs or {}).get("advi_iterations", 1),
         )
-        if self.fit_kwargs is not None and not isinstance(self.fit_kwargs, dict):
-            raise TypeError(f"fit_kwargs must be a dict, got {type(self.fit_kwargs).__name__}")
 
     def fit(self, X, y) -> BayesianRegressor:
         """Validate the data, build the model and sample its posterior.
@@ -322,6 +322,9 @@ class InteractionRegression(BayesianRegressor):
     collapsed : bool or "auto", default "auto"
         Sample the collapsed form (weights integrated out); "auto" does so whenever the
         weight priors are Normal/Flat.
+    centered : bool, default False
+        Per-row form only: centred instead of non-centred weights under a learned scale
+        (better when the data identify the weights strongly, e.g. large n).
     method : {"nuts", "advi", "fullrank_advi"}
     sampler : {"nutpie", "pymc", "numpyro"}
     draws, tune, chains : int
@@ -350,6 +353,7 @@ class InteractionRegression(BayesianRegressor):
         priors: dict | None = None,
         standardize: bool = True,
         collapsed: bool | str = "auto",
+        centered: bool = False,
         method: str = "nuts",
         sampler: str = "nutpie",
         draws: int = 1000,
@@ -367,6 +371,7 @@ class InteractionRegression(BayesianRegressor):
         self.priors = priors
         self.standardize = standardize
         self.collapsed = collapsed
+        self.centered = centered
         self.method = method
         self.sampler = sampler
         self.draws = draws
@@ -387,6 +392,7 @@ class InteractionRegression(BayesianRegressor):
             interaction_scale=self.interaction_scale,
             priors=self.priors,
             collapsed=self.collapsed,
+            centered=self.centered,
         )
 
     def _mean_and_sd(self, Xw: np.ndarray):

@@ -186,6 +186,11 @@ def _block_for_collapse(name: str, spec, width: int, scale_var: str | None) -> _
     return _Block(name, width, mean, "const", sd=np.broadcast_to(np.asarray(sigma, float), (width,)))
 
 
+def _takes_learned_scale(spec) -> bool:
+    """A Normal weight prior given without ``sigma`` takes the learned tau as its scale."""
+    return isinstance(spec, Prior) and spec.distribution == "Normal" and "sigma" not in spec.parameters
+
+
 def _with_dims(spec: Prior, dims: tuple[str, ...]) -> Prior:
     if spec.dims:
         return spec
@@ -331,7 +336,7 @@ def interaction_regression(
         pm.Data("X_base", Xv, dims=("obs", "feature"))
         taus = {}
         for _, s_, _, scale_var in groups[1:]:
-            if isinstance(s_, Prior) and s_.distribution != "Flat" and "sigma" not in s_.parameters:
+            if _takes_learned_scale(s_):
                 taus[scale_var] = _scale_variable(scale_var.removeprefix("tau_"), merged)
         sigma = (
             merged["sigma"].create_variable("sigma")

@@ -1,0 +1,43 @@
+"""Shared fixtures: small simulated data and fast fit settings."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+os.environ.setdefault("BAYESMOE_FAST", "1")
+
+from bayesmoe.experiments import make_interaction_data  # noqa: E402
+
+#: PyMC's own NUTS compiles in seconds, so API tests use it; nutpie gets its own tests.
+FAST = dict(sampler="pymc", draws=200, tune=200, chains=2, progressbar=False, random_seed=1)
+
+
+@pytest.fixture(scope="session")
+def small_data():
+    return make_interaction_data(120, 3, 0.5, 0.5, seed=3)
+
+
+@pytest.fixture(scope="session")
+def fitted(small_data):
+    import warnings
+
+    from bayesmoe import InteractionRegression
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return InteractionRegression(**FAST).fit(small_data.X, small_data.y)
+
+
+def mc_close(a: float, b: float, mcse: float, k: float = 4.0) -> bool:
+    """|a - b| within k Monte Carlo standard errors."""
+    return abs(a - b) <= k * mcse + 1e-12
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
