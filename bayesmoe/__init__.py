@@ -2,10 +2,10 @@
 
 __version__ = "0.1.0"
 
-from bayesmoe.builders import interaction_regression  # noqa: E402
-from bayesmoe.estimators import InteractionRegression, load  # noqa: E402
-from bayesmoe.fitting import add_log_likelihood, diagnose, fit  # noqa: E402
-from bayesmoe.priors import Prior  # noqa: E402
+from bayesmoe.builders import interaction_regression
+from bayesmoe.estimators import InteractionRegression, load
+from bayesmoe.fitting import add_log_likelihood, diagnose, fit
+from bayesmoe.priors import Prior
 
 __all__ = [
     "InteractionRegression",

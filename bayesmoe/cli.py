@@ -76,11 +76,14 @@ def demo(args) -> Path:
     )
     print("\nLearned prior scales (posterior):")
     print(learned[["mean", "sd", "eti89_lb", "eti89_ub", "r_hat"]].to_string())
-    print(f"root mean square of the true weights: base {true_scales[0]:.3f}, "
-          f"interaction {true_scales[1]:.3f}")
+    print(
+        f"root mean square of the true weights: base {true_scales[0]:.3f}, "
+        f"interaction {true_scales[1]:.3f}"
+    )
     signal = test.signal
-    plot_scales({"learned_scales": fits["learned_scales"]}, truth=true_scales,
-                path=out / "scales.png")
+    plot_scales(
+        {"learned_scales": fits["learned_scales"]}, truth=true_scales, path=out / "scales.png"
+    )
     plot_predictions(signal, preds, path=out / "predictions.png")
     for name, est in candidates.items():
         est.save(out / f"{name}.nc")
@@ -110,7 +113,9 @@ def fit_file(args) -> Path:
     if frame.empty:
         raise ValueError(f"{args.data} has no rows")
     if args.target not in frame.columns:
-        raise ValueError(f"--target {args.target!r} is not a column; columns are {list(frame.columns)}")
+        raise ValueError(
+            f"--target {args.target!r} is not a column; columns are {list(frame.columns)}"
+        )
     features = args.features or [c for c in frame.columns if c != args.target]
     missing = [c for c in features if c not in frame.columns]
     if missing:

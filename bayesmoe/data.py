@@ -63,7 +63,9 @@ def validate_features(X, *, name: str = "X", min_rows: int = 2) -> tuple[np.ndar
         duplicated = sorted({c for c in names if names.count(c) > 1})
         if duplicated:
             raise ValueError(f"{name} has duplicate column names: {duplicated}")
-        bad = [str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _is_numeric_dtype(dt)]
+        bad = [
+            str(c) for c, dt in zip(X.columns, X.dtypes, strict=True) if not _is_numeric_dtype(dt)
+        ]
         if bad:
             kinds = sorted({str(X[c].dtype) for c in X.columns if str(c) in bad})
             raise TypeError(
@@ -73,9 +75,11 @@ def validate_features(X, *, name: str = "X", min_rows: int = 2) -> tuple[np.ndar
         values = X.to_numpy(dtype=np.float64)
     else:
         arr = np.asarray(X)
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
-        ) or np.iscomplexobj(arr):
+        if (
+            arr.dtype == object
+            or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool)
+            or np.iscomplexobj(arr)
+        ):
             raise TypeError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
         if arr.ndim != 2:
             raise ValueError(
@@ -198,7 +202,8 @@ def resolve_interactions(
         parts = item.split(":") if isinstance(item, str) else list(item)
         if len(parts) != 2:
             raise ValueError(
-                f"interactions entries must be pairs of feature names or 'a:b' strings, got {item!r}"
+                "interactions entries must be pairs of feature names or 'a:b' strings, "
+                f"got {item!r}"
             )
         idx = []
         for part in parts:

@@ -186,9 +186,10 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         out = self.standardizer_.inverse_y(mean)
         if not return_std:
             return out
-        var = mu.var(("chain", "draw")).values + (sd**2 * xr.ones_like(mu)).mean(
-            ("chain", "draw")
-        ).values
+        var = (
+            mu.var(("chain", "draw")).values
+            + (sd**2 * xr.ones_like(mu)).mean(("chain", "draw")).values
+        )
         return out, np.sqrt(var) * self.standardizer_.y_scale
 
     def log_predictive_density(self, X, y) -> float:
@@ -271,10 +272,14 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         params = json.loads(tree.attrs["bayesmoe_params"])
         params["priors"] = priors_from_json(params.get("priors"))
         if isinstance(params.get("interactions"), list):
-            params["interactions"] = [tuple(p) if isinstance(p, list) else p for p in params["interactions"]]
+            params["interactions"] = [
+                tuple(p) if isinstance(p, list) else p for p in params["interactions"]
+            ]
         est = cls(**params)
         est.idata_ = tree
-        est.feature_names_in_ = np.asarray(json.loads(tree.attrs["bayesmoe_feature_names"]), object)
+        est.feature_names_in_ = np.asarray(
+            json.loads(tree.attrs["bayesmoe_feature_names"]), object
+        )
         est.n_features_in_ = len(est.feature_names_in_)
         est.standardizer_ = Standardizer.from_dict(json.loads(tree.attrs["bayesmoe_standardizer"]))
         Xw = pd.DataFrame(
@@ -293,7 +298,8 @@ class InteractionRegression(BayesianRegressor):
 
     .. math::
 
-        y_i &\sim N\Big(b_0 + \sum_j w_j x_{ij} + \sum_{(a,b)} v_{ab}\, x_{ia} x_{ib},\ \sigma^2\Big) \\
+        y_i &\sim N\Big(b_0 + \sum_j w_j x_{ij}
+              + \sum_{(a,b)} v_{ab}\, x_{ia} x_{ib},\ \sigma^2\Big) \\
         w_j &\sim N(0, \tau_\text{base}^2), \quad v_{ab} \sim N(0, \tau_\text{int}^2), \quad
         \tau_\text{base}, \tau_\text{int} \sim \text{hyperprior}
 

@@ -150,8 +150,10 @@ def fit(
             )
             idata = approx.sample(draws * chains, random_seed=sample_seed)
             loss = np.asarray(approx.hist)
-            idata["sample_stats"] = idata["sample_stats"].to_dataset().assign_attrs(
-                final_loss=float(loss[-100:].mean()) if loss.size else float("nan")
+            idata["sample_stats"] = (
+                idata["sample_stats"]
+                .to_dataset()
+                .assign_attrs(final_loss=float(loss[-100:].mean()) if loss.size else float("nan"))
             )
     _complete(model, idata, np.random.default_rng(seeds[1]))
     if log_likelihood:

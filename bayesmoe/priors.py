@@ -42,16 +42,22 @@ def interaction_defaults(
       (no ``sigma`` in the spec: the scale is the learned ``tau``)
     * ``prior="half_cauchy"``: :math:`\tau_b, \tau_i \sim \mathrm{HalfCauchy}(s)`
     * ``prior="half_normal"``: :math:`\tau_b, \tau_i \sim \mathrm{HalfNormal}(s)`
-    * ``prior="gamma"``: precisions :math:`\lambda = \tau^{-2} \sim \mathrm{Gamma}(1, s^2)`
-      (shape 1, rate :math:`s^2`; a single weight is then marginally Student-t with
-      2 degrees of freedom and scale :math:`s`, so the prior is heavy-tailed like the
-      half-Cauchy but keeps the seed's conjugate-style precision parametrisation)
+    * ``prior="gamma"``: precisions
+      :math:`\lambda = \tau^{-2} \sim \mathrm{Gamma}(1/2,\ 0.005 s^2)`
+      (the seed's suggestion of a gamma prior on the precision; with shape 1/2 and rate
+      :math:`c^2/2`, :math:`c = 0.1 s`, a single weight is marginally Cauchy with scale
+      :math:`0.1 s`. The exponential tail in :math:`\lambda` keeps :math:`\tau` above about
+      :math:`0.05 s`, so this family shrinks less aggressively towards zero than the
+      half-Cauchy; a shape-1 / rate-:math:`s^2` choice was tried and rejected because it
+      ruled out scales below :math:`s/3`.)
     * ``prior="fixed"``: :math:`\tau_b, \tau_i` fixed at ``base_scale``, ``interaction_scale``
       (standard deviations, not the seed's variances)
     * ``sigma`` :math:`\sim \mathrm{HalfNormal}(s)`
     """
     if prior not in HYPERPRIOR_FAMILIES:
-        raise ValueError(f"prior={prior!r} is not known; choose one of {list(HYPERPRIOR_FAMILIES)}")
+        raise ValueError(
+            f"prior={prior!r} is not known; choose one of {list(HYPERPRIOR_FAMILIES)}"
+        )
     for arg, value in (("base_scale", base_scale), ("interaction_scale", interaction_scale)):
         if value is not None:
             if prior != "fixed":
@@ -72,7 +78,7 @@ def interaction_defaults(
         elif prior == "half_normal":
             out[f"tau_{g}"] = Prior("HalfNormal", sigma=s)
         elif prior == "gamma":
-            out[f"lambda_{g}"] = Prior("Gamma", alpha=1.0, beta=s**2)
+            out[f"lambda_{g}"] = Prior("Gamma", alpha=0.5, beta=0.5 * (0.1 * s) ** 2)
         else:
             value = base_scale if g == "base" else interaction_scale
             if value is None:

@@ -59,8 +59,12 @@ def main(argv=None) -> pd.DataFrame:
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--sampler", default="nutpie")
     p.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6])
-    p.add_argument("--rowwise-max-n", type=float, default=1e5,
-                   help="largest n for the per-row model (1e6 takes tens of minutes)")
+    p.add_argument(
+        "--rowwise-max-n",
+        type=float,
+        default=1e5,
+        help="largest n for the per-row model (1e6 takes tens of minutes)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     rows = []
@@ -68,7 +72,9 @@ def main(argv=None) -> pd.DataFrame:
         data = make_interaction_data(n, 6, 1.0, 0.3, seed=args.seed)
         t0 = time.perf_counter()
         Xv = data.X.to_numpy()
-        design = np.column_stack([np.ones(n), Xv] + [Xv[:, a] * Xv[:, b] for a in range(6) for b in range(a + 1, 6)])
+        design = np.column_stack(
+            [np.ones(n), Xv] + [Xv[:, a] * Xv[:, b] for a in range(6) for b in range(a + 1, 6)]
+        )
         _ = design.T @ design
         pass_s = time.perf_counter() - t0
         row = {"n": n, "data_pass_s": pass_s}
@@ -85,13 +91,29 @@ def main(argv=None) -> pd.DataFrame:
         print(pd.DataFrame([row]).to_string(index=False), flush=True)
     table = pd.DataFrame(rows).set_index("n")
     base = table["collapsed_wall_s"].iloc[0]
-    table["collapsed_time_ratio_vs_first"] = (table["collapsed_wall_s"] - table["data_pass_s"]) / base
+    table["collapsed_time_ratio_vs_first"] = (
+        table["collapsed_wall_s"] - table["data_pass_s"]
+    ) / base
     if "rowwise_ess_per_s" in table:
         table["ess_per_s_speedup"] = table["collapsed_ess_per_s"] / table["rowwise_ess_per_s"]
-    cols = [c for c in ["collapsed_wall_s", "data_pass_s", "collapsed_min_ess_bulk", "collapsed_ess_per_s",
-                        "rowwise_wall_s", "rowwise_min_ess_bulk", "rowwise_ess_per_s",
-                        "ess_per_s_speedup", "collapsed_time_ratio_vs_first", "collapsed_max_rhat",
-                        "rowwise_max_rhat", "rowwise_centered"] if c in table]
+    cols = [
+        c
+        for c in [
+            "collapsed_wall_s",
+            "data_pass_s",
+            "collapsed_min_ess_bulk",
+            "collapsed_ess_per_s",
+            "rowwise_wall_s",
+            "rowwise_min_ess_bulk",
+            "rowwise_ess_per_s",
+            "ess_per_s_speedup",
+            "collapsed_time_ratio_vs_first",
+            "collapsed_max_rhat",
+            "rowwise_max_rhat",
+            "rowwise_centered",
+        ]
+        if c in table
+    ]
     print()
     print(table[cols].to_markdown(floatfmt=".3g"))
     return table

@@ -11,7 +11,7 @@ import pytest
 matplotlib.use("Agg")
 os.environ.setdefault("BAYESMOE_FAST", "1")
 
-from bayesmoe.experiments import make_interaction_data  # noqa: E402
+from bayesmoe.experiments import make_interaction_data
 
 #: PyMC's own NUTS compiles in seconds, so API tests use it; nutpie gets its own tests.
 FAST = dict(sampler="pymc", draws=200, tune=200, chains=2, progressbar=False, random_seed=1)

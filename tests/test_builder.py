@@ -38,7 +38,9 @@ def test_collapsed_potential_equals_numpy_marginal_likelihood(frame):
     tau_b, tau_i, sigma = 0.8, 0.3, 0.6
     point = model.initial_point()
     point.update(
-        tau_base_log__=np.log(tau_b), tau_interaction_log__=np.log(tau_i), sigma_log__=np.log(sigma)
+        tau_base_log__=np.log(tau_b),
+        tau_interaction_log__=np.log(tau_i),
+        sigma_log__=np.log(sigma),
     )
     potential = model.replace_rvs_by_values([model.potentials[0]])[0]
     fn = model.compile_fn(potential, inputs=model.value_vars, point_fn=True)
@@ -117,7 +119,11 @@ def test_prior_predictive_runs(frame):
         (dict(prior="cauchy"), ValueError, "prior='cauchy' is not known"),
         (dict(prior="fixed"), ValueError, "needs base_scale"),
         (dict(prior="fixed", base_scale=-1.0, interaction_scale=1.0), ValueError, "base_scale"),
-        (dict(prior="fixed", base_scale=1.0, interaction_scale=0.0), ValueError, "interaction_scale"),
+        (
+            dict(prior="fixed", base_scale=1.0, interaction_scale=0.0),
+            ValueError,
+            "interaction_scale",
+        ),
         (dict(base_scale=1.0), ValueError, "only used with prior='fixed'"),
         (dict(priors={"beta": Prior("Normal")}), ValueError, "unknown key 'beta'"),
         (dict(priors={"sigma": -1.0}), ValueError, "sigma"),

@@ -53,7 +53,9 @@ def test_log_predictive_density_matches_direct_computation(fitted, small_data):
     got = fitted.log_predictive_density(X, y)
     post = fitted.idata_["posterior"]
     std = fitted.standardizer_
-    mu = fitted.model_.bayesmoe_spec.linear_predictor(post.to_dataset(), std.transform_X(X.to_numpy()))
+    mu = fitted.model_.bayesmoe_spec.linear_predictor(
+        post.to_dataset(), std.transform_X(X.to_numpy())
+    )
     mu = std.inverse_y(mu.values.reshape(-1, 30))
     sd = post["sigma"].values.reshape(-1, 1) * std.y_scale
     ll = stats.norm.logpdf(y, mu, sd)
@@ -97,7 +99,9 @@ def test_save_load_round_trip(fitted, small_data, tmp_path):
 def test_load_warns_on_version_mismatch(fitted, tmp_path, monkeypatch):
     path = fitted.save(tmp_path / "model.nc")
     monkeypatch.setattr(
-        estimators_module, "_versions", lambda: {"bayesmoe_version": "99", "pymc_version": "x", "arviz_version": "y"}
+        estimators_module,
+        "_versions",
+        lambda: {"bayesmoe_version": "99", "pymc_version": "x", "arviz_version": "y"},
     )
     with pytest.warns(UserWarning, match="other library versions"):
         bm.load(path)
@@ -206,7 +210,7 @@ def _bad_cases(rng):
 
 @pytest.mark.parametrize("case", range(14))
 def test_bad_fit_input_is_refused_before_compilation(case, rng, monkeypatch):
-    name, data, exc, match = _bad_cases(rng)[case]
+    _, data, exc, match = _bad_cases(rng)[case]
 
     def no_compile(*args, **kwargs):
         raise AssertionError("compilation reached")
@@ -221,8 +225,16 @@ def test_bad_fit_input_is_refused_before_compilation(case, rng, monkeypatch):
     [
         (dict(prior="laplace"), ValueError, "prior='laplace' is not known"),
         (dict(prior="fixed", base_scale=-1.0, interaction_scale=1.0), ValueError, "base_scale"),
-        (dict(prior="fixed", base_scale=1.0, interaction_scale=0.0), ValueError, "interaction_scale"),
-        (dict(priors={"tau": bm.Prior("HalfNormal")}), ValueError, r"unknown key 'tau'; valid keys"),
+        (
+            dict(prior="fixed", base_scale=1.0, interaction_scale=0.0),
+            ValueError,
+            "interaction_scale",
+        ),
+        (
+            dict(priors={"tau": bm.Prior("HalfNormal")}),
+            ValueError,
+            r"unknown key 'tau'; valid keys",
+        ),
         (dict(method="mcmc"), ValueError, "method='mcmc' is not known"),
         (dict(sampler="emcee"), ValueError, "sampler='emcee' is not known"),
         (dict(draws=-5), ValueError, "draws must be >= 1"),
@@ -239,6 +251,7 @@ def test_bad_settings_refused_before_compilation(params, exc, match, rng, monkey
 def test_constant_feature_warns(rng, monkeypatch):
     X, y = _frame(rng)
     X["c"] = 1.0
+
     class Reached(Exception):
         pass
 

@@ -17,7 +17,10 @@ COEFS = ["intercept", "beta_base", "beta_interaction"]
 
 
 def _flat(post: xr.Dataset, names) -> np.ndarray:
-    return np.concatenate([post[n].values.reshape(post.sizes["chain"] * post.sizes["draw"], -1) for n in names], axis=1)
+    return np.concatenate(
+        [post[n].values.reshape(post.sizes["chain"] * post.sizes["draw"], -1) for n in names],
+        axis=1,
+    )
 
 
 def _fixed_model(small_data, collapsed):
@@ -37,7 +40,9 @@ def _oracle(small_data):
     Xv = small_data.X.to_numpy()
     inter = np.column_stack([Xv[:, 0] * Xv[:, 1], Xv[:, 0] * Xv[:, 2], Xv[:, 1] * Xv[:, 2]])
     sd = np.r_[2.0, np.full(3, 1.0), np.full(3, 0.5)]
-    return ConjugateLinearRegression(np.zeros(7), sd, 0.5).fit(np.column_stack([Xv, inter]), small_data.y)
+    return ConjugateLinearRegression(np.zeros(7), sd, 0.5).fit(
+        np.column_stack([Xv, inter]), small_data.y
+    )
 
 
 def test_nuts_matches_closed_form_within_mc_error(small_data):
@@ -105,8 +110,15 @@ def test_log_likelihood_can_be_skipped_and_added_later(small_data):
 @pytest.mark.parametrize("method", ["advi", "fullrank_advi"])
 def test_variational_methods_return_same_shape(small_data, method):
     model = bm.interaction_regression(small_data.X, small_data.y, collapsed=True)
-    idata = bm.fit(model, method=method, draws=100, chains=2, random_seed=0, progressbar=False,
-                   advi_iterations=2000)
+    idata = bm.fit(
+        model,
+        method=method,
+        draws=100,
+        chains=2,
+        random_seed=0,
+        progressbar=False,
+        advi_iterations=2000,
+    )
     post = idata["posterior"]
     assert post.sizes["draw"] == 200 and "beta_base" in post
     assert idata["log_likelihood"]["y"].shape[-1] == len(small_data.y)
@@ -125,7 +137,9 @@ def test_same_seed_same_draws_different_seed_different(small_data):
 def test_diagnostics_warn_with_numbers(small_data):
     model = bm.interaction_regression(small_data.X, small_data.y, collapsed=False)
     with pytest.warns(UserWarning, match=r"min bulk ESS \d+ < 200"):
-        bm.fit(model, sampler="pymc", draws=10, tune=10, chains=2, random_seed=0, progressbar=False)
+        bm.fit(
+            model, sampler="pymc", draws=10, tune=10, chains=2, random_seed=0, progressbar=False
+        )
 
 
 @pytest.mark.parametrize(

@@ -183,12 +183,18 @@ def _block_for_collapse(name: str, spec, width: int, scale_var: str | None) -> _
         return _Block(name, width, mean, "var", scale_var=scale_var)
     if isinstance(sigma, Prior):
         return _Block(name, width, mean, "var", scale_var=f"{name}_sigma")
-    return _Block(name, width, mean, "const", sd=np.broadcast_to(np.asarray(sigma, float), (width,)))
+    return _Block(
+        name, width, mean, "const", sd=np.broadcast_to(np.asarray(sigma, float), (width,))
+    )
 
 
 def _takes_learned_scale(spec) -> bool:
     """A Normal weight prior given without ``sigma`` takes the learned tau as its scale."""
-    return isinstance(spec, Prior) and spec.distribution == "Normal" and "sigma" not in spec.parameters
+    return (
+        isinstance(spec, Prior)
+        and spec.distribution == "Normal"
+        and "sigma" not in spec.parameters
+    )
 
 
 def _with_dims(spec: Prior, dims: tuple[str, ...]) -> Prior:
@@ -296,7 +302,10 @@ def interaction_regression(
         raise ValueError(f"collapsed must be True, False or 'auto', got {collapsed!r}")
 
     p, q = len(names), len(pairs)
-    groups = [("intercept", merged["intercept"], 1, None), ("beta_base", merged["beta_base"], p, "tau_base")]
+    groups = [
+        ("intercept", merged["intercept"], 1, None),
+        ("beta_base", merged["beta_base"], p, "tau_base"),
+    ]
     if q:
         groups.append(("beta_interaction", merged["beta_interaction"], q, "tau_interaction"))
     blocks = []
@@ -388,13 +397,15 @@ def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered):
 def _collapsed_likelihood(model, Xv, Xi, yv, blocks, taus, sigma, groups):
     n = Xv.shape[0]
     design = np.column_stack([np.ones(n), Xv, Xi])
-    model.add_coord("coef", ["intercept", *model.coords["feature"], *model.coords.get("interaction", ())])
+    model.add_coord(
+        "coef", ["intercept", *model.coords["feature"], *model.coords.get("interaction", ())]
+    )
     xtx = pm.Data("xtx", design.T @ design, dims=("coef", "coef_"))
     xty = pm.Data("xty", design.T @ yv, dims="coef")
     yty = pm.Data("yty", float(yv @ yv))
     n_obs = pm.Data("n_obs", float(n))
     sds, means, log_prec_terms = [], [], []
-    for block, (name, spec, width, scale_var) in zip(blocks, groups, strict=True):
+    for block, (_, spec, width, scale_var) in zip(blocks, groups, strict=True):
         means.append(block.mean)
         if block.kind == "flat":
             sds.append(pt.zeros(width))  # placeholder; precision set to 0 below
@@ -408,7 +419,10 @@ def _collapsed_likelihood(model, Xv, Xi, yv, blocks, taus, sigma, groups):
         sds.append(sd)
         log_prec_terms.append(-2.0 * pt.sum(pt.log(sd)))
     precision = pt.concatenate(
-        [pt.zeros(b.width) if b.kind == "flat" else s**-2 for b, s in zip(blocks, sds, strict=True)]
+        [
+            pt.zeros(b.width) if b.kind == "flat" else s**-2
+            for b, s in zip(blocks, sds, strict=True)
+        ]
     )
     prior_mean = pt.as_tensor(np.concatenate(means))
     inv_var = sigma**-2

@@ -47,7 +47,9 @@ class InteractionData:
 
 def _mean(X: np.ndarray, bias: float, w_base: np.ndarray, w_int: np.ndarray) -> np.ndarray:
     pairs = list(combinations(range(X.shape[1]), 2))
-    inter = np.column_stack([X[:, a] * X[:, b] for a, b in pairs]) if pairs else np.zeros((len(X), 0))
+    inter = (
+        np.column_stack([X[:, a] * X[:, b] for a, b in pairs]) if pairs else np.zeros((len(X), 0))
+    )
     return bias + X @ w_base + inter @ w_int
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-__all__ = ["ConjugateLinearRegression", "sample_conditional_weights", "log_marginal_likelihood"]
+__all__ = ["ConjugateLinearRegression", "log_marginal_likelihood", "sample_conditional_weights"]
 
 
 def _batched_posterior(xtx, xty, prior_mean, prior_precision, sigma):
@@ -35,7 +35,9 @@ def _batched_posterior(xtx, xty, prior_mean, prior_precision, sigma):
     S, d = prior_precision.shape
     precision = xtx[None, :, :] * inv_var[:, None, None]
     precision[:, np.arange(d), np.arange(d)] += prior_precision
-    natural = prior_precision * np.broadcast_to(prior_mean, (S, d)) + xty[None, :] * inv_var[:, None]
+    natural = (
+        prior_precision * np.broadcast_to(prior_mean, (S, d)) + xty[None, :] * inv_var[:, None]
+    )
     return precision, natural
 
 

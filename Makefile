@@ -1,0 +1,43 @@
+# Set-up is automatic: the first `make demo` or `make test` creates .venv with a
+# Python >= 3.12 found on PATH (python3.13, python3.12, python3, python in that order;
+# pyenv users get the version named in .python-version) and installs the package.
+PYTHON_CANDIDATES := python3.13 python3.12 python3 python
+PYTHON ?= $(shell for p in $(PYTHON_CANDIDATES); do \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1; \
+	  then echo $$p; break; fi; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-slow test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: bayesmoe needs Python >= 3.12 on PATH (python3.12 or python3.13)"; exit 1; }
+	@echo "creating $(VENV) with $$($(PYTHON) --version)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,jax]"
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/bayesmoe demo --out bayesmoe_demo
+
+# Fast tier, notebooks and model scripts (small draws), then the bounded slow tier.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/interaction_regression.py
+
+clean:
+	rm -rf $(VENV) bayesmoe_demo .pytest_cache

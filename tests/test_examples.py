@@ -1,0 +1,138 @@
+"""Notebooks, model scripts and the command line, executed with small draws."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+from bayesmoe.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SCRIPTS = sorted((ROOT / "models").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_executes(path, monkeypatch):
+    monkeypatch.setenv("BAYESMOE_FAST", "1")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
+    assert not errors
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_model_script_runs(path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(path),
+            "--draws",
+            "50",
+            "--tune",
+            "50",
+            "--chains",
+            "2",
+            "--sampler",
+            "pymc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "mean" in out.stdout
+
+
+def test_demo_writes_table_and_plots(tmp_path, capsys):
+    rc = main(
+        [
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--draws",
+            "100",
+            "--tune",
+            "100",
+            "--chains",
+            "2",
+            "--sampler",
+            "pymc",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "LOO comparison" in out and "tau_interaction" in out
+    for name in ("scales.png", "predictions.png", "loo_compare.csv", "learned_scales.nc"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_fit_command_on_csv(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.uniform(-1, 1, size=(80, 2)), columns=["a", "b"])
+    frame["target"] = frame.a - frame.b + 0.5 * frame.a * frame.b + 0.3 * rng.normal(size=80)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    rc = main(
+        [
+            "fit",
+            str(tmp_path / "data.csv"),
+            "--target",
+            "target",
+            "--out",
+            str(tmp_path / "o"),
+            "--draws",
+            "100",
+            "--tune",
+            "100",
+            "--chains",
+            "2",
+            "--sampler",
+            "pymc",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    for name in ("model.nc", "summary.csv", "rank.png", "trace.png", "ppc.png"):
+        assert (tmp_path / "o" / name).stat().st_size > 0
+    summary = pd.read_csv(tmp_path / "o" / "summary.csv", index_col=0)
+    assert "beta_interaction[a:b]" in summary.index
+
+
+@pytest.mark.parametrize(
+    "content, args, message",
+    [
+        ("a,b\n1,2\n3,4\n", ["--target", "c"], "--target 'c' is not a column"),
+        ("a,target\nx,1\ny,2\nz,3\n", ["--target", "target"], "non-numeric columns ['a']"),
+        ("a,target\n", ["--target", "target"], "has no rows"),
+        ("a,target\n1,2\n3,4\n", ["--target", "target", "--features", "q"], "--features ['q']"),
+        ("a,target\n1,2\n3,4\n", ["--target", "target", "--model", "forest"], "--model 'forest'"),
+    ],
+)
+def test_fit_command_bad_files_get_one_line(tmp_path, capsys, content, args, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    rc = main(["fit", str(path), *args, "--out", str(tmp_path / "o"), "--sampler", "pymc"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_fit_command_missing_file(tmp_path, capsys):
+    assert main(["fit", str(tmp_path / "none.csv"), "--target", "y", "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
