@@ -226,10 +226,11 @@ def resolve_interactions(
 
 def interaction_design(X: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
     """Columns ``X[:, a] * X[:, b]`` for each pair, shape (n_rows, len(pairs))."""
-    if not pairs:
-        return np.zeros((X.shape[0], 0))
-    a, b = np.asarray(pairs).T
-    return X[:, a] * X[:, b]
+    out = np.empty((X.shape[0], len(pairs)), order="F")
+    Xf = np.asfortranarray(X)  # contiguous columns: one streaming multiply per pair
+    for k, (a, b) in enumerate(pairs):
+        np.multiply(Xf[:, a], Xf[:, b], out=out[:, k])
+    return np.ascontiguousarray(out)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -85,6 +86,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         self
         """
         self._check_settings()
+        start = time.perf_counter()
         Xv, names = validate_features(X, name="X")
         yv = validate_target(y, Xv.shape[0], name="y")
         self.feature_names_in_ = np.asarray(names, dtype=object)
@@ -93,6 +95,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         Xw = pd.DataFrame(self.standardizer_.transform_X(Xv), columns=names)
         yw = self.standardizer_.transform_y(yv)
         self.model_ = self._build(Xw, yw)
+        data_seconds = time.perf_counter() - start
         self.idata_ = fit(
             self.model_,
             self.method,
@@ -107,6 +110,8 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         )
         self._to_original_scale(yv)
         self.idata_.attrs["bayesmoe_estimator"] = type(self).__name__
+        # validation, standardisation, design and sufficient statistics: the O(n d^2) pass
+        self.idata_.attrs["bayesmoe_data_seconds"] = data_seconds
         return self
 
     def _to_original_scale(self, y: np.ndarray) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numbers
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import arviz as az
@@ -129,6 +130,10 @@ def fit(
     with model:
         if not model.free_RVs:
             idata = _exact_only(model, draws, chains)
+        elif method == "nuts" and sampler == "nutpie" and _cache_key(model) is not None:
+            idata = _sample_nutpie_cached(
+                model, draws, tune, chains, sample_seed, progressbar, **sampler_kwargs
+            )
         elif method == "nuts":
             idata = pm.sample(
                 draws=draws,
@@ -168,6 +173,55 @@ def fit(
         report = diagnose(idata)
         if not report.ok:
             warnings.warn(report.message(), UserWarning, stacklevel=2)
+    return idata
+
+
+#: Compiled nutpie models by structural key (most recent last); see _sample_nutpie_cached.
+_NUTPIE_CACHE: OrderedDict = OrderedDict()
+_NUTPIE_CACHE_SIZE = 16
+
+
+def _cache_key(model: pm.Model):
+    spec = _spec(model)
+    return getattr(spec, "cache_key", None)
+
+
+def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, **kwargs):
+    """Sample with nutpie, compiling each model *structure* once per process.
+
+    Builders whose graph depends on the data only through ``pm.Data`` containers give a
+    ``cache_key`` naming everything else the graph is made of (shapes, priors, names).
+    A second model with the same key reuses the compiled sampler with its own data
+    swapped in (``CompiledModel.with_data``), which skips numba compilation: a fit of
+    the collapsed interaction model then costs about a second instead of about ten.
+    """
+    import nutpie
+
+    key = _cache_key(model)
+    compiled = _NUTPIE_CACHE.get(key)
+    if compiled is None:
+        compiled = nutpie.compile_pymc_model(model)
+    else:
+        names = {var.name for var in compiled.shared_var_keys}
+        data = {name: model[name].get_value() for name in names}
+        compiled = compiled.with_data(**data)
+        _NUTPIE_CACHE.move_to_end(key)
+    _NUTPIE_CACHE[key] = compiled
+    while len(_NUTPIE_CACHE) > _NUTPIE_CACHE_SIZE:
+        _NUTPIE_CACHE.popitem(last=False)
+    idata = nutpie.sample(
+        compiled,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        progress_bar=progressbar,
+        save_warmup=False,
+        **kwargs,
+    )
+    idata["posterior"].attrs.update(
+        inference_library="nutpie", inference_library_version=nutpie.__version__
+    )
     return idata
 
 

@@ -63,7 +63,10 @@ def interaction_defaults(
             if prior != "fixed":
                 raise ValueError(f"{arg} is only used with prior='fixed' (got prior={prior!r})")
             _check_positive(arg, value)
-    s = float(y_scale) if y_scale > 0 else 1.0
+    # Rounded to 12 significant digits so that standardised data (mean 1e-17, sd
+    # 0.9999999999999999) give exactly the same priors, hence the same compiled graph.
+    s = float(f"{y_scale:.12g}") if y_scale > 0 else 1.0
+    y_location = float(f"{y_location:.12g}") if abs(y_location) > 1e-12 * s else 0.0
     out: dict[str, Prior | float] = {
         "intercept": Prior("Normal", mu=float(y_location), sigma=2.5 * s),
         "beta_base": Prior("Normal", mu=0.0, dims="feature"),

@@ -173,3 +173,44 @@ def test_numpyro_sampler(small_data):
     model = bm.interaction_regression(small_data.X, small_data.y, collapsed=True)
     idata = bm.fit(model, **{**FAST, "sampler": "numpyro"})
     assert "beta_interaction" in idata["posterior"]
+
+
+def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(small_data, monkeypatch):
+    """A second same-shape collapsed fit reuses the compiled sampler with its own data,
+    and its draws equal those of a fresh compilation with the same seed."""
+    import bayesmoe.fitting as fitting
+
+    other = small_data.new_rows(150, seed=9)
+    settings = dict(draws=200, tune=200, chains=2, random_seed=4, progressbar=False)
+
+    def build(d):
+        std = bm.data.Standardizer.fit(d.X.to_numpy(), d.y, enabled=True)
+        Xw = d.X.copy()
+        Xw.loc[:, :] = std.transform_X(d.X.to_numpy())
+        return bm.interaction_regression(Xw, std.transform_y(d.y), collapsed=True)
+
+    first, second = build(small_data), build(other)
+    assert first.bayesmoe_spec.cache_key == second.bayesmoe_spec.cache_key
+    fitting._NUTPIE_CACHE.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bm.fit(first, **settings)
+        assert len(fitting._NUTPIE_CACHE) == 1
+        compiled_calls = []
+        import nutpie
+
+        original = nutpie.compile_pymc_model
+        monkeypatch.setattr(
+            nutpie,
+            "compile_pymc_model",
+            lambda *a, **k: compiled_calls.append(1) or original(*a, **k),
+        )
+        cached = bm.fit(second, **settings)
+        assert not compiled_calls  # no new compilation
+        fitting._NUTPIE_CACHE.clear()
+        fresh = bm.fit(build(other), **settings)
+        assert compiled_calls
+    for name in ("sigma", "tau_base", "beta_base"):
+        np.testing.assert_array_equal(
+            cached["posterior"][name].values, fresh["posterior"][name].values
+        )

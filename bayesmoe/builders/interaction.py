@@ -86,6 +86,28 @@ class InteractionSpec:
     intercept_fixed: float | None = None
     y: np.ndarray | None = None  # working-scale target, for observed_data and log-likelihood
 
+    @property
+    def cache_key(self) -> tuple | None:
+        """Everything the collapsed graph is built from except its pm.Data containers.
+
+        Two collapsed models with equal keys have identical graphs, so a compiled sampler
+        can be reused with the other's data (see ``bayesmoe.fitting``). With
+        ``standardize=True`` the data-dependent default priors are the same for every data
+        set, so fits of one design shape share one compilation.
+        """
+        if not self.collapsed:
+            return None
+        import bayesmoe
+
+        priors = tuple(sorted((k, repr(v)) for k, v in self.priors.items()))
+        return (
+            "interaction-collapsed",
+            bayesmoe.__version__,
+            tuple(self.feature_names),
+            tuple(self.interaction_names),
+            priors,
+        )
+
     # -- design ---------------------------------------------------------------------------
     def design(self, X_base: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return X_base, interaction_design(X_base, self.pairs)
