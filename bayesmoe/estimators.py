@@ -393,7 +393,7 @@ class InteractionRegression(BayesianRegressor):
         self.log_likelihood = log_likelihood
         self.fit_kwargs = fit_kwargs
 
-    def _build(self, Xw: pd.DataFrame, yw: np.ndarray) -> pm.Model:
+    def _build(self, Xw: pd.DataFrame, yw: np.ndarray, collapsed=None) -> pm.Model:
         return interaction_regression(
             Xw,
             yw,
@@ -402,7 +402,7 @@ class InteractionRegression(BayesianRegressor):
             base_scale=self.base_scale,
             interaction_scale=self.interaction_scale,
             priors=self.priors,
-            collapsed=self.collapsed,
+            collapsed=self.collapsed if collapsed is None else collapsed,
             centered=self.centered,
         )
 
@@ -427,15 +427,8 @@ class InteractionRegression(BayesianRegressor):
         Xv, names = validate_features(X, name="X")
         yv = validate_target(y, Xv.shape[0], name="y")
         std = Standardizer.fit(Xv, yv, enabled=self.standardize)
-        model = interaction_regression(
-            pd.DataFrame(std.transform_X(Xv), columns=names),
-            std.transform_y(yv),
-            interactions=self.interactions,
-            prior=self.prior,
-            base_scale=self.base_scale,
-            interaction_scale=self.interaction_scale,
-            priors=self.priors,
-            collapsed=False,
+        model = self._build(
+            pd.DataFrame(std.transform_X(Xv), columns=names), std.transform_y(yv), collapsed=False
         )
         with model:
             prior = pm.sample_prior_predictive(draws=draws, random_seed=self.random_seed)

@@ -16,6 +16,7 @@ from bayesmoe.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SCRIPTS = sorted((ROOT / "models").glob("*.py"))
+SMALL = ["--draws", "100", "--tune", "100", "--chains", "2", "--sampler", "pymc", "--no-progress"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -65,15 +66,7 @@ def test_demo_writes_table_and_plots(tmp_path, capsys):
             "demo",
             "--out",
             str(tmp_path),
-            "--draws",
-            "100",
-            "--tune",
-            "100",
-            "--chains",
-            "2",
-            "--sampler",
-            "pymc",
-            "--no-progress",
+            *SMALL,
         ]
     )
     assert rc == 0
@@ -96,15 +89,7 @@ def test_fit_command_on_csv(tmp_path, capsys):
             "target",
             "--out",
             str(tmp_path / "o"),
-            "--draws",
-            "100",
-            "--tune",
-            "100",
-            "--chains",
-            "2",
-            "--sampler",
-            "pymc",
-            "--no-progress",
+            *SMALL,
         ]
     )
     assert rc == 0
