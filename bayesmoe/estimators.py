@@ -140,19 +140,25 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
     def sample_posterior_predictive(self) -> xr.DataTree:
         """Add a ``posterior_predictive`` group of replicated training ``y`` (original scale)."""
         check_is_fitted(self, "idata_")
-        Xw = self.idata_["constant_data"]["X_base"].values
-        mu, sd = self._mean_and_sd(Xw)
-        eps = mu.copy(data=self._rng(2).standard_normal(mu.shape))
-        rep = self.standardizer_.inverse_y(mu + sd * eps)
+        rep = self._predictive_draws(self.idata_["constant_data"]["X_base"].values, salt=2)
         rep = rep.assign_coords(obs=self.idata_["observed_data"]["obs"].values)
         self.idata_["posterior_predictive"] = xr.Dataset({"y": rep})
         return self.idata_
 
     # ------------------------------------------------------------------ predictions
-    def _work_X(self, X) -> np.ndarray:
+    def _raw(self, X) -> np.ndarray:
         check_is_fitted(self, "idata_")
-        Xv = validate_predict_features(X, list(self.feature_names_in_), name="X")
-        return self.standardizer_.transform_X(Xv)
+        return validate_predict_features(X, list(self.feature_names_in_), name="X")
+
+    def _work_X(self, X) -> np.ndarray:
+        raw = self._raw(X)  # checks fittedness before standardizer_ is touched
+        return self.standardizer_.transform_X(raw)
+
+    def _predictive_draws(self, Xw: np.ndarray, salt: int) -> xr.DataArray:
+        """y ~ N(mu, sd) for every posterior draw, on the original scale."""
+        mu, sd = self._mean_and_sd(Xw)
+        eps = mu.copy(data=self._rng(salt).standard_normal(mu.shape))
+        return self.standardizer_.inverse_y(mu + sd * eps).rename("y")
 
     def _rng(self, salt: int) -> np.random.Generator:
         seed = self.random_seed
@@ -163,20 +169,16 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
 
         Also stored as ``idata_["predictions"]`` (with ``predictions_constant_data``).
         """
-        Xw = self._work_X(X)
-        mu, sd = self._mean_and_sd(Xw)
-        eps = mu.copy(data=self._rng(1).standard_normal(mu.shape))
-        draws = self.standardizer_.inverse_y(mu + sd * eps).rename("y")
-        draws = draws.assign_coords(obs=np.arange(Xw.shape[0]))
+        raw = self._raw(X)
+        obs = np.arange(raw.shape[0])
+        draws = self._predictive_draws(self.standardizer_.transform_X(raw), salt=1)
+        draws = draws.assign_coords(obs=obs)
         self.idata_["predictions"] = xr.Dataset({"y": draws})
         self.idata_["predictions_constant_data"] = xr.Dataset(
-            {"X": (("obs", "feature"), np.asarray(self._raw(X)))},
-            coords={"obs": np.arange(Xw.shape[0]), "feature": list(self.feature_names_in_)},
+            {"X": (("obs", "feature"), raw)},
+            coords={"obs": obs, "feature": list(self.feature_names_in_)},
         )
         return draws
-
-    def _raw(self, X) -> np.ndarray:
-        return validate_predict_features(X, list(self.feature_names_in_), name="X")
 
     def predict(self, X, return_std: bool = False):
         """Posterior predictive mean; with ``return_std`` also its sd (noise included).
@@ -254,7 +256,6 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             bayesmoe_params=json.dumps(self._params_json()),
             bayesmoe_standardizer=json.dumps(self.standardizer_.to_dict()),
             bayesmoe_feature_names=json.dumps([str(c) for c in self.feature_names_in_]),
-            bayesmoe_input_was_frame=0,
             **_versions(),
         )
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

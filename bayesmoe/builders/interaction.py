@@ -117,8 +117,7 @@ class InteractionSpec:
         """:math:`\\mu_i` for every posterior draw, dims (chain, draw, obs)."""
         Xb, Xi = self.design(X_base)
         mu = xr.DataArray(Xb, dims=("obs", "feature")).dot(
-            posterior["beta_base"].assign_coords(feature=range(Xb.shape[1])).drop_vars("feature"),
-            dim="feature",
+            posterior["beta_base"].drop_vars("feature"), dim="feature"
         )
         if self.interaction_names:
             mu = mu + xr.DataArray(Xi, dims=("obs", "interaction")).dot(
