@@ -2,18 +2,22 @@
 
 __version__ = "0.1.0"
 
-from bayesmoe.builders import interaction_regression
-from bayesmoe.estimators import InteractionRegression, load
+from bayesmoe.builders import gated_experts, interaction_regression, mixture_regression
+from bayesmoe.estimators import GatedExperts, InteractionRegression, MixtureRegression, load
 from bayesmoe.fitting import add_log_likelihood, diagnose, fit
 from bayesmoe.priors import Prior
 
 __all__ = [
+    "GatedExperts",
     "InteractionRegression",
+    "MixtureRegression",
     "Prior",
     "__version__",
     "add_log_likelihood",
     "diagnose",
     "fit",
+    "gated_experts",
     "interaction_regression",
     "load",
+    "mixture_regression",
 ]

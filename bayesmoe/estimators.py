@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bayesmoe.builders.interaction import interaction_regression
+from bayesmoe.builders.mixture import gated_experts, mixture_regression
 from bayesmoe.data import (
     Standardizer,
     validate_features,
@@ -34,16 +35,37 @@ from bayesmoe.data import (
 from bayesmoe.fitting import diagnose, fit, validate_fit_settings
 from bayesmoe.priors import priors_from_json, priors_to_json
 
-__all__ = ["BayesianRegressor", "InteractionRegression", "load"]
+__all__ = [
+    "BayesianRegressor",
+    "GatedExperts",
+    "InteractionRegression",
+    "MixtureRegression",
+    "load",
+]
 
 _FORMAT_VERSION = 1
+SAMPLE_DIMS = ("chain", "draw")
+
+
+def _per_obs(sd: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+    """Broadcast component sds (chain, draw[, obs], expert) to the shape of ``like``."""
+    if "obs" not in sd.dims:
+        sd = sd.expand_dims(obs=like.sizes["obs"], axis=-2)
+    return sd.transpose(*like.dims)
+
+
+def _sample_coords(da: xr.DataArray) -> dict:
+    return {d: da[d].values for d in SAMPLE_DIMS if d in da.coords}
 
 
 class BayesianRegressor(RegressorMixin, BaseEstimator):
     """Shared machinery of the bayesmoe estimators (not used directly).
 
     Subclasses implement ``_build(X_work: DataFrame, y_work) -> pm.Model`` and
-    ``_mean_and_sd(X_work) -> (mu, sd)`` (working scale, dims chain/draw/obs).
+    ``_components(X_work) -> (log_weights, means, sds)``: the predictive at each row as a
+    mixture of normals on the working scale (dims chain, draw, obs, expert; ``sds`` may
+    lack ``obs``). A single regression is the one-expert case, so prediction, predictive
+    draws and log densities have one implementation for every model.
     """
 
     #: names of the fit settings every estimator takes
@@ -87,7 +109,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         """
         self._check_settings()
         start = time.perf_counter()
-        Xv, names = validate_features(X, name="X")
+        Xv, names = self._features(X, y)
         yv = validate_target(y, Xv.shape[0], name="y")
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.n_features_in_ = Xv.shape[1]
@@ -113,6 +135,15 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         # validation, standardisation, design and sufficient statistics: the O(n d^2) pass
         self.idata_.attrs["bayesmoe_data_seconds"] = data_seconds
         return self
+
+    #: whether the model can be fitted without features (``X=None``)
+    _allows_no_features = False
+
+    def _features(self, X, y) -> tuple[np.ndarray, list[str]]:
+        if X is None and self._allows_no_features:
+            n = len(y) if hasattr(y, "__len__") else 0
+            return np.zeros((n, 0)), []
+        return validate_features(X, name="X")
 
     def _to_original_scale(self, y: np.ndarray) -> None:
         """Observed data and pointwise log-likelihood on the scale of the user's ``y``.
@@ -148,6 +179,8 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
     # ------------------------------------------------------------------ predictions
     def _raw(self, X) -> np.ndarray:
         check_is_fitted(self, "idata_")
+        if X is None and self._allows_no_features and self.n_features_in_ == 0:
+            return np.zeros((1, 0))  # a model without features predicts one new draw
         return validate_predict_features(X, list(self.feature_names_in_), name="X")
 
     def _work_X(self, X) -> np.ndarray:
@@ -155,54 +188,82 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         return self.standardizer_.transform_X(raw)
 
     def _predictive_draws(self, Xw: np.ndarray, salt: int) -> xr.DataArray:
-        """y ~ N(mu, sd) for every posterior draw, on the original scale."""
-        mu, sd = self._mean_and_sd(Xw)
-        eps = mu.copy(data=self._rng(salt).standard_normal(mu.shape))
-        return self.standardizer_.inverse_y(mu + sd * eps).rename("y")
+        """y drawn from the (mixture) predictive for every posterior draw, original scale."""
+        logw, mu, sd = self._components(Xw)
+        rng = self._rng(salt)
+        w = np.exp(logw.values)
+        u = rng.uniform(size=w.shape[:-1] + (1,))
+        k = np.minimum((u > np.cumsum(w, axis=-1)).sum(axis=-1), w.shape[-1] - 1)
+        mu_k = np.take_along_axis(mu.values, k[..., None], axis=-1)[..., 0]
+        sd_k = np.take_along_axis(_per_obs(sd, mu).values, k[..., None], axis=-1)[..., 0]
+        y = mu_k + sd_k * rng.standard_normal(mu_k.shape)
+        draws = xr.DataArray(y, dims=(*SAMPLE_DIMS, "obs"), coords=_sample_coords(mu))
+        return self.standardizer_.inverse_y(draws).rename("y")
 
     def _rng(self, salt: int) -> np.random.Generator:
         seed = self.random_seed
         return np.random.default_rng(None if seed is None else [seed, salt])
 
-    def predict_dist(self, X) -> xr.DataArray:
-        """Posterior predictive draws of ``y`` at ``X``, dims (chain, draw, obs).
+    def _store_predictions(self, raw: np.ndarray, **variables: xr.DataArray) -> None:
+        """Put prediction variables in ``idata_["predictions"]`` (obs = rows of ``raw``).
 
-        Also stored as ``idata_["predictions"]`` (with ``predictions_constant_data``).
+        Variables for the same ``X`` accumulate; a new ``X`` replaces the group.
         """
-        raw = self._raw(X)
         obs = np.arange(raw.shape[0])
-        draws = self._predictive_draws(self.standardizer_.transform_X(raw), salt=1)
-        draws = draws.assign_coords(obs=obs)
-        self.idata_["predictions"] = xr.Dataset({"y": draws})
+        new = xr.Dataset({k: v.assign_coords(obs=obs) for k, v in variables.items()})
+        same_X = (
+            "predictions_constant_data" in self.idata_.children
+            and "predictions" in self.idata_.children
+            and np.array_equal(self.idata_["predictions_constant_data"]["X"].values, raw)
+        )
+        if same_X:
+            new = (
+                self.idata_["predictions"]
+                .to_dataset()
+                .drop_vars(list(variables), errors="ignore")
+                .merge(new)
+            )
+        self.idata_["predictions"] = new
         self.idata_["predictions_constant_data"] = xr.Dataset(
             {"X": (("obs", "feature"), raw)},
             coords={"obs": obs, "feature": list(self.feature_names_in_)},
         )
-        return draws
+
+    def predict_dist(self, X) -> xr.DataArray:
+        """Posterior predictive draws of ``y`` at ``X``, dims (chain, draw, obs).
+
+        For a mixture this is the full mixture predictive (multimodal where experts
+        disagree), not a Gaussian summary. Also stored as ``idata_["predictions"]["y"]``.
+        """
+        raw = self._raw(X)
+        draws = self._predictive_draws(self.standardizer_.transform_X(raw), salt=1)
+        self._store_predictions(raw, y=draws)
+        return draws.assign_coords(obs=np.arange(raw.shape[0]))
 
     def predict(self, X, return_std: bool = False):
-        """Posterior predictive mean; with ``return_std`` also its sd (noise included).
+        r"""Posterior predictive mean; with ``return_std`` also its sd (noise included).
 
-        Both are exact functions of the posterior draws (no predictive sampling noise):
-        :math:`E[y] = E_\\theta[\\mu]` and
-        :math:`\\mathrm{Var}[y] = \\mathrm{Var}_\\theta[\\mu] + E_\\theta[\\sigma^2]`.
+        Both are exact functions of the posterior draws (no predictive sampling noise).
+        With mixing weights :math:`\pi_k`, means :math:`\mu_k` and sds :math:`\sigma_k`:
+        :math:`E[y] = E_\theta[\sum_k \pi_k \mu_k]` and
+        :math:`E[y^2] = E_\theta[\sum_k \pi_k (\sigma_k^2 + \mu_k^2)]`.
         """
         Xw = self._work_X(X)
-        mu, sd = self._mean_and_sd(Xw)
-        mean = mu.mean(("chain", "draw")).values
+        logw, mu, sd = self._components(Xw)
+        w = np.exp(logw.values)
+        first = (w * mu.values).sum(axis=-1)
+        mean = first.mean(axis=(0, 1))
         out = self.standardizer_.inverse_y(mean)
         if not return_std:
             return out
-        var = (
-            mu.var(("chain", "draw")).values
-            + (sd**2 * xr.ones_like(mu)).mean(("chain", "draw")).values
-        )
+        second = (w * (_per_obs(sd, mu).values ** 2 + mu.values**2)).sum(axis=-1)
+        var = np.maximum(second.mean(axis=(0, 1)) - mean**2, 0.0)
         return out, np.sqrt(var) * self.standardizer_.y_scale
 
     def log_predictive_density(self, X, y) -> float:
-        """Held-out log pointwise predictive density, summed over rows.
+        r"""Held-out log pointwise predictive density, summed over rows.
 
-        :math:`\\sum_i \\log \\frac1S \\sum_s p(y_i \\mid \\theta_s)`, computed with
+        :math:`\sum_i \log \frac1S \sum_s p(y_i \mid \theta_s)`, computed with
         log-sum-exp on the original scale of ``y``.
         """
         Xw = self._work_X(X)
@@ -213,12 +274,17 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         flat = ll.values.reshape(S, -1)
         return float(np.sum(logsumexp(flat, axis=0) - np.log(S)))
 
-    def _pointwise_loglik(self, Xw, yw) -> xr.DataArray:
-        from scipy import stats
+    def _joint(self, Xw, yw) -> xr.DataArray:
+        r""":math:`\log \pi_k + \log N(y_i \mid \mu_{ik}, \sigma_k)`, working scale."""
+        logw, mu, sd = self._components(Xw)
+        sd_ = _per_obs(sd, mu).values
+        z = (np.asarray(yw)[None, None, :, None] - mu.values) / sd_
+        return logw.copy(data=logw.values - 0.5 * z**2 - np.log(sd_) - 0.5 * np.log(2 * np.pi))
 
-        mu, sd = self._mean_and_sd(Xw)
-        return xr.apply_ufunc(stats.norm.logpdf, xr.DataArray(yw, dims="obs"), mu, sd).transpose(
-            "chain", "draw", "obs"
+    def _pointwise_loglik(self, Xw, yw) -> xr.DataArray:
+        joint = self._joint(Xw, yw)
+        return xr.DataArray(
+            logsumexp(joint.values, axis=-1), dims=joint.dims[:-1], coords=_sample_coords(joint)
         )
 
     # ------------------------------------------------------------------ reporting
@@ -407,10 +473,12 @@ class InteractionRegression(BayesianRegressor):
             centered=self.centered,
         )
 
-    def _mean_and_sd(self, Xw: np.ndarray):
+    def _components(self, Xw: np.ndarray):
         spec = self.model_.bayesmoe_spec
         post = self.idata_["posterior"].to_dataset()
-        return spec.linear_predictor(post, Xw), spec.noise_sd(post)
+        mu = spec.linear_predictor(post, Xw).expand_dims(expert=1, axis=-1)
+        sd = spec.noise_sd(post) * xr.ones_like(post["chain"] + post["draw"], dtype=float)
+        return xr.zeros_like(mu), mu, sd.expand_dims(expert=1, axis=-1)
 
     def _summary_vars(self) -> list[str]:
         post = self.idata_["posterior"]
@@ -439,7 +507,283 @@ class InteractionRegression(BayesianRegressor):
         return prior
 
 
-_ESTIMATORS = {"InteractionRegression": InteractionRegression}
+class _MixtureEstimator(BayesianRegressor):
+    """Shared predictions of the mixture estimators: gate, responsibilities, experts."""
+
+    def _components(self, Xw: np.ndarray):
+        spec = self.model_.bayesmoe_spec
+        post = self.idata_["posterior"].to_dataset()
+        return (
+            spec.log_weights(post, Xw),
+            spec.component_means(post, Xw),
+            spec.component_sd(post),
+        )
+
+    def _summary_vars(self) -> list[str]:
+        post = self.idata_["posterior"]
+        return [n for n in self.model_.bayesmoe_spec.identified_vars if n in post.data_vars]
+
+    def predict_proba(self, X, return_draws: bool = False):
+        r"""Mixing probabilities :math:`\pi(x)` at ``X``, shape (n, K).
+
+        The posterior mean, or with ``return_draws=True`` the draws as a DataArray with
+        dims (chain, draw, obs, expert). For :class:`MixtureRegression` the weights do not
+        depend on x, so every row is the same Dirichlet weight vector. Stored as
+        ``idata_["predictions"]["gate_probability"]``.
+        """
+        raw = self._raw(X)
+        logw, _, _ = self._components(self.standardizer_.transform_X(raw))
+        draws = np.exp(logw).assign_coords(expert=self.model_.coords["expert"])
+        self._store_predictions(raw, gate_probability=draws)
+        if return_draws:
+            return draws.assign_coords(obs=np.arange(raw.shape[0]))
+        return draws.mean(SAMPLE_DIMS).values
+
+    def responsibilities(self, X, y) -> np.ndarray:
+        r"""Posterior probability that row i came from expert k, shape (n, K).
+
+        :math:`E_\theta\big[p(z_i = k \mid x_i, y_i, \theta)\big]`, with
+        :math:`p(z_i = k \mid x_i, y_i, \theta) \propto \pi_k(x_i) N(y_i \mid \mu_{ik},
+        \sigma_k^2)`, for training rows or new labelled rows. Stored (posterior mean, dims
+        obs, expert) as ``idata_["predictions"]["responsibilities"]``.
+        """
+        raw = self._raw(X)
+        yv = validate_target(y, raw.shape[0], name="y")
+        joint = self._joint(
+            self.standardizer_.transform_X(raw), self.standardizer_.transform_y(yv)
+        )
+        log_r = joint.values - logsumexp(joint.values, axis=-1, keepdims=True)
+        mean = np.exp(log_r).mean(axis=(0, 1))
+        self._store_predictions(
+            raw,
+            responsibilities=xr.DataArray(
+                mean, dims=("obs", "expert"), coords={"expert": self.model_.coords["expert"]}
+            ),
+        )
+        return mean
+
+    def expert_predictions(self, X) -> xr.DataArray:
+        """Each expert's mean prediction at ``X``, dims (chain, draw, obs, expert).
+
+        On the original scale of ``y``; stored as ``idata_["predictions"]["expert_mean"]``.
+        """
+        raw = self._raw(X)
+        _, mu, _ = self._components(self.standardizer_.transform_X(raw))
+        mu = self.standardizer_.inverse_y(mu).assign_coords(expert=self.model_.coords["expert"])
+        self._store_predictions(raw, expert_mean=mu.rename("expert_mean"))
+        return mu.assign_coords(obs=np.arange(raw.shape[0]))
+
+
+class MixtureRegression(_MixtureEstimator):
+    r"""Finite mixture of regressions with Dirichlet mixing weights.
+
+    .. math::
+
+        y_i &\sim \sum_{k=1}^K \pi_k\, N(b_k + w_k^\top x_i, \sigma_k^2), \qquad
+        \pi \sim \mathrm{Dirichlet}(\alpha 1_K) \\
+        w_k &\sim N(0, \tau_\text{base}^2 I), \quad
+        \tau_\text{base} \sim \text{hyperprior}, \quad
+        b_k \sim N(\bar y, (2.5 s_y)^2), \quad \sigma_k \sim \mathrm{HalfNormal}(s_y)
+
+    The assignments are summed out (``pm.NormalMixture``). With no features (``X=None``
+    or zero columns) it is a plain Gaussian mixture. Every expert may be an interaction
+    regression (``interactions=``), sharing the learned scales across experts. The
+    identifiability defaults (one EM start for all chains, intercept ordering where the
+    intercepts are separated, post-hoc relabelling) are described in
+    :mod:`bayesmoe.builders.mixture`.
+
+    Parameters
+    ----------
+    n_components : int
+        K, from 1 to the number of rows.
+    alpha : float
+        Dirichlet concentration (``alpha < 1``: sparse weights, unneeded components empty).
+    interactions, prior, base_scale, interaction_scale
+        As in :class:`InteractionRegression`, for every expert.
+    priors : dict, optional
+        Overrides: ``intercept``, ``beta``, ``beta_interaction``, ``tau_*``/``lambda_*``,
+        ``sigma``, ``weights`` (Prior objects, or numbers for scales).
+    shared_noise : bool
+        One noise sd for all components.
+    order_by : {"auto", "intercept", None}
+        Ordering constraint on the intercepts (see :func:`bayesmoe.mixture_regression`).
+    standardize, centered, method, sampler, draws, tune, chains, random_seed,
+    progressbar, log_likelihood, fit_kwargs
+        As in :class:`InteractionRegression`.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 2,
+        alpha: float = 1.0,
+        interactions=None,
+        prior: str = "half_cauchy",
+        base_scale: float | None = None,
+        interaction_scale: float | None = None,
+        priors: dict | None = None,
+        shared_noise: bool = False,
+        order_by: str | None = "auto",
+        standardize: bool = True,
+        centered: bool = True,
+        method: str = "nuts",
+        sampler: str = "nutpie",
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        random_seed: int | None = None,
+        progressbar: bool = True,
+        log_likelihood: bool = True,
+        fit_kwargs: dict | None = None,
+    ):
+        self.n_components = n_components
+        self.alpha = alpha
+        self.interactions = interactions
+        self.prior = prior
+        self.base_scale = base_scale
+        self.interaction_scale = interaction_scale
+        self.priors = priors
+        self.shared_noise = shared_noise
+        self.order_by = order_by
+        self.standardize = standardize
+        self.centered = centered
+        self.method = method
+        self.sampler = sampler
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.random_seed = random_seed
+        self.progressbar = progressbar
+        self.log_likelihood = log_likelihood
+        self.fit_kwargs = fit_kwargs
+
+    _allows_no_features = True
+
+    def _build(self, Xw: pd.DataFrame, yw: np.ndarray) -> pm.Model:
+        return mixture_regression(
+            Xw,
+            yw,
+            n_components=self.n_components,
+            alpha=self.alpha,
+            interactions=self.interactions,
+            prior=self.prior,
+            base_scale=self.base_scale,
+            interaction_scale=self.interaction_scale,
+            priors=self.priors,
+            shared_noise=self.shared_noise,
+            order_by=self.order_by,
+            centered=self.centered,
+            random_seed=self.random_seed,
+        )
+
+
+class GatedExperts(_MixtureEstimator):
+    r"""Mixture of experts whose mixing weights depend on x through a softmax gate.
+
+    .. math::
+
+        y_i &\sim \sum_{k=1}^K \pi_k(x_i)\, N(b_k + w_k^\top x_i, \sigma_k^2), \qquad
+        \pi(x) = \mathrm{softmax}(\eta(x)),\ \eta_K(x) = 0 \\
+        \eta_k(x) &= c_k + V_k^\top x \quad (\texttt{gate="linear"}), \qquad
+        \eta_k(x) = c_k + V_k^\top \tanh(W^\top x + a) \quad (\texttt{gate="mlp"})
+
+    with expert priors as in :class:`MixtureRegression` and gate parameters
+    :math:`c, V \sim N(0, 2.5^2)`, :math:`W, a \sim N(0, 1)` (standardised features).
+    The last expert is the reference of the gate. Expert and gate may see different
+    columns (``expert_features``, ``gate_features``).
+
+    Parameters
+    ----------
+    n_experts : int
+        K, from 1 to the number of rows.
+    gate : {"linear", "mlp"}
+    gate_hidden : int, optional
+        Hidden units of the mlp gate (required for ``gate="mlp"``).
+    expert_features, gate_features : list of column names or indices, optional
+        Columns seen by the experts and by the gate (default: all).
+    interactions, prior, base_scale, interaction_scale, shared_noise, standardize,
+    centered, method, sampler, draws, tune, chains, random_seed, progressbar,
+    log_likelihood, fit_kwargs
+        As in :class:`MixtureRegression`.
+    priors : dict, optional
+        Overrides: expert keys as in :class:`MixtureRegression` (no ``weights``) plus
+        ``gate_intercept``, ``gate_weights``, ``gate_hidden_weights``, ``gate_hidden_bias``.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_experts: int = 2,
+        gate: str = "linear",
+        gate_hidden: int | None = None,
+        expert_features=None,
+        gate_features=None,
+        interactions=None,
+        prior: str = "half_cauchy",
+        base_scale: float | None = None,
+        interaction_scale: float | None = None,
+        priors: dict | None = None,
+        shared_noise: bool = False,
+        standardize: bool = True,
+        centered: bool = True,
+        method: str = "nuts",
+        sampler: str = "nutpie",
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        random_seed: int | None = None,
+        progressbar: bool = True,
+        log_likelihood: bool = True,
+        fit_kwargs: dict | None = None,
+    ):
+        self.n_experts = n_experts
+        self.gate = gate
+        self.gate_hidden = gate_hidden
+        self.expert_features = expert_features
+        self.gate_features = gate_features
+        self.interactions = interactions
+        self.prior = prior
+        self.base_scale = base_scale
+        self.interaction_scale = interaction_scale
+        self.priors = priors
+        self.shared_noise = shared_noise
+        self.standardize = standardize
+        self.centered = centered
+        self.method = method
+        self.sampler = sampler
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.random_seed = random_seed
+        self.progressbar = progressbar
+        self.log_likelihood = log_likelihood
+        self.fit_kwargs = fit_kwargs
+
+    def _build(self, Xw: pd.DataFrame, yw: np.ndarray) -> pm.Model:
+        return gated_experts(
+            Xw,
+            yw,
+            n_experts=self.n_experts,
+            gate=self.gate,
+            gate_hidden=self.gate_hidden,
+            expert_features=self.expert_features,
+            gate_features=self.gate_features,
+            interactions=self.interactions,
+            prior=self.prior,
+            base_scale=self.base_scale,
+            interaction_scale=self.interaction_scale,
+            priors=self.priors,
+            shared_noise=self.shared_noise,
+            centered=self.centered,
+            random_seed=self.random_seed,
+        )
+
+
+_ESTIMATORS = {
+    "InteractionRegression": InteractionRegression,
+    "MixtureRegression": MixtureRegression,
+    "GatedExperts": GatedExperts,
+}
 
 
 def _versions() -> dict[str, str]:

@@ -81,6 +81,7 @@ def fit(
     log_likelihood: bool = True,
     advi_iterations: int = 20_000,
     warn_diagnostics: bool = True,
+    initvals: str | dict | None = "auto",
     **sampler_kwargs,
 ) -> xr.DataTree:
     """Fit a model built by a :mod:`bayesmoe.builders` function (or any PyMC model).
@@ -107,6 +108,11 @@ def fit(
         Optimisation steps for the ADVI methods.
     warn_diagnostics : bool
         Warn, with numbers and parameter names, when R-hat, ESS or divergences fail.
+    initvals : "auto", dict or None
+        Where every chain starts (constrained values by variable name), without jitter.
+        ``"auto"`` uses the builder's point estimate when it has one (the mixture
+        builders' multi-start EM: one shared start keeps chains in one labelling) and
+        PyMC's default otherwise; ``None`` always uses PyMC's default (jittered) start.
     **sampler_kwargs
         Passed to :func:`pymc.sample` (e.g. ``target_accept``) or :func:`pymc.fit`.
 
@@ -124,6 +130,7 @@ def fit(
             raise ImportError(
                 "sampler='numpyro' needs JAX and numpyro: pip install 'bayesmoe[jax]'"
             ) from err
+    start_point = _initial_values(model, initvals)
     seeds = np.random.SeedSequence(random_seed).spawn(2)
     sample_seed = int(seeds[0].generate_state(1)[0])
     start = time.perf_counter()
@@ -132,9 +139,15 @@ def fit(
             idata = _exact_only(model, draws, chains)
         elif method == "nuts" and sampler == "nutpie" and _cache_key(model) is not None:
             idata = _sample_nutpie_cached(
-                model, draws, tune, chains, sample_seed, progressbar, **sampler_kwargs
+                model, draws, tune, chains, sample_seed, progressbar, start_point, **sampler_kwargs
             )
         elif method == "nuts":
+            if start_point:
+                sampler_kwargs.setdefault("initvals", start_point)
+                if sampler == "pymc":
+                    sampler_kwargs.setdefault("init", "adapt_diag")  # no jitter off the start
+                elif sampler == "numpyro":
+                    sampler_kwargs.setdefault("nuts", {}).setdefault("jitter", False)
             idata = pm.sample(
                 draws=draws,
                 tune=tune,
@@ -146,6 +159,8 @@ def fit(
                 **sampler_kwargs,
             )
         else:
+            if start_point:
+                sampler_kwargs.setdefault("start", start_point)
             approx = pm.fit(
                 n=advi_iterations,
                 method=method,
@@ -170,7 +185,7 @@ def fit(
         bayesmoe_random_seed=-1 if random_seed is None else int(random_seed),
     )
     if warn_diagnostics and method == "nuts" and model.free_RVs:
-        report = diagnose(idata)
+        report = diagnose(idata, var_names=_identified(model, idata))
         if not report.ok:
             warnings.warn(report.message(), UserWarning, stacklevel=2)
     return idata
@@ -181,12 +196,37 @@ _NUTPIE_CACHE: OrderedDict = OrderedDict()
 _NUTPIE_CACHE_SIZE = 16
 
 
+def _initial_values(model: pm.Model, initvals) -> dict | None:
+    if initvals is None:
+        return None
+    if isinstance(initvals, dict):
+        unknown = sorted(set(initvals) - {v.name for v in model.free_RVs})
+        if unknown:
+            raise ValueError(
+                f"initvals names {unknown}, which are not free variables of the model; "
+                f"these are {sorted(v.name for v in model.free_RVs)}"
+            )
+        return initvals
+    if initvals != "auto":
+        raise ValueError(f"initvals must be 'auto', None or a dict, got {initvals!r}")
+    spec = _spec(model)
+    return spec.initial_values() if hasattr(spec, "initial_values") else None
+
+
+def _identified(model: pm.Model, idata: xr.DataTree) -> list[str] | None:
+    """Variables whose diagnostics mean something (not a mixture's raw hidden units)."""
+    names = getattr(_spec(model), "identified_vars", None)
+    if names is None:
+        return None
+    return [n for n in names if n in idata["posterior"].data_vars]
+
+
 def _cache_key(model: pm.Model):
     spec = _spec(model)
     return getattr(spec, "cache_key", None)
 
 
-def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, **kwargs):
+def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, start=None, **kwargs):
     """Sample with nutpie, compiling each model *structure* once per process.
 
     Builders whose graph depends on the data only through ``pm.Data`` containers give a
@@ -209,6 +249,8 @@ def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, **kwarg
     _NUTPIE_CACHE[key] = compiled
     while len(_NUTPIE_CACHE) > _NUTPIE_CACHE_SIZE:
         _NUTPIE_CACHE.popitem(last=False)
+    if start:
+        compiled = _with_start(compiled, model, start)
     idata = nutpie.sample(
         compiled,
         draws=draws,
@@ -223,6 +265,28 @@ def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, **kwarg
         inference_library="nutpie", inference_library_version=nutpie.__version__
     )
     return idata
+
+
+def _with_start(compiled, model: pm.Model, start: dict):
+    """The compiled sampler with every chain starting at ``start`` (no jitter).
+
+    The start is a property of nutpie's compiled model (its ``initial_point_func``), so
+    swapping it in keeps the compiled code: a cached structure gets each fit's own start.
+    """
+    import dataclasses
+
+    from pymc.initial_point import make_initial_point_fn
+
+    point_fn = make_initial_point_fn(
+        model=model, overrides=start, jitter_rvs=set(), return_transformed=True
+    )
+    names = [model.rvs_to_values[v].name for v in model.free_RVs]
+
+    def flat(seed=None):
+        point = point_fn(seed)
+        return np.concatenate([np.asarray(point[n], np.float64).ravel() for n in names])
+
+    return dataclasses.replace(compiled, initial_point_func=flat)
 
 
 def _exact_only(model: pm.Model, draws: int, chains: int) -> xr.DataTree:
@@ -243,6 +307,12 @@ def _complete(model: pm.Model, idata: xr.DataTree, rng: np.random.Generator) -> 
     extra = spec.complete(posterior, model, rng)
     if extra.data_vars:
         idata["posterior"] = posterior.merge(extra).assign_attrs(posterior.attrs)
+    if hasattr(spec, "relabel"):
+        relabelled = spec.relabel(posterior, model["X_base"].get_value())
+        if relabelled is not posterior:
+            idata["posterior"] = relabelled.assign_attrs(
+                posterior.attrs, bayesmoe_relabelled="stephens"
+            )
     if "observed_data" not in idata.children or "y" not in idata["observed_data"].data_vars:
         idata["observed_data"] = xr.Dataset(
             {"y": ("obs", spec.y)}, coords={"obs": np.asarray(model.coords["obs"])}

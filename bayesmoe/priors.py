@@ -15,13 +15,26 @@ from collections.abc import Mapping
 import numpy as np
 from pymc_extras.prior import Prior
 
-__all__ = ["HYPERPRIOR_FAMILIES", "Prior", "interaction_defaults", "merge_priors"]
+__all__ = [
+    "HYPERPRIOR_FAMILIES",
+    "Prior",
+    "interaction_defaults",
+    "merge_priors",
+    "mixture_defaults",
+]
 
 #: Families for the two scales (base, interaction) of :func:`interaction_defaults`.
 HYPERPRIOR_FAMILIES = ("half_cauchy", "gamma", "half_normal", "fixed")
 
 #: Variables that may be fixed to a number instead of given a prior.
 _FIXABLE = {"tau_base", "tau_interaction", "lambda_base", "lambda_interaction", "sigma"}
+
+#: Default prior sd of the gate's output-layer parameters (logits, standardised features):
+#: a change of 2.5 in a log-odds per sd of x is a steep but not a hard switch.
+GATE_SD = 2.5
+#: Default prior sd of the mlp gate's hidden-layer parameters: tanh units stay in their
+#: curved range for standardised inputs.
+GATE_HIDDEN_SD = 1.0
 
 
 def interaction_defaults(
@@ -90,6 +103,72 @@ def interaction_defaults(
                     " (a positive standard deviation)"
                 )
             out[f"tau_{g}"] = float(value)
+    return out
+
+
+def mixture_defaults(
+    prior: str,
+    *,
+    y_location: float,
+    y_scale: float,
+    n_components: int,
+    n_features: int,
+    has_interactions: bool,
+    shared_noise: bool,
+    alpha: float,
+    gate: str | None,
+    base_scale: float | None = None,
+    interaction_scale: float | None = None,
+) -> dict[str, Prior | float]:
+    r"""Default priors of the mixture builders (:mod:`bayesmoe.builders.mixture`).
+
+    Every expert is an interaction regression: its weights get the priors of
+    :func:`interaction_defaults` (``beta`` plays the role of ``beta_base``, with one
+    learned scale ``tau_base`` shared by all experts, so experts pool their information
+    about how large effects are), with a per-expert intercept and noise sd:
+
+    * ``intercept`` :math:`\sim N(\bar y, (2.5 s)^2)` per expert
+    * ``beta`` :math:`\sim N(0, \tau_\text{base}^2)`, dims (expert, expert_feature)
+    * ``sigma`` :math:`\sim \mathrm{HalfNormal}(s)` per expert (one if ``shared_noise``)
+    * ``weights`` :math:`\sim \mathrm{Dirichlet}(\alpha 1_K)` (``gate=None`` only)
+    * linear gate: ``gate_intercept``, ``gate_weights`` :math:`\sim N(0, 2.5^2)`
+    * mlp gate: additionally ``gate_hidden_weights``, ``gate_hidden_bias``
+      :math:`\sim N(0, 1)`
+    """
+    base = interaction_defaults(
+        prior,
+        y_location=y_location,
+        y_scale=y_scale,
+        # a Gaussian mixture (no features) has no weights, so a fixed scale is moot
+        base_scale=1.0 if prior == "fixed" and not n_features else base_scale,
+        interaction_scale=interaction_scale,
+        has_interactions=has_interactions,
+    )
+    sigma = base.pop("sigma")
+    out: dict[str, Prior | float] = {
+        "intercept": Prior("Normal", **base.pop("intercept").parameters, dims="expert"),
+        "sigma": sigma if shared_noise else Prior("HalfNormal", **sigma.parameters, dims="expert"),
+    }
+    beta = base.pop("beta_base")
+    if n_features:
+        out["beta"] = Prior("Normal", **beta.parameters, dims=("expert", "expert_feature"))
+        out.update({k: v for k, v in base.items() if k.endswith("_base")})
+    if has_interactions:
+        out["beta_interaction"] = Prior(
+            "Normal", **base.pop("beta_interaction").parameters, dims=("expert", "interaction")
+        )
+        out.update({k: v for k, v in base.items() if k.endswith("_interaction")})
+    if gate is None:
+        out["weights"] = Prior("Dirichlet", a=np.full(n_components, float(alpha)), dims="expert")
+    else:
+        out["gate_intercept"] = Prior("Normal", mu=0.0, sigma=GATE_SD, dims="gate_expert")
+        rows = "gate_feature" if gate == "linear" else "gate_hidden"
+        out["gate_weights"] = Prior("Normal", mu=0.0, sigma=GATE_SD, dims=(rows, "gate_expert"))
+    if gate == "mlp":
+        out["gate_hidden_weights"] = Prior(
+            "Normal", mu=0.0, sigma=GATE_HIDDEN_SD, dims=("gate_feature", "gate_hidden")
+        )
+        out["gate_hidden_bias"] = Prior("Normal", mu=0.0, sigma=GATE_HIDDEN_SD, dims="gate_hidden")
     return out
 
 

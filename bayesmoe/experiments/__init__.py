@@ -1,5 +1,17 @@
 """Simulators with known truth (and, later, the learning-curve study)."""
 
-from bayesmoe.experiments.simulate import InteractionData, make_interaction_data
+from bayesmoe.experiments.simulate import (
+    InteractionData,
+    MixtureData,
+    align_truth,
+    make_interaction_data,
+    make_mixture_data,
+)
 
-__all__ = ["InteractionData", "make_interaction_data"]
+__all__ = [
+    "InteractionData",
+    "MixtureData",
+    "align_truth",
+    "make_interaction_data",
+    "make_mixture_data",
+]

@@ -1,0 +1,838 @@
+r"""Finite mixtures of regressions and gated mixtures of experts.
+
+.. math::
+
+    y_i \mid x_i &\sim \sum_{k=1}^K \pi_k(x_i)\, N\big(b_k + w_k^\top x_i
+        [+ v_k^\top z_i],\ \sigma_k^2\big) \\
+    w_k &\sim N(0, \tau_\text{base}^2 I),\quad v_k \sim N(0, \tau_\text{int}^2 I),\quad
+    \tau \sim \text{hyperprior} \\
+    \pi(x) &= \pi \sim \mathrm{Dirichlet}(\alpha 1_K)
+        \quad\text{(mixture of regressions, seed eqs. 7-11)} \\
+    \pi(x) &= \mathrm{softmax}(V^\top x + c)
+        \quad\text{or}\quad \mathrm{softmax}(V^\top \tanh(W^\top x + a) + c)
+        \quad\text{(gated experts, seed eqs. 17-19)}
+
+The discrete assignments :math:`z_i` are summed out (``pm.NormalMixture``), so NUTS and
+ADVI apply. Label switching is handled by four defaults, each with a reason:
+
+1. **Reference gate.** The last expert's logit is fixed at 0, removing the softmax's
+   additive non-identifiability (one free logit too many).
+2. **One good starting point for every chain.** A multi-start MAP-EM fit
+   (:mod:`bayesmoe.numerics.em`, closed-form expert updates, scipy for the gate) is computed
+   when the model is built; :func:`bayesmoe.fit` starts all chains there. Chains then
+   explore one labelling instead of landing in different relabelled modes, the failure
+   measured on these models (2 of 5 seeds with R-hat 1.5-1.7 from PyMC's default start).
+3. **Ordering where it separates.** A plain Gaussian mixture orders its means; a mixture of
+   regressions orders its intercepts only when the EM solution shows them separated by
+   many standard errors (ordering intercepts that coincide, e.g. crossing lines, would
+   cut through the posterior). Gated models need no ordering: the gate separates them.
+4. **Post-hoc relabelling.** After sampling, every draw's classification probabilities are
+   matched to the EM pivot (ECR) and refined with Stephens' KL algorithm
+   (:mod:`bayesmoe.numerics.relabel`); parameters are permuted (and the gate re-referenced)
+   before diagnostics, so R-hat and ESS are computed on label-invariant draws.
+
+For the mlp gate the hidden units are exchangeable and sign-symmetric, so its raw weights
+are not identified; the identified gate quantity is :math:`\pi(x)` on a fixed grid,
+stored as the deterministic ``gate_probability_grid``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from pymc_extras.prior import Prior
+from scipy.special import log_softmax, logsumexp
+
+from bayesmoe.data import (
+    interaction_design,
+    resolve_interactions,
+    validate_features,
+    validate_target,
+    warn_constant_features,
+)
+from bayesmoe.numerics.em import EMResult, fit_mixture_em
+from bayesmoe.numerics.relabel import apply_permutations, relabel
+from bayesmoe.priors import GATE_HIDDEN_SD, GATE_SD, merge_priors, mixture_defaults
+
+__all__ = ["GATES", "MixtureSpec", "gated_experts", "mixture_regression"]
+
+SAMPLE_DIMS = ("chain", "draw")
+GATES = ("linear", "mlp")
+#: Quantiles of each gate feature at which ``gate_probability_grid`` is evaluated.
+GRID_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: Rows used to relabel draws and to find the EM starting point (subsampled above this).
+RELABEL_ROWS = 1000
+EM_ROWS = 5000
+#: Intercepts are ordered by default when EM separates them by this many standard errors.
+ORDER_SEPARATION = 5.0
+
+
+@dataclass
+class MixtureSpec:
+    """What :func:`bayesmoe.fit` and the estimators need to know about a mixture model.
+
+    Attached as ``model.bayesmoe_spec``. All arrays are on the builder's (working) scale.
+    """
+
+    n_experts: int
+    feature_names: list[str]
+    expert_idx: list[int]
+    gate_idx: list[int]
+    pairs: list[tuple[int, int]]
+    interaction_names: list[str]
+    gate: str | None
+    gate_hidden: int
+    shared_noise: bool
+    ordered: bool
+    priors: dict
+    y: np.ndarray
+    point: EMResult | None = None
+    grid: np.ndarray | None = None
+    fixed: dict = field(default_factory=dict)
+
+    # -- structure -------------------------------------------------------------------------
+    @property
+    def experts(self) -> list[int]:
+        return list(range(self.n_experts))
+
+    @property
+    def expert_vars(self) -> list[str]:
+        names = ["intercept", "beta", "beta_interaction", "sigma"]
+        return [n for n in names if n not in self.fixed and self._has(n)]
+
+    def _has(self, name: str) -> bool:
+        if name == "beta":
+            return bool(self.expert_idx)
+        if name == "beta_interaction":
+            return bool(self.pairs)
+        return True
+
+    @property
+    def gate_vars(self) -> list[str]:
+        if self.gate is None:
+            return ["weights"] if self.n_experts > 1 else []
+        names = ["gate_intercept", "gate_weights"]
+        if self.gate == "mlp":
+            names += ["gate_hidden_weights", "gate_hidden_bias"]
+        return names if self.n_experts > 1 else []
+
+    @property
+    def identified_vars(self) -> list[str]:
+        """Variables whose R-hat/ESS are meaningful after relabelling."""
+        scales = [
+            k
+            for k in ("tau_base", "tau_interaction", "lambda_base", "lambda_interaction")
+            if isinstance(self.priors.get(k), Prior)
+        ]
+        gate = self.gate_vars
+        if self.gate == "mlp":
+            gate = ["gate_probability_grid"] if self.n_experts > 1 else []
+        return self.expert_vars + scales + gate
+
+    @property
+    def cache_key(self) -> tuple:
+        """Everything the graph is made of except its ``pm.Data`` (see bayesmoe.fitting)."""
+        import bayesmoe
+
+        priors = tuple(sorted((k, repr(v)) for k, v in self.priors.items()))
+        return (
+            "mixture",
+            bayesmoe.__version__,
+            self.n_experts,
+            tuple(self.feature_names),
+            tuple(self.expert_idx),
+            tuple(self.gate_idx),
+            tuple(self.pairs),
+            self.gate,
+            self.gate_hidden,
+            self.shared_noise,
+            self.ordered,
+            self.y.size,
+            priors,
+        )
+
+    # -- designs ---------------------------------------------------------------------------
+    def expert_design(self, X_base: np.ndarray) -> np.ndarray:
+        Xe = X_base[:, self.expert_idx]
+        if self.pairs:
+            Xe = np.column_stack([Xe, interaction_design(Xe, self.pairs)])
+        return Xe
+
+    def gate_design(self, X_base: np.ndarray) -> np.ndarray:
+        return X_base[:, self.gate_idx]
+
+    # -- mixture components on the working scale ------------------------------------------
+    def component_means(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
+        """:math:`b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
+        Xe = X_base[:, self.expert_idx]
+        mu = self._value(posterior, "intercept").expand_dims(obs=X_base.shape[0], axis=-2)
+        if self.expert_idx:
+            beta = posterior["beta"].rename(expert_feature="_f").drop_vars("_f", errors="ignore")
+            mu = mu + xr.DataArray(Xe, dims=("obs", "_f")).dot(beta, dim="_f")
+        if self.pairs:
+            Xi = interaction_design(Xe, self.pairs)
+            v = posterior["beta_interaction"].drop_vars("interaction", errors="ignore")
+            mu = mu + xr.DataArray(Xi, dims=("obs", "interaction")).dot(v, dim="interaction")
+        return mu.drop_vars("obs", errors="ignore").transpose(*SAMPLE_DIMS, "obs", "expert")
+
+    def component_sd(self, posterior: xr.Dataset) -> xr.DataArray:
+        """:math:`\\sigma_k`, dims (chain, draw, expert)."""
+        sd = self._value(posterior, "sigma")
+        if "expert" not in sd.dims:
+            sd = sd.expand_dims(expert=self.experts, axis=-1)
+        return sd.transpose(*SAMPLE_DIMS, "expert")
+
+    def _value(self, posterior: xr.Dataset, name: str) -> xr.DataArray:
+        if name in self.fixed:
+            shape = {"chain": posterior["chain"], "draw": posterior["draw"]}
+            value = np.broadcast_to(self.fixed[name], (self.n_experts,))
+            return xr.DataArray(value, dims="expert", coords={"expert": self.experts}).expand_dims(
+                shape
+            )
+        return posterior[name]
+
+    def log_weights(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
+        """:math:`\\log \\pi_k(x_i)`, dims (chain, draw, obs, expert)."""
+        n = X_base.shape[0]
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"], n, self.n_experts)
+        dims = (*SAMPLE_DIMS, "obs", "expert")
+        if self.n_experts == 1:
+            return xr.DataArray(np.zeros(shape), dims=dims)
+        if self.gate is None:
+            logw = np.log(posterior["weights"].transpose(*SAMPLE_DIMS, "expert").values)
+            return xr.DataArray(np.broadcast_to(logw[:, :, None, :], shape), dims=dims)
+        return xr.DataArray(log_softmax(self._gate_logits(posterior, X_base), axis=-1), dims=dims)
+
+    def _gate_logits(self, posterior: xr.Dataset, X_base: np.ndarray) -> np.ndarray:
+        G = self.gate_design(X_base)
+        S = (posterior.sizes["chain"], posterior.sizes["draw"])
+
+        def arr(name, *dims):
+            return posterior[name].transpose(*SAMPLE_DIMS, *dims).values
+
+        inputs = G[None, None]
+        if self.gate == "mlp":
+            W = arr("gate_hidden_weights", "gate_feature", "gate_hidden")
+            a = arr("gate_hidden_bias", "gate_hidden")
+            inputs = np.tanh(np.einsum("og,cdgh->cdoh", G, W) + a[:, :, None, :])
+            V = arr("gate_weights", "gate_hidden", "gate_expert")
+        else:
+            V = arr("gate_weights", "gate_feature", "gate_expert")
+        c = arr("gate_intercept", "gate_expert")
+        free = np.einsum("cdoh,cdhk->cdok", np.broadcast_to(inputs, (*S, *inputs.shape[2:])), V)
+        free = free + c[:, :, None, :]
+        return np.concatenate([free, np.zeros((*free.shape[:3], 1))], axis=-1)
+
+    def log_likelihood(self, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray):
+        """Pointwise :math:`\\log \\sum_k \\pi_k(x_i) N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`."""
+        return logsumexp_over_experts(self.joint_log_density(posterior, X_base, y))
+
+    def joint_log_density(self, posterior, X_base, y) -> xr.DataArray:
+        """:math:`\\log \\pi_k(x_i) + \\log N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`, per expert."""
+        mu = self.component_means(posterior, X_base)
+        sd = self.component_sd(posterior).expand_dims(obs=mu.sizes["obs"], axis=-2)
+        resid = (y[None, None, :, None] - mu.values) / sd.values
+        log_norm = -0.5 * resid**2 - np.log(sd.values) - 0.5 * np.log(2 * np.pi)
+        return self.log_weights(posterior, X_base) + log_norm
+
+    # -- fitting hooks ----------------------------------------------------------------------
+    def initial_values(self) -> dict[str, np.ndarray]:
+        """The EM point estimate as PyMC initial values (constrained space)."""
+        if self.point is None:
+            return {}
+        pt_ = self.point
+        p = len(self.expert_idx)
+        out = {"intercept": pt_.intercept}
+        if p:
+            out["beta"] = pt_.beta[:, :p]
+        if self.pairs:
+            out["beta_interaction"] = pt_.beta[:, p:]
+        out["sigma"] = pt_.sigma[0] if self.shared_noise else pt_.sigma
+        if self.n_experts > 1 and self.gate is None:
+            out["weights"] = pt_.weights
+        elif self.n_experts > 1:
+            out["gate_intercept"] = pt_.gate_intercept
+            out["gate_weights"] = pt_.gate_weights
+            if self.gate == "mlp":
+                out["gate_hidden_weights"] = pt_.gate_hidden_weights
+                out["gate_hidden_bias"] = pt_.gate_hidden_bias
+        for group, width, cols in (("base", p, slice(0, p)), ("interaction", 1, slice(p, None))):
+            if not width or (group == "interaction" and not self.pairs):
+                continue
+            rms = float(np.sqrt(np.mean(pt_.beta[:, cols] ** 2)))
+            tau = max(rms, 0.05)
+            if isinstance(self.priors.get(f"tau_{group}"), Prior):
+                out[f"tau_{group}"] = tau
+            if isinstance(self.priors.get(f"lambda_{group}"), Prior):
+                out[f"lambda_{group}"] = tau**-2
+        return {k: np.asarray(v, float) for k, v in out.items() if k not in self.fixed}
+
+    def complete(self, posterior: xr.Dataset, model: pm.Model, rng: np.random.Generator):
+        return xr.Dataset()
+
+    def relabel(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.Dataset:
+        """Align the labels of all draws (ECR to the EM pivot, then Stephens' KL refinement).
+
+        Ordered models are already identified and are returned unchanged.
+        """
+        if self.n_experts == 1 or self.ordered:
+            return posterior
+        n = X_base.shape[0]
+        rows = np.arange(n)
+        if n > RELABEL_ROWS:
+            rows = np.sort(np.random.default_rng(0).choice(n, RELABEL_ROWS, replace=False))
+        joint = self.joint_log_density(posterior, X_base[rows], self.y[rows]).values
+        C, D = joint.shape[:2]
+        log_probs = joint - logsumexp(joint, axis=-1, keepdims=True)
+        probs = np.exp(log_probs).reshape(C * D, len(rows), self.n_experts)
+        pivot = self.point.responsibilities[rows] if self.point is not None else None
+        perms = relabel(probs, pivot=pivot, method="stephens")
+        if np.all(perms == np.arange(self.n_experts)):
+            return posterior
+        return self.permute(posterior, perms.reshape(C, D, -1))
+
+    def permute(self, posterior: xr.Dataset, perms: np.ndarray) -> xr.Dataset:
+        """Relabel draws: new expert j = old expert ``perms[c, d, j]``.
+
+        Gate parameters are re-referenced, because the reference expert may change: with
+        logits :math:`\\eta_k` (reference :math:`\\eta_K = 0`), the relabelled logits are
+        :math:`\\eta'_j = \\eta_{\\sigma(j)} - \\eta_{\\sigma(K)}`, which is linear in the gate's
+        output-layer parameters. The mlp gate's hidden layer is unchanged.
+        """
+        C, D, K = perms.shape
+        flat = perms.reshape(C * D, K)
+        out = posterior.copy()
+        for name, da in posterior.data_vars.items():
+            if "expert" in da.dims and name != "gate_probability_grid":
+                out[name] = _permuted(da, "expert", flat)
+        if "gate_probability_grid" in posterior:
+            out["gate_probability_grid"] = _permuted(
+                posterior["gate_probability_grid"], "expert", flat
+            )
+        if self.gate is not None:
+            for name in ("gate_intercept", "gate_weights"):
+                da = posterior[name]
+                full = xr.concat(
+                    [da, xr.zeros_like(da.isel(gate_expert=[0]))], dim="gate_expert"
+                ).rename(gate_expert="_k")
+                moved = _permuted(full, "_k", flat)
+                ref = moved.isel(_k=K - 1)
+                out[name] = (
+                    (moved.isel(_k=slice(0, K - 1)) - ref)
+                    .rename(_k="gate_expert")
+                    .assign_coords(gate_expert=da["gate_expert"])
+                    .transpose(*da.dims)
+                )
+        return out
+
+
+def logsumexp_over_experts(joint: xr.DataArray) -> xr.DataArray:
+    return xr.DataArray(logsumexp(joint.values, axis=-1), dims=joint.dims[:-1])
+
+
+def _permuted(da: xr.DataArray, dim: str, flat_perms: np.ndarray) -> xr.DataArray:
+    da = da.transpose(*SAMPLE_DIMS, ...)
+    C, D = da.sizes["chain"], da.sizes["draw"]
+    axis = da.dims.index(dim) - 1  # after flattening chain and draw into one axis
+    values = da.values.reshape(C * D, *da.shape[2:])
+    moved = apply_permutations(values, flat_perms, axis=axis)
+    return da.copy(data=moved.reshape(da.shape))
+
+
+# ---------------------------------------------------------------------------------------------
+def _check_k(name: str, value, n_rows: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    if value > n_rows:
+        raise ValueError(f"{name}={value} is more than the number of rows ({n_rows})")
+    return int(value)
+
+
+def _resolve_columns(arg: str, chosen, names: list[str]) -> list[int]:
+    if chosen is None:
+        return list(range(len(names)))
+    if isinstance(chosen, str):
+        chosen = [chosen]
+    idx = []
+    for c in chosen:
+        if isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < len(names):
+            idx.append(int(c))
+        elif str(c) in names:
+            idx.append(names.index(str(c)))
+        else:
+            raise ValueError(f"{arg} names {c!r}, which is not a column of X; columns are {names}")
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"{arg} lists a column twice: {list(chosen)}")
+    return idx
+
+
+def _create(spec, name: str, dims=None, transform=None, initval=None):
+    """Create a variable from a Prior (or a constant for a number)."""
+    if not isinstance(spec, Prior):
+        return pt.constant(np.asarray(spec, float))
+    if transform is None:
+        return spec.create_variable(name)
+    # An ordered transform is a bijection of the variable's support, which Prior's own
+    # ``transform`` (a deterministic function) is not: build the distribution directly.
+    params = {
+        k: (v.create_variable(f"{name}_{k}") if isinstance(v, Prior) else v)
+        for k, v in spec.parameters.items()
+    }
+    dist = getattr(pm, spec.distribution)
+    return dist(name, **params, dims=dims or spec.dims, transform=transform, initval=initval)
+
+
+def _build_mixture(
+    X,
+    y,
+    *,
+    n_components,
+    arg_k: str,
+    gate,
+    gate_hidden,
+    expert_features,
+    gate_features,
+    interactions,
+    prior,
+    base_scale,
+    interaction_scale,
+    priors,
+    alpha,
+    shared_noise,
+    order_by,
+    centered,
+    random_seed,
+) -> pm.Model:
+    if X is None:
+        yv0 = validate_target(y, np.asarray(y).shape[0] if y is not None else 0, name="y")
+        Xv, names = np.zeros((yv0.size, 0)), []
+    else:
+        Xv, names = validate_features(X, name="X")
+    yv = validate_target(y, Xv.shape[0], name="y")
+    if yv.size < 2:
+        raise ValueError(f"y has {yv.size} rows; at least 2 are needed")
+    K = _check_k(arg_k, n_components, yv.size)
+    if gate is not None and gate not in GATES:
+        raise ValueError(f"gate={gate!r} is not known; choose one of {list(GATES)}")
+    if gate == "mlp":
+        if (
+            gate_hidden is None
+            or isinstance(gate_hidden, bool)
+            or not isinstance(gate_hidden, numbers.Integral)
+            or gate_hidden < 1
+        ):
+            raise ValueError(
+                f"gate='mlp' needs a positive integer gate_hidden, got {gate_hidden!r}"
+            )
+    elif gate_hidden not in (None, 0):
+        raise ValueError(f"gate_hidden is only used with gate='mlp' (got gate={gate!r})")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
+        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+    if not np.isfinite(alpha):
+        raise ValueError(f"alpha must be finite, got {alpha!r}")
+    if order_by not in ("auto", None, "intercept"):
+        raise ValueError(f"order_by must be 'auto', 'intercept' or None, got {order_by!r}")
+    if not isinstance(shared_noise, bool | np.bool_):
+        raise TypeError(f"shared_noise must be True or False, got {shared_noise!r}")
+    expert_idx = _resolve_columns("expert_features", expert_features, names)
+    gate_idx = _resolve_columns("gate_features", gate_features, names) if gate else []
+    if gate and not gate_idx:
+        raise ValueError("gate_features is empty: a gate needs at least one feature")
+    warn_constant_features(Xv, names)
+    expert_names = [names[j] for j in expert_idx]
+    pairs, int_names = resolve_interactions(expert_names, interactions) if expert_idx else ([], [])
+    if interactions not in (None, "none") and not expert_idx:
+        raise ValueError("interactions need expert features; X has none")
+
+    defaults = mixture_defaults(
+        prior,
+        y_location=float(yv.mean()),
+        y_scale=float(yv.std()),
+        n_components=K,
+        n_features=len(expert_idx),
+        has_interactions=bool(pairs),
+        shared_noise=bool(shared_noise),
+        alpha=float(alpha),
+        gate=gate if K > 1 else None,
+        base_scale=base_scale,
+        interaction_scale=interaction_scale,
+    )
+    if K == 1:
+        defaults = {k: v for k, v in defaults.items() if k != "weights"}
+    merged = merge_priors(defaults, priors)
+    fixed = {
+        k: v for k, v in merged.items() if k in ("sigma", "intercept") and not isinstance(v, Prior)
+    }
+
+    spec = MixtureSpec(
+        n_experts=K,
+        feature_names=names,
+        expert_idx=expert_idx,
+        gate_idx=gate_idx,
+        pairs=pairs,
+        interaction_names=int_names,
+        gate=gate if K > 1 else None,
+        gate_hidden=int(gate_hidden or 0) if gate == "mlp" else 0,
+        shared_noise=bool(shared_noise),
+        ordered=False,
+        priors=merged,
+        y=yv,
+        fixed=fixed,
+    )
+    Xe = spec.expert_design(Xv)
+    G = spec.gate_design(Xv) if spec.gate else None
+    if K > 1:
+        spec.point = _point_estimate(spec, Xe, G, yv, merged, alpha, random_seed)
+        spec.ordered = _decide_order(order_by, spec, Xe.shape[1], "intercept" in fixed)
+        if spec.ordered:
+            spec.point = _sorted_point(spec.point)
+
+    coords = {
+        "obs": np.arange(yv.size),
+        "feature": names,
+        "expert": spec.experts,
+        "expert_feature": expert_names,
+    }
+    if pairs:
+        coords["interaction"] = int_names
+    if spec.gate:
+        coords["gate_expert"] = spec.experts[:-1]
+        coords["gate_feature"] = [names[j] for j in gate_idx]
+        coords["grid"] = np.arange(len(gate_idx) * len(GRID_QUANTILES))
+        spec.grid = _gate_grid(G)
+    if spec.gate == "mlp":
+        coords["gate_hidden"] = np.arange(spec.gate_hidden)
+
+    with pm.Model(coords=coords) as model:
+        X_base = pm.Data("X_base", Xv, dims=("obs", "feature"))
+        y_obs = pm.Data("y_obs", yv, dims="obs")
+        intercept = _create(
+            merged["intercept"],
+            "intercept",
+            dims="expert",
+            transform=pm.distributions.transforms.ordered if spec.ordered else None,
+            initval=spec.point.intercept if spec.ordered else None,
+        )
+        mu = pt.zeros((yv.size, K)) + intercept
+        if expert_idx:
+            taus = _scales(merged, "base")
+            beta = _weights(merged["beta"], "beta", taus, ("expert", "expert_feature"), centered)
+            mu = mu + pt.dot(X_base[:, expert_idx], beta.T)
+        if pairs:
+            Xi = pm.Data("X_interaction", Xe[:, len(expert_idx) :], dims=("obs", "interaction"))
+            taus = _scales(merged, "interaction")
+            v = _weights(
+                merged["beta_interaction"],
+                "beta_interaction",
+                taus,
+                ("expert", "interaction"),
+                centered,
+            )
+            mu = mu + pt.dot(Xi, v.T)
+        sigma = _create(merged["sigma"], "sigma")
+        if K == 1:
+            pm.Normal("y", mu=mu[:, 0], sigma=sigma, observed=y_obs, dims="obs")
+        else:
+            if spec.gate is None:
+                w = _create(merged["weights"], "weights")
+            else:
+                gate_vars = {k: _create(merged[k], k) for k in spec.gate_vars}
+                w = pt.special.softmax(
+                    _gate_graph(X_base[:, gate_idx], gate_vars, spec.gate), axis=-1
+                )
+                X_grid = pm.Data("X_grid", spec.grid, dims=("grid", "gate_feature"))
+                pm.Deterministic(
+                    "gate_probability_grid",
+                    pt.special.softmax(_gate_graph(X_grid, gate_vars, spec.gate), axis=-1),
+                    dims=("grid", "expert"),
+                )
+            sd = sigma if shared_noise else sigma[None, :]
+            pm.NormalMixture("y", w=w, mu=mu, sigma=sd, observed=y_obs, dims="obs")
+    model.bayesmoe_spec = spec
+    return model
+
+
+def _gate_graph(G, gate_vars: dict, gate: str):
+    inputs = G
+    if gate == "mlp":
+        inputs = pt.tanh(
+            pt.dot(G, gate_vars["gate_hidden_weights"]) + gate_vars["gate_hidden_bias"]
+        )
+    free = pt.dot(inputs, gate_vars["gate_weights"]) + gate_vars["gate_intercept"]
+    return pt.concatenate([free, pt.zeros((free.shape[0], 1))], axis=1)
+
+
+def _scales(merged: dict, group: str):
+    lam = merged.get(f"lambda_{group}")
+    if lam is not None:
+        lam_var = _create(lam, f"lambda_{group}")
+        return pm.Deterministic(f"tau_{group}", lam_var**-0.5)
+    return _create(merged[f"tau_{group}"], f"tau_{group}")
+
+
+def _weights(spec, name: str, tau, dims: tuple[str, str], centered: bool):
+    """Expert weights; a Normal without ``sigma`` takes the learned scale ``tau``."""
+    if (
+        isinstance(spec, Prior)
+        and spec.distribution == "Normal"
+        and "sigma" not in spec.parameters
+    ):
+        spec = Prior(
+            "Normal",
+            dims=spec.dims or dims,
+            centered=centered,
+            transform=spec.transform,
+            sigma=tau,
+            **spec.parameters,
+        )
+    return spec.create_variable(name)
+
+
+def _gate_grid(G: np.ndarray) -> np.ndarray:
+    """Each gate feature swept over its quantiles, the others held at their medians."""
+    median = np.median(G, axis=0)
+    rows = []
+    for j in range(G.shape[1]):
+        for q in np.quantile(G[:, j], GRID_QUANTILES):
+            r = median.copy()
+            r[j] = q
+            rows.append(r)
+    return np.asarray(rows)
+
+
+def _point_estimate(spec, Xe, G, yv, merged, alpha, random_seed) -> EMResult:
+    """Multi-start MAP-EM on (at most EM_ROWS) rows: the start and the relabelling pivot."""
+    rng = np.random.default_rng(random_seed)
+    rows = np.arange(yv.size)
+    if yv.size > EM_ROWS:
+        rows = np.sort(rng.choice(yv.size, EM_ROWS, replace=False))
+    s = float(yv.std()) or 1.0
+    res = fit_mixture_em(
+        Xe[rows],
+        yv[rows],
+        spec.n_experts,
+        gate=spec.gate,
+        G=None if G is None else G[rows],
+        gate_hidden=spec.gate_hidden,
+        shared_noise=spec.shared_noise,
+        alpha=float(alpha),
+        intercept_sd=2.5 * s,
+        weight_sd=2.5 * s,
+        gate_sd=GATE_SD,
+        hidden_sd=GATE_HIDDEN_SD,
+        random_state=rng,
+    )
+    if yv.size > EM_ROWS:  # responsibilities for every row, at the EM parameters
+        res.responsibilities = _responsibilities(res, spec, Xe, G, yv)
+    return res
+
+
+def _responsibilities(res: EMResult, spec, Xe, G, yv) -> np.ndarray:
+    from bayesmoe.numerics.em import mixing_weights
+
+    pi = mixing_weights(res, G, yv.size)
+    mu = res.intercept + Xe @ res.beta.T
+    log_joint = np.log(np.maximum(pi, 1e-300)) - 0.5 * ((yv[:, None] - mu) / res.sigma) ** 2
+    log_joint -= np.log(res.sigma)
+    return np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+
+
+def _decide_order(order_by, spec: MixtureSpec, width: int, intercept_fixed: bool) -> bool:
+    if order_by is None or intercept_fixed or spec.gate is not None:
+        if order_by == "intercept" and spec.gate is not None:
+            raise ValueError(
+                "order_by='intercept' is for MixtureRegression; gated experts are "
+                "identified by the reference gate"
+            )
+        return False
+    if order_by == "intercept" or width == 0:
+        return True
+    pt_ = spec.point
+    share = pt_.responsibilities.sum(axis=0)
+    se = pt_.sigma / np.sqrt(np.maximum(share, 1.0))
+    order = np.argsort(pt_.intercept)
+    gaps = np.diff(pt_.intercept[order])
+    pooled = np.sqrt(se[order][1:] ** 2 + se[order][:-1] ** 2)
+    return bool(np.all(gaps > ORDER_SEPARATION * pooled))
+
+
+def _sorted_point(res: EMResult) -> EMResult:
+    order = np.argsort(res.intercept)
+    res.intercept = res.intercept[order]
+    res.beta = res.beta[order]
+    res.sigma = res.sigma[order]
+    res.responsibilities = res.responsibilities[:, order]
+    if res.weights is not None:
+        res.weights = res.weights[order]
+    return res
+
+
+def mixture_regression(
+    X,
+    y,
+    *,
+    n_components: int = 2,
+    alpha: float = 1.0,
+    interactions=None,
+    prior: str = "half_cauchy",
+    base_scale: float | None = None,
+    interaction_scale: float | None = None,
+    priors: dict | None = None,
+    shared_noise: bool = False,
+    order_by: str | None = "auto",
+    centered: bool = True,
+    random_seed: int | None = 0,
+) -> pm.Model:
+    r"""Build a finite mixture of (interaction) regressions with Dirichlet weights.
+
+    .. math::
+
+        y_i \sim \sum_k \pi_k N(b_k + w_k^\top x_i, \sigma_k^2), \quad
+        \pi \sim \mathrm{Dirichlet}(\alpha 1_K), \quad
+        w_k \sim N(0, \tau_\text{base}^2 I), \quad \tau_\text{base} \sim \text{hyperprior}
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n, p), or None
+        Features (used as given: standardise beforehand, or use the estimator). ``None``
+        or zero columns gives a plain Gaussian mixture.
+    y : array-like of shape (n,)
+    n_components : int
+        K, between 1 and n.
+    alpha : float
+        Dirichlet concentration; ``alpha < 1`` favours sparse weights, so components the
+        data do not need can empty out.
+    interactions : "all", None or pairs
+        Pairwise interactions inside every expert (as in InteractionRegression).
+    prior : {"half_cauchy", "gamma", "half_normal", "fixed"}
+        Hyperprior of the weight scales (shared across experts).
+    base_scale, interaction_scale : float, optional
+        Fixed scales with ``prior="fixed"``.
+    priors : dict, optional
+        Overrides: ``intercept``, ``beta``, ``beta_interaction``, ``tau_base``,
+        ``tau_interaction`` (``lambda_*`` for gamma), ``sigma``, ``weights``.
+    shared_noise : bool
+        One noise sd for all components instead of one each.
+    order_by : {"auto", "intercept", None}
+        Ordering constraint on the intercepts. ``"auto"`` orders them for a Gaussian
+        mixture, and for regressions when the EM estimate separates them by at least
+        ``ORDER_SEPARATION`` standard errors; otherwise labels are aligned by relabelling.
+    centered : bool
+        Centred weights under the learned scale (each expert usually sees many rows).
+    random_seed : int, optional
+        Seed of the multi-start EM that finds the starting point.
+
+    Returns
+    -------
+    pymc.Model
+        Coords ``obs``, ``feature``, ``expert``, ``expert_feature`` (``interaction``);
+        data ``X_base``, ``y_obs``; metadata in ``model.bayesmoe_spec``.
+    """
+    return _build_mixture(
+        X,
+        y,
+        n_components=n_components,
+        arg_k="n_components",
+        gate=None,
+        gate_hidden=None,
+        expert_features=None,
+        gate_features=None,
+        interactions=interactions,
+        prior=prior,
+        base_scale=base_scale,
+        interaction_scale=interaction_scale,
+        priors=priors,
+        alpha=alpha,
+        shared_noise=shared_noise,
+        order_by=order_by,
+        centered=centered,
+        random_seed=random_seed,
+    )
+
+
+def gated_experts(
+    X,
+    y,
+    *,
+    n_experts: int = 2,
+    gate: str = "linear",
+    gate_hidden: int | None = None,
+    expert_features=None,
+    gate_features=None,
+    interactions=None,
+    prior: str = "half_cauchy",
+    base_scale: float | None = None,
+    interaction_scale: float | None = None,
+    priors: dict | None = None,
+    shared_noise: bool = False,
+    centered: bool = True,
+    random_seed: int | None = 0,
+) -> pm.Model:
+    r"""Build a mixture of experts whose weights depend on x through a softmax gate.
+
+    .. math::
+
+        y_i \sim \sum_k \pi_k(x_i) N(b_k + w_k^\top x_i, \sigma_k^2), \quad
+        \pi(x) = \mathrm{softmax}(\eta(x)), \quad \eta_K(x) = 0, \\
+        \eta_k(x) = c_k + V_k^\top x \ \text{(linear)}, \quad
+        \eta_k(x) = c_k + V_k^\top \tanh(W^\top x + a) \ \text{(mlp)}
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n, p)
+    y : array-like of shape (n,)
+    n_experts : int
+        K, between 1 and n.
+    gate : {"linear", "mlp"}
+    gate_hidden : int
+        Hidden units H of the mlp gate (required, positive, for ``gate="mlp"``).
+    expert_features, gate_features : sequence of column names or indices, optional
+        Columns the experts and the gate see (default: all).
+    interactions, prior, base_scale, interaction_scale, shared_noise, centered
+        As in :func:`mixture_regression`.
+    priors : dict, optional
+        Overrides: ``intercept``, ``beta``, ``beta_interaction``, ``tau_*``/``lambda_*``,
+        ``sigma``, ``gate_intercept``, ``gate_weights`` and, for mlp,
+        ``gate_hidden_weights``, ``gate_hidden_bias``.
+    random_seed : int, optional
+        Seed of the multi-start EM that finds the starting point.
+
+    Returns
+    -------
+    pymc.Model
+        Coords ``obs``, ``feature``, ``expert``, ``expert_feature``, ``gate_expert`` (the
+        non-reference experts), ``gate_feature``, ``grid`` (and ``gate_hidden``); data
+        ``X_base``, ``y_obs``, ``X_grid``; metadata in ``model.bayesmoe_spec``.
+    """
+    if X is None:
+        raise TypeError("X is None; GatedExperts needs features for its gate")
+    if gate not in GATES:
+        raise ValueError(f"gate={gate!r} is not known; choose one of {list(GATES)}")
+    return _build_mixture(
+        X,
+        y,
+        n_components=n_experts,
+        arg_k="n_experts",
+        gate=gate,
+        gate_hidden=gate_hidden,
+        expert_features=expert_features,
+        gate_features=gate_features,
+        interactions=interactions,
+        prior=prior,
+        base_scale=base_scale,
+        interaction_scale=interaction_scale,
+        priors=priors,
+        alpha=1.0,
+        shared_noise=shared_noise,
+        order_by=None,
+        centered=centered,
+        random_seed=random_seed,
+    )

@@ -1,0 +1,743 @@
+r"""Multi-start MAP-EM for mixtures of linear regressions and gated mixtures of experts.
+
+The model, for :math:`n` rows, an expert design :math:`X \in \mathbb{R}^{n \times d}` (no
+intercept column; :math:`d = 0` gives a plain Gaussian mixture) and :math:`K` experts, is
+
+.. math::
+
+    y_i \sim \sum_{k=1}^{K} \pi_{ik}\, N\!\left(b_k + w_k^\top x_i,\ \sigma_k^2\right),
+
+with one shared :math:`\sigma` when ``shared_noise=True``. The mixing weights are
+
+* ``gate=None``: constant, :math:`\pi_{ik} = \pi_k`, with :math:`\pi \sim
+  \mathrm{Dirichlet}(\alpha \mathbf{1})`;
+* ``gate="linear"``: :math:`\pi_{i\cdot} = \mathrm{softmax}(\eta_{i\cdot})`,
+  :math:`\eta_{ik} = c_k + G_i^\top V_k` for :math:`k < K`, :math:`\eta_{iK} = 0`
+  (the last expert is the reference);
+* ``gate="mlp"``: as linear but on hidden features,
+  :math:`h_i = \tanh(G_i^\top W_h + b_h)`, :math:`\eta_{ik} = c_k + h_i^\top V_k`.
+
+The priors that make this a MAP (rather than maximum-likelihood) problem are
+
+.. math::
+
+    b_k \sim N(0, s_b^2), \quad w_{kj} \sim N(0, s_w^2), \quad
+    c_k, V_{jk} \sim N(0, s_g^2), \quad W_{h}, b_h \sim N(0, s_h^2),
+
+a flat prior on :math:`\sigma_k` restricted to :math:`\sigma_k \ge \sigma_{\min}` (the floor
+removes the unbounded likelihood of a component collapsing onto one point). The maximised
+objective is the log posterior up to a constant,
+
+.. math::
+
+    \mathcal{L}(\theta) = \sum_i \log \sum_k \pi_{ik} N(y_i \mid \mu_{ik}, \sigma_k^2)
+        + \log p(\theta).
+
+EM alternates the E-step :math:`r_{ik} \propto \pi_{ik} N(y_i \mid \mu_{ik}, \sigma_k^2)` with
+an M-step that increases :math:`\sum_{ik} r_{ik} [\log \pi_{ik} + \log N(\cdot)] + \log
+p(\theta)`: closed-form weighted ridge regression and variance per expert (an ECM step:
+coefficients given the current :math:`\sigma_k`, then :math:`\sigma_k` given the new
+coefficients), closed-form Dirichlet MAP weights, or a warm-started, bounded L-BFGS-B run on
+the gate's softmax cross-entropy. Every step is a conditional maximisation or an improvement,
+so :math:`\mathcal{L}` never decreases (exactly so for ``gate=None`` with
+:math:`\alpha \ge 1`).
+
+EM only finds a local mode, so :func:`fit_mixture_em` restarts from several partitions of the
+rows (OLS residual quantiles, k-means, random lines, random labels) and keeps the start with
+the highest :math:`\mathcal{L}`. The result initialises NUTS chains at one mode and is the
+pivot for relabelling draws. This module deliberately depends on numpy, scipy and
+scikit-learn only.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+from scipy.special import logsumexp, softmax
+
+__all__ = ["EMResult", "fit_mixture_em", "gate_logits", "mixing_weights"]
+
+_GATES = (None, "linear", "mlp")
+#: Inner L-BFGS-B iterations per EM gate update. A partial M-step is enough for a
+#: generalised EM (it only has to improve), and warm starts make later ones cheap.
+_GATE_INNER_MAXITER = 25
+#: The first gate fit starts from zero logits and a hard partition, so it gets longer.
+_GATE_INIT_MAXITER = 200
+#: Components with less total responsibility than this keep their previous sigma: the
+#: variance M-step is 0/0 there and the objective does not depend on it anyway.
+_MIN_MASS = 1e-8
+#: Lower clip of the Dirichlet MAP weights before renormalising (see ``_update_weights``).
+_MIN_WEIGHT = 1e-12
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclass
+class EMResult:
+    r"""Point estimate of a mixture of regressions or mixture of experts.
+
+    Attributes
+    ----------
+    intercept : (K,) array
+        Expert intercepts :math:`b_k`.
+    beta : (K, d) array
+        Expert slopes :math:`w_k`.
+    sigma : (K,) array
+        Expert noise standard deviations (all equal when ``shared_noise``).
+    weights : (K,) array or None
+        Constant mixing weights :math:`\pi` (``gate=None`` or ``K = 1``), else None.
+    gate_intercept : (K-1,) array or None
+        Gate intercepts :math:`c`; the last expert is the reference with logit 0.
+    gate_weights : (g, K-1) or (H, K-1) array or None
+        Gate output weights :math:`V` on ``G`` (linear) or on the hidden features (mlp).
+    gate_hidden_weights : (g, H) array or None
+        :math:`W_h` (mlp only).
+    gate_hidden_bias : (H,) array or None
+        :math:`b_h` (mlp only).
+    responsibilities : (n, K) array
+        :math:`r_{ik}` at the returned parameters.
+    log_likelihood : float
+        :math:`\sum_i \log \sum_k \pi_{ik} N(y_i \mid \mu_{ik}, \sigma_k^2)` (no prior).
+    objective : float
+        The penalised log-likelihood (log posterior up to a constant) that was maximised.
+    n_iter : int
+        EM iterations (M-steps) of the winning start.
+    converged : bool
+        Whether the winning start met the relative tolerance before ``max_iter``.
+    history : (n_iter + 1,) array
+        Objective at the initial parameters and after each iteration of the winning start.
+    """
+
+    intercept: np.ndarray
+    beta: np.ndarray
+    sigma: np.ndarray
+    weights: np.ndarray | None
+    gate_intercept: np.ndarray | None
+    gate_weights: np.ndarray | None
+    gate_hidden_weights: np.ndarray | None
+    gate_hidden_bias: np.ndarray | None
+    responsibilities: np.ndarray
+    log_likelihood: float
+    objective: float
+    n_iter: int
+    converged: bool
+    history: np.ndarray
+
+
+@dataclass
+class _Params:
+    """Mutable working state of one EM run (expert coefficients include the intercept)."""
+
+    coef: np.ndarray  # (K, d + 1): [b_k, w_k]
+    sigma: np.ndarray  # (K,)
+    log_pi: np.ndarray | None = None  # (K,) for gate=None
+    c: np.ndarray | None = None  # (K-1,)
+    V: np.ndarray | None = None  # (g or H, K-1)
+    Wh: np.ndarray | None = None  # (g, H)
+    bh: np.ndarray | None = None  # (H,)
+
+
+@dataclass
+class _Settings:
+    """Everything about the problem that stays fixed during EM."""
+
+    K: int
+    gate: str | None
+    hidden: int
+    shared_noise: bool
+    alpha: float
+    prior_precision: np.ndarray  # (d + 1,) ridge precision on [b_k, w_k]
+    gate_sd: float
+    hidden_sd: float
+    floor: float
+
+
+# --------------------------------------------------------------------------- gate
+
+
+def gate_logits(
+    G: np.ndarray,
+    gate_intercept: np.ndarray,
+    gate_weights: np.ndarray,
+    gate_hidden_weights: np.ndarray | None = None,
+    gate_hidden_bias: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Gate logits with the reference (last) expert's column fixed at zero.
+
+    .. math::
+
+        \eta_{ik} = c_k + f_i^\top V_k \ (k < K), \qquad \eta_{iK} = 0, \qquad
+        f_i = G_i \ \text{(linear)} \ \text{or} \ \tanh(G_i^\top W_h + b_h) \ \text{(mlp)}.
+
+    Parameters
+    ----------
+    G : (n, g) array
+        Gate design.
+    gate_intercept : (K-1,) array
+        :math:`c`.
+    gate_weights : (g, K-1) or (H, K-1) array
+        :math:`V`.
+    gate_hidden_weights : (g, H) array, optional
+        :math:`W_h`; when None the gate is linear in ``G``.
+    gate_hidden_bias : (H,) array, optional
+        :math:`b_h`; required together with ``gate_hidden_weights``.
+
+    Returns
+    -------
+    (n, K) array of logits; :math:`\mathrm{softmax}` of a row gives :math:`\pi_{i\cdot}`.
+    """
+    G = np.asarray(G, dtype=float)
+    if G.ndim != 2:
+        raise ValueError(f"G must be 2-D (n, g), got shape {G.shape}")
+    if (gate_hidden_weights is None) != (gate_hidden_bias is None):
+        raise ValueError("gate_hidden_weights and gate_hidden_bias must be given together")
+    if gate_hidden_weights is None:
+        features = G
+    else:
+        features = np.tanh(G @ np.asarray(gate_hidden_weights) + np.asarray(gate_hidden_bias))
+    eta = features @ np.asarray(gate_weights, dtype=float) + np.asarray(gate_intercept)
+    return np.column_stack([eta, np.zeros(G.shape[0])])
+
+
+def _gate_pack(params: _Params) -> np.ndarray:
+    parts = [params.c, params.V.ravel()]
+    if params.Wh is not None:
+        parts += [params.Wh.ravel(), params.bh]
+    return np.concatenate(parts)
+
+
+def _gate_unpack(theta: np.ndarray, g: int, K: int, hidden: int):
+    """Split a flat gate vector into (c, V, Wh, bh); Wh, bh are None for a linear gate."""
+    m = K - 1
+    c = theta[:m]
+    if hidden == 0:
+        return c, theta[m:].reshape(g, m), None, None
+    pos = m + hidden * m
+    V = theta[m:pos].reshape(hidden, m)
+    Wh = theta[pos : pos + g * hidden].reshape(g, hidden)
+    bh = theta[pos + g * hidden :]
+    return c, V, Wh, bh
+
+
+def _log_softmax_rows(eta: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of an (n, K) array (max-shifted, so it cannot overflow)."""
+    shifted = eta - eta.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _gate_neg_objective(
+    theta: np.ndarray,
+    G: np.ndarray,
+    R: np.ndarray,
+    hidden: int,
+    gate_sd: float,
+    hidden_sd: float,
+) -> tuple[float, np.ndarray]:
+    r"""Negative gate M-step objective and its gradient, for L-BFGS-B.
+
+    .. math::
+
+        Q(\theta) = \sum_i \sum_k r_{ik} \log \mathrm{softmax}(\eta_i)_k
+            - \frac{\|c\|^2 + \|V\|^2}{2 s_g^2} - \frac{\|W_h\|^2 + \|b_h\|^2}{2 s_h^2}.
+
+    With :math:`\sum_k r_{ik} = 1`, :math:`\partial Q / \partial \eta_{ik} = r_{ik} - \pi_{ik}`
+    (softmax cross-entropy), which is back-propagated to :math:`c, V` and, for the mlp,
+    through :math:`\tanh' = 1 - h^2` to :math:`W_h, b_h`. The reference column has no
+    parameters, so its derivative is dropped.
+    """
+    n, K = R.shape
+    g = G.shape[1]
+    c, V, Wh, bh = _gate_unpack(theta, g, K, hidden)
+    features = G if Wh is None else np.tanh(G @ Wh + bh)
+    # Column-major (n, K): row-wise reductions over a short K axis are several times faster
+    # in Fortran order, and this function is the inner loop of the whole fit.
+    eta = np.zeros((n, K), order="F")
+    eta[:, :-1] = features @ V + c
+    log_p = _log_softmax_rows(eta)
+    value = float(np.sum(R * log_p))
+    penalty = (c @ c + np.sum(V * V)) / (2.0 * gate_sd**2)
+    # Rows of R sum to one, so d/d eta of sum_k r_k log p_k is r - p.
+    delta = (R - np.exp(log_p))[:, :-1]
+    grad_c = delta.sum(axis=0) - c / gate_sd**2
+    grad_V = features.T @ delta - V / gate_sd**2
+    grads = [grad_c, grad_V.ravel()]
+    if Wh is not None:
+        penalty += (np.sum(Wh * Wh) + bh @ bh) / (2.0 * hidden_sd**2)
+        d_pre = (delta @ V.T) * (1.0 - features**2)
+        grads += [(G.T @ d_pre - Wh / hidden_sd**2).ravel(), d_pre.sum(axis=0) - bh / hidden_sd**2]
+    return -(value - penalty), -np.concatenate(grads)
+
+
+def _update_gate(
+    params: _Params, G: np.ndarray, R: np.ndarray, settings: _Settings, maxiter: int
+) -> None:
+    """Generalised M-step for the gate: warm-started L-BFGS-B, kept only if it improves."""
+    theta0 = _gate_pack(params)
+    args = (G, R, settings.hidden, settings.gate_sd, settings.hidden_sd)
+    f0, _ = _gate_neg_objective(theta0, *args)
+    res = optimize.minimize(
+        _gate_neg_objective,
+        theta0,
+        args=args,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": maxiter},
+    )
+    # L-BFGS-B only accepts sufficient-decrease steps, but a failed line search can leave
+    # it anywhere; the guard keeps EM monotone whatever the optimiser reports.
+    if np.isfinite(res.fun) and res.fun <= f0:
+        c, V, Wh, bh = _gate_unpack(np.asarray(res.x), G.shape[1], settings.K, settings.hidden)
+        params.c, params.V = c.copy(), V.copy()
+        if Wh is not None:
+            params.Wh, params.bh = Wh.copy(), bh.copy()
+
+
+# --------------------------------------------------------------------------- E / M steps
+
+
+def _log_mixing(params: _Params, G: np.ndarray | None, n: int) -> np.ndarray:
+    """(n, K) log pi_ik, broadcast from (1, K) for constant weights."""
+    if params.log_pi is not None:
+        return params.log_pi[None, :]
+    eta = gate_logits(G, params.c, params.V, params.Wh, params.bh)
+    return _log_softmax_rows(np.asfortranarray(eta))
+
+
+def _e_step(
+    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: _Params
+) -> tuple[np.ndarray, float]:
+    """Responsibilities (n, K) and the mixture log-likelihood, both via logsumexp."""
+    resid = y[:, None] - Z @ params.coef.T
+    log_dens = -0.5 * _LOG_2PI - np.log(params.sigma) - 0.5 * (resid / params.sigma) ** 2
+    # Fortran order makes the reductions over the short K axis fast (see the gate objective).
+    joint = np.asfortranarray(_log_mixing(params, G, len(y)) + log_dens)
+    log_norm = logsumexp(joint, axis=1)
+    return np.exp(joint - log_norm[:, None]), float(log_norm.sum())
+
+
+def _log_prior(params: _Params, settings: _Settings) -> float:
+    """log p(theta) up to a constant (Gaussian ridge terms, Dirichlet kernel)."""
+    out = -0.5 * float(np.sum(params.coef**2 * settings.prior_precision))
+    if params.log_pi is not None:
+        out += (settings.alpha - 1.0) * float(params.log_pi.sum())
+    if params.c is not None:
+        out -= (params.c @ params.c + np.sum(params.V**2)) / (2.0 * settings.gate_sd**2)
+    if params.Wh is not None:
+        out -= (np.sum(params.Wh**2) + params.bh @ params.bh) / (2.0 * settings.hidden_sd**2)
+    return float(out)
+
+
+def _update_experts(
+    Z: np.ndarray, y: np.ndarray, R: np.ndarray, params: _Params, settings: _Settings
+) -> None:
+    r"""ECM step for the experts: ridge coefficients given sigma, then sigma given them.
+
+    Per expert, maximising :math:`-\sum_i r_{ik} (y_i - z_i^\top\beta_k)^2 / (2\sigma_k^2)
+    - \beta_k^\top \Lambda_0 \beta_k / 2` gives
+    :math:`(Z^\top R_k Z + \sigma_k^2 \Lambda_0)\beta_k = Z^\top R_k y`: the prior precision
+    is scaled by the current variance, which is what makes this the exact conditional
+    maximiser (and EM monotone) rather than a fixed-penalty ridge.
+    """
+    K = settings.K
+    ridge = np.diag(settings.prior_precision)
+    for k in range(K):
+        rz = Z * R[:, k, None]
+        lhs = Z.T @ rz + params.sigma[k] ** 2 * ridge
+        params.coef[k] = np.linalg.solve(lhs, rz.T @ y)
+    sq = (y[:, None] - Z @ params.coef.T) ** 2
+    floor2 = settings.floor**2
+    if settings.shared_noise:
+        var = max(float(np.sum(R * sq)) / len(y), floor2)
+        params.sigma[:] = np.sqrt(var)
+        return
+    mass = R.sum(axis=0)
+    for k in range(K):
+        if mass[k] > _MIN_MASS:
+            # The unconstrained maximiser clipped at the floor is the constrained one,
+            # because the objective is unimodal in sigma_k^2.
+            params.sigma[k] = np.sqrt(max(float(R[:, k] @ sq[:, k]) / mass[k], floor2))
+
+
+def _update_weights(R: np.ndarray, params: _Params, settings: _Settings) -> None:
+    r"""Dirichlet MAP weights :math:`\pi_k \propto \max(N_k + \alpha - 1, \epsilon)`.
+
+    For :math:`\alpha \ge 1` this is the exact maximiser (the clip only acts when a component
+    is empty and :math:`\alpha = 1`). For :math:`\alpha < 1` the posterior is unbounded at the
+    simplex boundary; the clip keeps every weight strictly positive (so logs stay finite and a
+    component can come back), at the cost of exact monotonicity.
+    """
+    w = np.maximum(R.sum(axis=0) + settings.alpha - 1.0, _MIN_WEIGHT)
+    params.log_pi = np.log(w / w.sum())
+
+
+def _m_step(
+    Z: np.ndarray,
+    y: np.ndarray,
+    G: np.ndarray | None,
+    R: np.ndarray,
+    params: _Params,
+    settings: _Settings,
+    gate_maxiter: int = _GATE_INNER_MAXITER,
+) -> None:
+    _update_experts(Z, y, R, params, settings)
+    if params.log_pi is not None:
+        _update_weights(R, params, settings)
+    else:
+        _update_gate(params, G, R, settings, gate_maxiter)
+
+
+# --------------------------------------------------------------------------- initialisation
+
+
+def _standardise_columns(A: np.ndarray) -> np.ndarray:
+    sd = A.std(axis=0)
+    return (A - A.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def _labels_quantile(Z: np.ndarray, y: np.ndarray, K: int) -> np.ndarray:
+    """Split rows into K equal groups by the residual of one least-squares line.
+
+    Parallel lines leave residuals clustered by intercept, which k-means on (x, y) misses
+    when x spreads more than the gaps between lines.
+    """
+    coef, *_ = np.linalg.lstsq(Z, y, rcond=None)
+    order = np.argsort(y - Z @ coef, kind="stable")
+    labels = np.empty(len(y), dtype=int)
+    for k, idx in enumerate(np.array_split(order, K)):
+        labels[idx] = k
+    return labels
+
+
+def _labels_kmeans(features: np.ndarray, K: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=K, n_init=1, random_state=seed)
+    return km.fit_predict(_standardise_columns(features)).astype(int)
+
+
+def _labels_random_lines(Z: np.ndarray, y: np.ndarray, K: int, rng) -> np.ndarray:
+    """Assign each row to the nearest of K lines, each fitted to a few random rows.
+
+    A small-subset (RANSAC-like) start has a fair chance of putting one line near each true
+    expert, which breaks the symmetry that a uniformly random partition starts from (all of
+    its groups fit nearly the same line).
+    """
+    n, p = Z.shape
+    m = min(n, p + 1)
+    lines = np.empty((K, p))
+    ridge = 1e-6 * np.eye(p)
+    for k in range(K):
+        idx = rng.choice(n, size=m, replace=False)
+        lines[k] = np.linalg.solve(Z[idx].T @ Z[idx] + ridge, Z[idx].T @ y[idx])
+    return np.argmin(np.abs(y[:, None] - Z @ lines.T), axis=1)
+
+
+def _start_kinds(n_init: int, gated: bool) -> list[str]:
+    """Deterministic schedule of start types (the first ones are the most reliable)."""
+    first = ["quantile", "kmeans_xy"] + (["kmeans_gy"] if gated else []) + ["lines", "random"]
+    cycle = ["lines", "kmeans_xy", "random"] + (["kmeans_gy"] if gated else [])
+    kinds = list(first)
+    while len(kinds) < n_init:
+        kinds += cycle
+    return kinds[:n_init]
+
+
+def _initial_labels(kind, Z, y, G, K, rng) -> np.ndarray:
+    if kind == "quantile":
+        return _labels_quantile(Z, y, K)
+    if kind == "kmeans_xy":
+        return _labels_kmeans(np.column_stack([Z[:, 1:], y]), K, int(rng.integers(2**31)))
+    if kind == "kmeans_gy":
+        return _labels_kmeans(np.column_stack([G, y]), K, int(rng.integers(2**31)))
+    if kind == "lines":
+        return _labels_random_lines(Z, y, K, rng)
+    return rng.integers(K, size=len(y))
+
+
+def _initial_params(
+    Z: np.ndarray,
+    y: np.ndarray,
+    G: np.ndarray | None,
+    R: np.ndarray,
+    settings: _Settings,
+    rng: np.random.Generator,
+) -> _Params:
+    """Parameters from initial responsibilities: one M-step from a neutral state."""
+    K, p = settings.K, Z.shape[1]
+    params = _Params(coef=np.zeros((K, p)), sigma=np.full(K, max(float(y.std()), settings.floor)))
+    if settings.gate is None:
+        params.log_pi = np.full(K, -np.log(K))
+    else:
+        g = G.shape[1]
+        m = K - 1
+        params.c = np.zeros(m)
+        if settings.gate == "linear":
+            params.V = np.zeros((g, m))
+        else:
+            H = settings.hidden
+            # N(0, 1/g) keeps the pre-activations of standardised inputs O(1), off tanh's
+            # flat tails; a random draw also breaks the symmetry between hidden units.
+            params.Wh = rng.normal(scale=np.sqrt(1.0 / max(g, 1)), size=(g, H))
+            params.bh = np.zeros(H)
+            params.V = np.zeros((H, m))
+    # Experts twice so that the ridge scaling uses a data-based sigma on the second pass.
+    _update_experts(Z, y, R, params, settings)
+    _m_step(Z, y, G, R, params, settings, gate_maxiter=_GATE_INIT_MAXITER)
+    return params
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _run_em(Z, y, G, params, settings, max_iter, tol):
+    """EM from ``params`` until the objective's relative change is below ``tol``.
+
+    Returns ``(params, R, loglik, objective, n_iter, converged, history)`` with the
+    responsibilities and log-likelihood evaluated at the returned parameters.
+    """
+    R, loglik = _e_step(Z, y, G, params)
+    objective = loglik + _log_prior(params, settings)
+    history = [objective]
+    converged = False
+    while len(history) <= max_iter and not converged:
+        _m_step(Z, y, G, R, params, settings)
+        R, loglik = _e_step(Z, y, G, params)
+        new = loglik + _log_prior(params, settings)
+        history.append(new)
+        # Relative change, with an absolute floor of tol for objectives near zero.
+        converged = abs(new - objective) <= tol * max(1.0, abs(new))
+        objective = new
+    return params, R, loglik, objective, len(history) - 1, converged, np.asarray(history)
+
+
+def _as_2d(A, name: str, n: int) -> np.ndarray:
+    A = np.asarray(A, dtype=float)
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (n, columns), got shape {A.shape}")
+    if A.shape[0] != n:
+        raise ValueError(f"{name} has {A.shape[0]} rows but y has {n}")
+    if not np.all(np.isfinite(A)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return A
+
+
+def _positive(value, name: str) -> float:
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return value
+
+
+def _single_threaded_blas():
+    """Limit BLAS to one thread while fitting.
+
+    Every BLAS call here is tiny (K-by-K, (d+1)-square, L-BFGS-B's vector updates). SciPy's
+    C L-BFGS-B (>= 1.15) with a multithreaded OpenBLAS can then spend most of its time
+    waking threads: 10-60x slower in our measurements (scipy/scipy#22438, #23191).
+    threadpoolctl ships with scikit-learn; without it we simply do not limit.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return nullcontext()
+    return threadpool_limits(limits=1)
+
+
+def _multi_start(Z, y, G, settings, n_init, max_iter, tol, rng):
+    """Run EM from each start in the schedule and keep the highest objective."""
+    K = settings.K
+    # K = 1 has a single mode: every start would give the same answer.
+    kinds = _start_kinds(n_init, settings.gate is not None) if K > 1 else ["quantile"]
+    best = None
+    for kind in kinds:
+        labels = _initial_labels(kind, Z, y, G, K, rng)
+        params = _initial_params(Z, y, G, np.eye(K)[labels], settings, rng)
+        run = _run_em(Z, y, G, params, settings, max_iter, tol)
+        # Strict ">" keeps the earliest of tied starts, so results do not depend on ties.
+        if best is None or run[3] > best[3]:
+            best = run
+    return best
+
+
+def fit_mixture_em(
+    X: np.ndarray | None,
+    y: np.ndarray,
+    n_components: int,
+    *,
+    gate: str | None = None,
+    G: np.ndarray | None = None,
+    gate_hidden: int = 0,
+    shared_noise: bool = False,
+    alpha: float = 1.0,
+    intercept_sd: float = 10.0,
+    weight_sd: float = 10.0,
+    gate_sd: float = 5.0,
+    hidden_sd: float = 2.0,
+    sigma_floor: float | None = None,
+    n_init: int = 10,
+    max_iter: int = 500,
+    tol: float = 1e-8,
+    random_state: int | np.random.Generator | None = None,
+) -> EMResult:
+    r"""MAP point estimate of a mixture of regressions / mixture of experts by multi-start EM.
+
+    Maximises the log posterior (up to a constant)
+
+    .. math::
+
+        \sum_i \log \sum_k \pi_{ik} N(y_i \mid b_k + w_k^\top x_i, \sigma_k^2)
+        - \sum_k \Big(\frac{b_k^2}{2 s_b^2} + \frac{\|w_k\|^2}{2 s_w^2}\Big)
+        + \log p(\text{mixing parameters}),
+
+    with :math:`\sigma_k \ge` ``sigma_floor``; see the module docstring for the gates and
+    their priors. All parameters are on the scale of the inputs.
+
+    Parameters
+    ----------
+    X : (n, d) array or None
+        Expert design without an intercept column; ``d = 0`` (or None) fits a Gaussian mixture.
+    y : (n,) array
+        Response.
+    n_components : int
+        Number of experts :math:`K`, ``1 <= K <= n``. ``K = 1`` ignores the gate
+        (:math:`\pi = 1`) and returns the ridge regression.
+    gate : {None, "linear", "mlp"}
+        Constant weights, softmax-linear gate, or a one-hidden-layer tanh gate.
+    G : (n, g) array, optional
+        Gate design; required when ``gate`` is set.
+    gate_hidden : int
+        Hidden units :math:`H` of the mlp gate (``>= 1`` when ``gate="mlp"``).
+    shared_noise : bool
+        One :math:`\sigma` for all experts.
+    alpha : float
+        Symmetric Dirichlet concentration of the constant weights. For ``alpha < 1`` the
+        weights are clipped away from zero, and the objective may then decrease slightly.
+    intercept_sd, weight_sd : float
+        Prior sds :math:`s_b, s_w` of expert intercepts and slopes.
+    gate_sd, hidden_sd : float
+        Prior sds :math:`s_g` of the gate output layer (:math:`c, V`) and :math:`s_h` of the
+        mlp's hidden layer (:math:`W_h, b_h`).
+    sigma_floor : float, optional
+        Lower bound on every :math:`\sigma_k`; default ``1e-3 * std(y)`` (at least 1e-12).
+    n_init : int
+        Number of starts: OLS residual quantiles, k-means on standardised ``[X, y]`` (and
+        ``[G, y]``), nearest of K random-subset lines, random labels, cycling in that order.
+    max_iter : int
+        Maximum EM iterations per start.
+    tol : float
+        Stop when the objective's change is below ``tol * max(1, |objective|)``.
+    random_state : int, numpy.random.Generator or None
+        Seed for k-means, random starts and the mlp's hidden initialisation.
+
+    Returns
+    -------
+    EMResult
+        The start with the highest penalised log-likelihood.
+    """
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    n = len(y)
+    if n == 0 or not np.all(np.isfinite(y)):
+        raise ValueError("y must be non-empty and finite")
+    X = np.empty((n, 0)) if X is None else _as_2d(X, "X", n)
+    if isinstance(n_components, bool) or int(n_components) != n_components:
+        raise ValueError(f"n_components must be an integer, got {n_components!r}")
+    K = int(n_components)
+    if not 1 <= K <= n:
+        raise ValueError(f"n_components must be between 1 and n = {n}, got {K}")
+    if gate not in _GATES:
+        raise ValueError(f"gate must be one of None, 'linear', 'mlp'; got {gate!r}")
+    if gate is not None:
+        if G is None:
+            raise ValueError(f"G (the gate design) is required when gate={gate!r}")
+        G = _as_2d(G, "G", n)
+    if gate == "mlp" and (isinstance(gate_hidden, bool) or int(gate_hidden) < 1):
+        raise ValueError(f"gate_hidden must be >= 1 when gate='mlp', got {gate_hidden!r}")
+    alpha = _positive(alpha, "alpha")
+    intercept_sd = _positive(intercept_sd, "intercept_sd")
+    weight_sd = _positive(weight_sd, "weight_sd")
+    gate_sd = _positive(gate_sd, "gate_sd")
+    hidden_sd = _positive(hidden_sd, "hidden_sd")
+    if sigma_floor is None:
+        sigma_floor = max(1e-3 * float(y.std()), 1e-12)
+    else:
+        sigma_floor = _positive(sigma_floor, "sigma_floor")
+    if int(n_init) < 1:
+        raise ValueError(f"n_init must be >= 1, got {n_init!r}")
+    if int(max_iter) < 0:
+        raise ValueError(f"max_iter must be >= 0, got {max_iter!r}")
+    if not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
+    rng = np.random.default_rng(random_state)
+
+    # One expert has nothing to gate: fall back to constant weights (pi = 1).
+    gate_used = gate if K > 1 else None
+    G_used = G if gate_used is not None else None
+    d = X.shape[1]
+    Z = np.column_stack([np.ones(n), X])
+    settings = _Settings(
+        K=K,
+        gate=gate_used,
+        hidden=int(gate_hidden) if gate_used == "mlp" else 0,
+        shared_noise=bool(shared_noise),
+        alpha=alpha,
+        prior_precision=np.r_[intercept_sd**-2, np.full(d, weight_sd**-2)],
+        gate_sd=gate_sd,
+        hidden_sd=hidden_sd,
+        floor=sigma_floor,
+    )
+
+    with _single_threaded_blas():
+        run = _multi_start(Z, y, G_used, settings, int(n_init), int(max_iter), float(tol), rng)
+    params, R, loglik, objective, n_iter, converged, history = run
+    return EMResult(
+        intercept=params.coef[:, 0].copy(),
+        beta=params.coef[:, 1:].copy(),
+        sigma=params.sigma.copy(),
+        weights=None if params.log_pi is None else np.exp(params.log_pi),
+        gate_intercept=params.c,
+        gate_weights=params.V,
+        gate_hidden_weights=params.Wh,
+        gate_hidden_bias=params.bh,
+        responsibilities=R,
+        log_likelihood=loglik,
+        objective=objective,
+        n_iter=n_iter,
+        converged=converged,
+        history=history,
+    )
+
+
+def mixing_weights(result: EMResult, G: np.ndarray | None, n: int) -> np.ndarray:
+    """(n, K) mixing probabilities of a result at gate design ``G``.
+
+    Parameters
+    ----------
+    result : EMResult
+    G : (n, g) array or None
+        Gate design; ignored (may be None) for constant weights.
+    n : int
+        Number of rows.
+
+    Returns
+    -------
+    (n, K) array whose rows sum to one (constant rows when the result has no gate).
+    """
+    if result.weights is not None:
+        return np.tile(result.weights, (int(n), 1))
+    if G is None:
+        raise ValueError("G is required for a gated result")
+    G = np.asarray(G, dtype=float)
+    if G.ndim != 2 or G.shape[0] != n:
+        raise ValueError(f"G must have shape (n={n}, g), got {G.shape}")
+    eta = gate_logits(
+        G,
+        result.gate_intercept,
+        result.gate_weights,
+        result.gate_hidden_weights,
+        result.gate_hidden_bias,
+    )
+    return softmax(eta, axis=1)
