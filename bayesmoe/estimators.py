@@ -192,7 +192,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         logw, mu, sd = self._components(Xw)
         rng = self._rng(salt)
         w = np.exp(logw.values)
-        u = rng.uniform(size=w.shape[:-1] + (1,))
+        u = rng.uniform(size=(*w.shape[:-1], 1))
         k = np.minimum((u > np.cumsum(w, axis=-1)).sum(axis=-1), w.shape[-1] - 1)
         mu_k = np.take_along_axis(mu.values, k[..., None], axis=-1)[..., 0]
         sd_k = np.take_along_axis(_per_obs(sd, mu).values, k[..., None], axis=-1)[..., 0]
@@ -533,7 +533,7 @@ class _MixtureEstimator(BayesianRegressor):
         """
         raw = self._raw(X)
         logw, _, _ = self._components(self.standardizer_.transform_X(raw))
-        draws = np.exp(logw).assign_coords(expert=self.model_.coords["expert"])
+        draws = np.exp(logw).assign_coords(expert=list(self.model_.coords["expert"]))
         self._store_predictions(raw, gate_probability=draws)
         if return_draws:
             return draws.assign_coords(obs=np.arange(raw.shape[0]))
@@ -557,7 +557,7 @@ class _MixtureEstimator(BayesianRegressor):
         self._store_predictions(
             raw,
             responsibilities=xr.DataArray(
-                mean, dims=("obs", "expert"), coords={"expert": self.model_.coords["expert"]}
+                mean, dims=("obs", "expert"), coords={"expert": list(self.model_.coords["expert"])}
             ),
         )
         return mean
@@ -569,7 +569,9 @@ class _MixtureEstimator(BayesianRegressor):
         """
         raw = self._raw(X)
         _, mu, _ = self._components(self.standardizer_.transform_X(raw))
-        mu = self.standardizer_.inverse_y(mu).assign_coords(expert=self.model_.coords["expert"])
+        mu = self.standardizer_.inverse_y(mu).assign_coords(
+            expert=list(self.model_.coords["expert"])
+        )
         self._store_predictions(raw, expert_mean=mu.rename("expert_mean"))
         return mu.assign_coords(obs=np.arange(raw.shape[0]))
 

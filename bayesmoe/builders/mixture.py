@@ -42,7 +42,6 @@ import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr

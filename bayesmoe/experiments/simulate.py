@@ -134,7 +134,8 @@ class MixtureData:
         return MixtureData(pd.DataFrame(X, columns=self.X.columns), y, z, self.gate, self.truth)
 
     def working_truth(self, x_mean, x_scale, y_mean: float, y_scale: float) -> dict:
-        r"""The truth on the working scale :math:`x_w = (x - m_x)/s_x`, :math:`y_w = (y - m_y)/s_y`.
+        r"""The truth on the working scale :math:`x_w = (x - m_x)/s_x`,
+        :math:`y_w = (y - m_y)/s_y`.
 
         Experts: :math:`b^w = (b + w^\top m_x - m_y)/s_y`, :math:`w^w = w \odot s_x / s_y`,
         :math:`\sigma^w = \sigma / s_y`. Linear gate: :math:`V^w = V \odot s_x`,
