@@ -72,7 +72,16 @@ def test_demo_writes_table_and_plots(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "LOO comparison" in out and "tau_interaction" in out
-    for name in ("scales.png", "predictions.png", "loo_compare.csv", "learned_scales.nc"):
+    assert "Two-regime data" in out and "gated_experts" in out
+    for name in (
+        "scales.png",
+        "predictions.png",
+        "loo_compare.csv",
+        "learned_scales.nc",
+        "experts_loo_compare.csv",
+        "gate_probabilities.png",
+        "gated_experts.nc",
+    ):
         assert (tmp_path / name).stat().st_size > 0
 
 
