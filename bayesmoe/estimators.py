@@ -291,9 +291,13 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
     def summary(self, **kwargs) -> pd.DataFrame:
         """ArviZ summary of the model's parameters (working scale)."""
         check_is_fitted(self, "idata_")
-        kwargs.setdefault("var_names", self._summary_vars())
+        names = kwargs.pop("var_names", None) or self._summary_vars()
         kwargs.setdefault("round_to", "none")
-        return az.summary(self.idata_, **kwargs)
+        # One variable at a time: ArviZ 1.3 mislabels the rows of a variable whose dims
+        # appear in another order in an earlier variable (e.g. sigma[expert] before
+        # gate_probability_grid[grid, expert]).
+        names = [names] if isinstance(names, str) else list(names)
+        return pd.concat([az.summary(self.idata_, var_names=[n], **kwargs) for n in names])
 
     def check(self):
         """R-hat, bulk ESS and divergences of the fit (see :func:`bayesmoe.diagnose`)."""

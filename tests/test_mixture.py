@@ -262,3 +262,14 @@ def test_log_softmax_reference_gate_matches_builder_graph(gated_fit):
     ours = np.exp(spec.log_weights(post, X_base).values)
     np.testing.assert_allclose(ours, post["gate_probability_grid"].values, atol=1e-10)
     assert np.allclose(log_softmax(np.zeros(2)), np.log(0.5))
+
+
+def test_summary_rows_are_labelled_correctly(gated_fit):
+    """Regression test: ArviZ 1.3 mislabels rows when dims come in different orders."""
+    table = gated_fit.summary(var_names=["sigma", "gate_probability_grid"])
+    grid = gated_fit.idata_["posterior"]["gate_probability_grid"].mean(("chain", "draw"))
+    for g in (0, 3):
+        for k in (0, 1):
+            assert table.loc[f"gate_probability_grid[{g}, {k}]", "mean"] == pytest.approx(
+                float(grid.sel(grid=g, expert=k))
+            )
