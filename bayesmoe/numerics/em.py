@@ -43,14 +43,15 @@ so :math:`\mathcal{L}` never decreases (exactly so for ``gate=None`` with
 :math:`\alpha \ge 1`).
 
 EM only finds a local mode, so :func:`fit_mixture_em` restarts from several partitions of the
-rows (OLS residual quantiles, k-means, random lines, random labels) and keeps the start with
-the highest :math:`\mathcal{L}`. The result initialises NUTS chains at one mode and is the
-pivot for relabelling draws. This module deliberately depends on numpy, scipy and
-scikit-learn only.
+rows (greedy growth, OLS residual quantiles, k-means, random lines, random labels) and keeps
+the start with the highest :math:`\mathcal{L}`. The result initialises NUTS chains at one
+mode and is the pivot for relabelling draws. This module deliberately depends on numpy,
+scipy and scikit-learn only.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ _GATE_INIT_MAXITER = 200
 #: on to ``tol`` (see ``_multi_start``).
 _SCREEN_TOL = 1e-5
 _N_REFINE = 3
+#: Seed sizes (fractions of the rows) tried for each expert added by the greedy start, and
+#: its EM iteration cap per candidate.
+_GREEDY_FRACTIONS = (0.02, 0.1, 0.3)
+_GREEDY_MAX_ITER = 200
 #: Components with less total responsibility than this keep their previous sigma: the
 #: variance M-step is 0/0 there and the objective does not depend on it anyway.
 _MIN_MASS = 1e-8
@@ -344,16 +349,24 @@ def _log_mixing(params: _Params, G: np.ndarray | None, n: int) -> np.ndarray:
     return _log_softmax_rows(np.asfortranarray(eta))
 
 
-def _e_step(
+def _e_step_rows(
     Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: _Params
-) -> tuple[np.ndarray, float]:
-    """Responsibilities (n, K) and the mixture log-likelihood, both via logsumexp."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Responsibilities (n, K) and each row's mixture log-likelihood (n,), via logsumexp."""
     resid = y[:, None] - Z @ params.coef.T
     log_dens = -0.5 * _LOG_2PI - np.log(params.sigma) - 0.5 * (resid / params.sigma) ** 2
     # Fortran order makes the reductions over the short K axis fast (see the gate objective).
     joint = np.asfortranarray(_log_mixing(params, G, len(y)) + log_dens)
     log_norm = logsumexp(joint, axis=1)
-    return np.exp(joint - log_norm[:, None]), float(log_norm.sum())
+    return np.exp(joint - log_norm[:, None]), log_norm
+
+
+def _e_step(
+    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: _Params
+) -> tuple[np.ndarray, float]:
+    """Responsibilities (n, K) and the mixture log-likelihood."""
+    R, log_norm = _e_step_rows(Z, y, G, params)
+    return R, float(log_norm.sum())
 
 
 def _log_prior(params: _Params, settings: _Settings) -> float:
@@ -485,9 +498,71 @@ def _labels_random_lines(Z: np.ndarray, y: np.ndarray, K: int, rng) -> np.ndarra
     return np.argmin(np.abs(y[:, None] - Z @ lines.T), axis=1)
 
 
+def _labels_greedy(
+    Z: np.ndarray, y: np.ndarray, settings: _Settings, rng: np.random.Generator
+) -> np.ndarray:
+    """Add experts one at a time, each seeded on the rows the current fit explains worst.
+
+    Equal-sized partitions (quantiles, k-means) and random lines rarely isolate a small
+    expert (a few percent of the rows): its rows are swallowed by a big one and EM cannot
+    pull them back out. Greedy growth (in the spirit of Verbeek, Vlassis & Krose, 2003,
+    for Gaussian mixtures) finds it because those rows are exactly the worst explained by
+    a fit with one expert fewer. Each step tries a few sizes for the new expert's seed set,
+    from both sides of the fit and from either side alone, runs EM to the screening
+    tolerance and keeps the best; the experts use constant weights here, even for a gated
+    model, since only the partition is passed on.
+    """
+    n = len(y)
+    sub = _replace_settings(settings, K=1)
+    run = _start_run(Z, y, None, _initial_params(Z, y, None, np.ones((n, 1)), sub, rng), sub)
+    for k in range(2, settings.K + 1):
+        sub = _replace_settings(settings, K=k)
+        _, row_loglik = _e_step_rows(Z, y, None, run.params)
+        order = np.argsort(row_loglik, kind="stable")
+        # Residual sign at each row's own expert: an expert sitting between two others
+        # explains both of them badly and symmetrically, and a seed drawn from both sides
+        # would just land in the middle again (parallel lines, 1-D mixtures).
+        own = np.argmax(run.R, axis=1)
+        above = (y - np.einsum("ij,ij->i", Z, run.params.coef[own]))[order] > 0
+        best = None
+        for fraction, side in itertools.product(_GREEDY_FRACTIONS, (None, True, False)):
+            pool = order if side is None else order[above == side]
+            worst = pool[: max(int(fraction * n), Z.shape[1] + 1, 1)]
+            if len(worst) == 0:
+                continue
+            R0 = np.zeros((n, k))
+            R0[:, :-1] = run.R
+            R0[worst] = 0.0
+            R0[worst, -1] = 1.0
+            cand = _start_run(Z, y, None, _initial_params(Z, y, None, R0, sub, rng), sub)
+            cand = _continue_run(cand, Z, y, None, sub, _GREEDY_MAX_ITER, _SCREEN_TOL)
+            if best is None or cand.objective > best.objective:
+                best = cand
+        run = best
+    return np.argmax(run.R, axis=1)
+
+
+def _replace_settings(settings: _Settings, K: int) -> _Settings:
+    """The same priors with K constant-weight experts (for the greedy start)."""
+    return _Settings(
+        K=K,
+        gate=None,
+        hidden=0,
+        shared_noise=settings.shared_noise,
+        alpha=settings.alpha,
+        prior_precision=settings.prior_precision,
+        gate_sd=settings.gate_sd,
+        hidden_sd=settings.hidden_sd,
+        floor=settings.floor,
+    )
+
+
 def _start_kinds(n_init: int, gated: bool) -> list[str]:
     """Deterministic schedule of start types (the first ones are the most reliable)."""
-    first = ["quantile", "kmeans_xy"] + (["kmeans_gy"] if gated else []) + ["lines", "random"]
+    # Greedy growth alone found the best mode in every one of our simulated settings
+    # (parallel, crossing, unequal and tiny experts, d = 0); the others add diversity.
+    first = ["greedy", "quantile", "kmeans_xy"]
+    first += (["kmeans_gy"] if gated else []) + ["lines", "random"]
     cycle = ["lines", "kmeans_xy", "random"] + (["kmeans_gy"] if gated else [])
     kinds = list(first)
     while len(kinds) < n_init:
@@ -495,7 +570,7 @@ def _start_kinds(n_init: int, gated: bool) -> list[str]:
     return kinds[:n_init]
 
 
-def _initial_labels(kind, Z, y, G, K, rng) -> np.ndarray:
+def _initial_labels(kind, Z, y, G, K, settings, rng) -> np.ndarray:
     if kind == "quantile":
         return _labels_quantile(Z, y, K)
     if kind == "kmeans_xy":
@@ -504,6 +579,8 @@ def _initial_labels(kind, Z, y, G, K, rng) -> np.ndarray:
         return _labels_kmeans(np.column_stack([G, y]), K, int(rng.integers(2**31)))
     if kind == "lines":
         return _labels_random_lines(Z, y, K, rng)
+    if kind == "greedy":
+        return _labels_greedy(Z, y, settings, rng)
     return rng.integers(K, size=len(y))
 
 
@@ -633,7 +710,7 @@ def _multi_start(Z, y, G, settings, n_init, max_iter, tol, rng) -> _Run:
     screen_tol = max(tol, _SCREEN_TOL)
     runs = []
     for kind in kinds:
-        labels = _initial_labels(kind, Z, y, G, K, rng)
+        labels = _initial_labels(kind, Z, y, G, K, settings, rng)
         params = _initial_params(Z, y, G, np.eye(K)[labels], settings, rng)
         run = _start_run(Z, y, G, params, settings)
         runs.append(_continue_run(run, Z, y, G, settings, max_iter, screen_tol))
@@ -708,8 +785,10 @@ def fit_mixture_em(
     sigma_floor : float, optional
         Lower bound on every :math:`\sigma_k`; default ``1e-3 * std(y)`` (at least 1e-12).
     n_init : int
-        Number of starts: OLS residual quantiles, k-means on standardised ``[X, y]`` (and
-        ``[G, y]``), nearest of K random-subset lines, random labels, cycling in that order.
+        Number of starts, in this order: greedy growth (experts added one at a time on the
+        worst-explained rows), OLS residual quantiles, k-means on standardised ``[X, y]`` (and
+        ``[G, y]`` when gated), nearest of K random-subset lines, random labels; then
+        random-subset lines, k-means and random labels in turn.
     max_iter : int
         Maximum EM iterations per start.
     tol : float
