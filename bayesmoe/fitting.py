@@ -131,6 +131,9 @@ def fit(
                 "sampler='numpyro' needs JAX and numpyro: pip install 'bayesmoe[jax]'"
             ) from err
     start_point = _initial_values(model, initvals)
+    if method == "nuts":
+        for key, value in getattr(_spec(model), "sampler_defaults", {}).items():
+            sampler_kwargs.setdefault(key, value)
     seeds = np.random.SeedSequence(random_seed).spawn(2)
     sample_seed = int(seeds[0].generate_state(1)[0])
     start = time.perf_counter()

@@ -135,6 +135,18 @@ class MixtureSpec:
         return self.expert_vars + scales + gate
 
     @property
+    def sampler_defaults(self) -> dict:
+        """NUTS settings this model needs by default (the user's ``fit_kwargs`` win).
+
+        The mlp gate's posterior has curved ridges (the scales of hidden and output
+        weights trade off while tanh is near-linear). At the default target acceptance of
+        0.8, 4 of 5 simulated K=2 data sets had divergences and R-hat up to 1.04 on
+        ``gate_probability_grid``; at 0.95 the smaller steps follow the ridges (measured:
+        0 divergences, R-hat 1.003), at about twice the cost per draw.
+        """
+        return {"target_accept": 0.95} if self.gate == "mlp" else {}
+
+    @property
     def cache_key(self) -> tuple:
         """Everything the graph is made of except its ``pm.Data`` (see bayesmoe.fitting)."""
         import bayesmoe
