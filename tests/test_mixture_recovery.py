@@ -1,0 +1,61 @@
+"""Slow tier: the mixture-of-experts convergence and calibration bar on a few seeds.
+
+With nutpie and default settings (4 chains, 1000 + 1000 draws) on simulated data with
+well-separated experts (n = 2000, 3 features), each fit must give max R-hat <= 1.01, bulk
+ESS >= 400 for every identified quantity and no divergences, and its 94% HDIs must cover
+the true identified quantities at about the nominal rate: at least the 0.1% quantile of
+Binomial(c, 0.94) of the c quantities.
+
+This runs the linear gate with K = 2 and K = 3 on a few seeds, to fit in the slow tier's
+time. The full bar (10 seeds; linear and mlp gate; K = 2 and 3; nutpie, PyMC and numpyro,
+with ESS/s) is ``benchmarks/mixtures.py``, whose per-seed check these tests share.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "mixtures.py"
+
+
+def _load_benchmark():
+    name = "_bayesmoe_benchmark_mixtures"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, _BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+
+CASES = [("linear-K2", 0), ("linear-K2", 1), ("linear-K2", 2), ("linear-K3", 0), ("linear-K3", 1)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("config", "seed"), CASES)
+def test_mixture_bar_nutpie(config, seed):
+    row = bench.run_seed(config, "nutpie", seed)
+    where = f"{config} seed {seed}"
+    assert row["max_rhat"] <= bench.RHAT_MAX, f"{where}: {row['why']}"
+    assert row["min_ess_bulk"] >= bench.ESS_MIN, f"{where}: {row['why']}"
+    assert row["divergences"] == 0, f"{where}: {row['why']}"
+    floor = bench.coverage_floor(row["n_truth"])
+    assert row["covered"] >= floor, (
+        f"{where}: {row['covered']}/{row['n_truth']} true values in their 94% HDI "
+        f"(floor {floor}); missed {row['missed']}"
+    )
+
+
+def test_coverage_floor():
+    from scipy.stats import binom
+
+    assert bench.coverage_floor(14) == int(binom.ppf(0.001, 14, 0.94))
+    assert bench.coverage_floor(14) <= 14 * 0.94
+    assert bench.coverage_floor(60) < bench.coverage_floor(100)
