@@ -111,7 +111,7 @@ def heldout_table(fits: dict, data, test) -> pd.DataFrame:
 
 
 def plot_fit(est, data, perm: np.ndarray, path: Path, title: str) -> Path:
-    """Data and experts along x0 (other features at their mean, 0) and the gate pi(x)."""
+    """Data and experts along x0 (other features at their mean, 0) and the mixing weights."""
     K = perm.size
     colours = np.array([to_rgb(f"C{k}") for k in range(K)])
     x = data.X.to_numpy()[:, 0]

@@ -23,16 +23,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-from matplotlib.colors import to_rgb
-from scipy.optimize import linear_sum_assignment
-from scipy.special import logsumexp
-from scipy.stats import norm
+# the shared printing and plotting helpers live in the gated-experts script next door
+from gated_experts import heldout_table, match_experts, plot_fit, truth_labels
 
 import bayesmoe as bm
-from bayesmoe.experiments import align_truth, make_mixture_data
+from bayesmoe.experiments import make_mixture_data
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -58,105 +53,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.x_dim < 1:
         parser.error("--x-dim must be at least 1")
     return args
-
-
-def truth_labels(post, truth: dict) -> dict[str, float]:
-    """True values under the row labels of ``az.summary`` (e.g. ``beta[0, x0]``)."""
-    out = {}
-    for name, value in truth.items():
-        if name not in post:
-            continue
-        da = post[name]
-        dims = [d for d in da.dims if d not in SAMPLE_DIMS]
-        value = np.asarray(value).reshape(da.shape[2:])
-        for idx in np.ndindex(value.shape):
-            coords = [str(da[d].values[i]) for d, i in zip(dims, idx, strict=True)]
-            out[f"{name}[{', '.join(coords)}]" if coords else name] = float(value[idx])
-    return out
-
-
-def match_experts(est, data) -> tuple[np.ndarray, dict]:
-    """Fit expert j <-> true expert ``perm[j]``, and the truth aligned on the working scale."""
-    std = est.standardizer_
-    working = data.working_truth(std.x_mean, std.x_scale, std.y_mean, std.y_scale)
-    post = est.idata_["posterior"]
-    intercept = post["intercept"].mean(SAMPLE_DIMS).values
-    beta = post["beta"].mean(SAMPLE_DIMS).values
-    # the same assignment align_truth makes, kept to permute the original-scale truth
-    cost = np.column_stack([intercept, beta])[:, None, :]
-    cost = ((cost - np.column_stack([working["intercept"], working["beta"]])[None]) ** 2).sum(-1)
-    perm = linear_sum_assignment(cost)[1]
-    return perm, align_truth(working, intercept, beta)
-
-
-def true_log_density(data, X, y) -> float:
-    """Held-out log density of the generating model (the ceiling for any fit)."""
-    X = np.asarray(X, float)
-    mu = data.expert_means(X)
-    logp = np.log(data.gate_probabilities(X)) + norm.logpdf(y[:, None], mu, data.truth["sigma"])
-    return float(logsumexp(logp, axis=1).sum())
-
-
-def heldout_table(fits: dict, data, test) -> pd.DataFrame:
-    rows = {}
-    for name, est in fits.items():
-        lpd = est.log_predictive_density(test.X, test.y)
-        rmse = np.sqrt(np.mean((est.predict(test.X) - test.y) ** 2))
-        rows[name] = {"lpd": lpd, "lpd / row": lpd / len(test.y), "RMSE": rmse}
-    lpd = true_log_density(data, test.X, test.y)
-    rows["generating model"] = {"lpd": lpd, "lpd / row": lpd / len(test.y), "RMSE": np.nan}
-    return pd.DataFrame(rows).T
-
-
-def plot_fit(est, data, perm: np.ndarray, path: Path, title: str) -> Path:
-    """Data and experts along x0 (other features at their mean, 0) and the weights."""
-    K = perm.size
-    colours = np.array([to_rgb(f"C{k}") for k in range(K)])
-    x = data.X.to_numpy()[:, 0]
-    lo, hi = x.min(), x.max()
-    grid = np.zeros((200, data.X.shape[1]))
-    grid[:, 0] = np.linspace(lo, hi, 200)
-    G = pd.DataFrame(grid, columns=data.X.columns)
-    experts = est.expert_predictions(G)
-    weights = est.predict_proba(G, return_draws=True)
-    resp = est.responsibilities(data.X, data.y)
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax.scatter(x, data.y, c=resp @ colours, s=8, alpha=0.6, lw=0)
-    for k in range(K):
-        band = experts.isel(expert=k).quantile([0.03, 0.97], dim=SAMPLE_DIMS).values
-        ax.fill_between(grid[:, 0], band[0], band[1], color=f"C{k}", alpha=0.3)
-        ax.plot(grid[:, 0], experts.isel(expert=k).mean(SAMPLE_DIMS), color=f"C{k}", lw=2)
-        ax.plot(grid[:, 0], data.expert_means(grid)[:, perm[k]], "k--", lw=1)
-        band = weights.isel(expert=k).quantile([0.03, 0.97], dim=SAMPLE_DIMS).values
-        bx.fill_between(grid[:, 0], band[0], band[1], color=f"C{k}", alpha=0.3)
-        bx.plot(
-            grid[:, 0],
-            weights.isel(expert=k).mean(SAMPLE_DIMS),
-            color=f"C{k}",
-            lw=2,
-            label=f"expert {k}",
-        )
-        bx.plot(grid[:, 0], data.gate_probabilities(grid)[:, perm[k]], "k--", lw=1)
-    bx.plot([], [], "k--", lw=1, label="truth")
-    other = " (other features at 0)" if data.X.shape[1] > 1 else ""
-    ax.set(
-        xlabel=f"{data.X.columns[0]}{other}",
-        ylabel="y",
-        title="data (colour: responsibility), experts: mean, 94% band",
-    )
-    bx.set(
-        xlabel=data.X.columns[0],
-        ylabel=r"$\pi_k$",
-        ylim=(-0.02, 1.02),
-        title="mixing weights (constant in x): mean, 94% band",
-    )
-    bx.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
