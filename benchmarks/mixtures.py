@@ -300,7 +300,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- driver
 def _read_done(path: Path) -> pd.DataFrame:
     if path.exists() and path.stat().st_size > 0:
-        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+        return df.assign(why=df["why"].fillna(""), missed=df["missed"].fillna(""))
     return pd.DataFrame(columns=COLUMNS)
 
 
