@@ -33,6 +33,7 @@ from bayesmoe.data import (
     validate_target,
 )
 from bayesmoe.fitting import diagnose, fit, validate_fit_settings
+from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.priors import priors_from_json, priors_to_json
 
 __all__ = [
@@ -284,7 +285,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
     def _pointwise_loglik(self, Xw, yw) -> xr.DataArray:
         joint = self._joint(Xw, yw)
         return xr.DataArray(
-            logsumexp(joint.values, axis=-1), dims=joint.dims[:-1], coords=_sample_coords(joint)
+            logsumexp_last(joint.values), dims=joint.dims[:-1], coords=_sample_coords(joint)
         )
 
     # ------------------------------------------------------------------ reporting
@@ -556,7 +557,7 @@ class _MixtureEstimator(BayesianRegressor):
         joint = self._joint(
             self.standardizer_.transform_X(raw), self.standardizer_.transform_y(yv)
         )
-        log_r = joint.values - logsumexp(joint.values, axis=-1, keepdims=True)
+        log_r = log_softmax_last(joint.values)
         mean = np.exp(log_r).mean(axis=(0, 1))
         self._store_predictions(
             raw,

@@ -31,13 +31,18 @@ __all__ = [
     "fit",
 ]
 
-METHODS = ("nuts", "advi", "fullrank_advi")
+METHODS = ("nuts", "advi", "fullrank_advi", "vem")
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 
 #: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
 RHAT_MAX = 1.01
 #: Smallest acceptable bulk ESS per chain (so 400 for 4 chains).
 ESS_MIN_PER_CHAIN = 100
+#: Largest pointwise log-likelihood a fit computes unasked-for (rows x draws x experts x
+#: 8 bytes); above it, fit refuses before sampling and says to pass log_likelihood=False.
+LOG_LIKELIHOOD_MAX_BYTES = 2 * 1024**3
+#: Settings of method="vem" (passed as keyword arguments of fit, or in fit_kwargs).
+VEM_OPTIONS = ("n_init", "max_iter", "tol")
 
 
 def _check_count(name: str, value, minimum: int) -> int:
@@ -82,16 +87,23 @@ def fit(
     advi_iterations: int = 20_000,
     warn_diagnostics: bool = True,
     initvals: str | dict | None = "auto",
+    minibatch: int | None = None,
     **sampler_kwargs,
 ) -> xr.DataTree:
-    """Fit a model built by a :mod:`bayesmoe.builders` function (or any PyMC model).
+    r"""Fit a model built by a :mod:`bayesmoe.builders` function (or any PyMC model).
 
     Parameters
     ----------
     model : pymc.Model
-    method : {"nuts", "advi", "fullrank_advi"}
+    method : {"nuts", "advi", "fullrank_advi", "vem"}
         NUTS gives exact MCMC; the ADVI methods fit a Gaussian approximation by stochastic
         optimisation and return ``chains * draws`` draws from it (``chain`` has length 1).
+        ``"vem"`` (mixture models only) is the closed-form variational EM of
+        :mod:`bayesmoe.numerics.vem`: ``chains * draws`` draws from
+        :math:`q(\theta)\,q(\pi)`, with the noise sds, learned prior scales and gate as
+        point estimates (named in ``posterior.attrs["bayesmoe_point_estimates"]``). Its
+        settings ``n_init`` (starts, 10), ``max_iter`` (1000) and ``tol`` (1e-8) are
+        keyword arguments.
     sampler : {"nutpie", "pymc", "numpyro"}
         NUTS implementation. ``numpyro`` needs the ``jax`` extra.
     draws, tune, chains : int
@@ -108,13 +120,21 @@ def fit(
         Optimisation steps for the ADVI methods.
     warn_diagnostics : bool
         Warn, with numbers and parameter names, when R-hat, ESS or divergences fail.
-    initvals : "auto", dict or None
+    initvals : "auto", "em", "vem", dict or None
         Where every chain starts (constrained values by variable name), without jitter.
-        ``"auto"`` uses the builder's point estimate when it has one (the mixture
-        builders' multi-start EM: one shared start keeps chains in one labelling) and
-        PyMC's default otherwise; ``None`` always uses PyMC's default (jittered) start.
+        ``"auto"`` (= ``"em"``) uses the builder's point estimate when it has one (the
+        mixture builders' multi-start MAP-EM: one shared start keeps chains in one
+        labelling) and PyMC's default otherwise; ``"vem"`` starts from the variational EM
+        solution (mixtures); ``None`` always uses PyMC's default (jittered) start.
+        ``init="em"`` / ``init="vem"`` are accepted as synonyms; any other ``init`` is
+        PyMC's initialisation strategy and is passed on to :func:`pymc.sample`.
+    minibatch : int, optional
+        With ``method="advi"``/``"fullrank_advi"`` on a mixture model: rows per
+        stochastic-gradient step (``pm.Minibatch`` with ``total_size``), for data too big
+        for full-batch ADVI. Draws and diagnostics refer to the full model.
     **sampler_kwargs
-        Passed to :func:`pymc.sample` (e.g. ``target_accept``) or :func:`pymc.fit`.
+        Passed to :func:`pymc.sample` (e.g. ``target_accept``) or :func:`pymc.fit`; the
+        ``method="vem"`` settings listed above.
 
     Returns
     -------
@@ -123,6 +143,11 @@ def fit(
     if not isinstance(model, pm.Model):
         raise TypeError(f"model must be a pymc.Model, got {type(model).__name__}")
     validate_fit_settings(method, sampler, draws, tune, chains, random_seed, advi_iterations)
+    spec = _spec(model)
+    initvals = _init_synonym(initvals, sampler_kwargs)
+    vem_options = _check_method_options(model, method, minibatch, initvals, sampler_kwargs)
+    if log_likelihood:
+        _check_log_likelihood_size(model, draws * chains)
     if method == "nuts" and sampler == "numpyro":
         try:
             import numpyro  # noqa: F401
@@ -130,15 +155,21 @@ def fit(
             raise ImportError(
                 "sampler='numpyro' needs JAX and numpyro: pip install 'bayesmoe[jax]'"
             ) from err
-    start_point = _initial_values(model, initvals)
+    start_point = None if method == "vem" else _initial_values(model, initvals)
     if method == "nuts":
         for key, value in getattr(_spec(model), "sampler_defaults", {}).items():
             sampler_kwargs.setdefault(key, value)
     seeds = np.random.SeedSequence(random_seed).spawn(2)
     sample_seed = int(seeds[0].generate_state(1)[0])
     start = time.perf_counter()
+    relabel = True
+    # Built outside the full model's context, so that it is a model of its own.
+    fit_model = spec.minibatch_model(minibatch) if minibatch else model
     with model:
-        if not model.free_RVs:
+        if method == "vem":
+            idata = _fit_vem(model, draws * chains, sample_seed, vem_options)
+            relabel = False  # one labelling by construction
+        elif not model.free_RVs:
             idata = _exact_only(model, draws, chains)
         elif method == "nuts" and sampler == "nutpie" and _cache_key(model) is not None:
             idata = _sample_nutpie_cached(
@@ -167,18 +198,24 @@ def fit(
             approx = pm.fit(
                 n=advi_iterations,
                 method=method,
+                model=fit_model,
                 random_seed=sample_seed,
                 progressbar=progressbar,
                 **sampler_kwargs,
             )
             idata = approx.sample(draws * chains, random_seed=sample_seed)
+            if minibatch:  # the minibatch model's data groups hold one random batch
+                idata = xr.DataTree.from_dict(
+                    {g: idata[g].to_dataset() for g in ("posterior", "sample_stats")}
+                )
+                idata["posterior"].attrs["bayesmoe_minibatch"] = int(minibatch)
             loss = np.asarray(approx.hist)
             idata["sample_stats"] = (
                 idata["sample_stats"]
                 .to_dataset()
                 .assign_attrs(final_loss=float(loss[-100:].mean()) if loss.size else float("nan"))
             )
-    _complete(model, idata, np.random.default_rng(seeds[1]))
+    _complete(model, idata, np.random.default_rng(seeds[1]), relabel=relabel)
     if log_likelihood:
         add_log_likelihood(idata, model)
     idata.attrs.update(
@@ -199,6 +236,121 @@ _NUTPIE_CACHE: OrderedDict = OrderedDict()
 _NUTPIE_CACHE_SIZE = 16
 
 
+def _init_synonym(initvals, sampler_kwargs: dict):
+    """``init="em"|"vem"`` means our start; any other ``init`` is PyMC's and passes on."""
+    init = sampler_kwargs.get("init")
+    if init not in ("em", "vem"):
+        return initvals
+    sampler_kwargs.pop("init")
+    if isinstance(initvals, dict) or initvals not in ("auto", init):
+        raise ValueError(f"init={init!r} and initvals={initvals!r} disagree; give one of them")
+    return init
+
+
+def _check_method_options(model, method, minibatch, initvals, sampler_kwargs) -> dict:
+    """Method-specific arguments, checked before anything is built or compiled."""
+    spec = _spec(model)
+    if method == "vem":
+        if not hasattr(spec, "run_vem"):
+            raise ValueError(
+                "method='vem' (closed-form variational EM) is available for mixture models "
+                "(MixtureRegression, GatedExperts, bayesmoe.mixture_regression/gated_experts); "
+                "use method='nuts' or 'advi' for this model"
+            )
+        unknown = sorted(set(sampler_kwargs) - set(VEM_OPTIONS))
+        if unknown:
+            raise TypeError(
+                f"method='vem' does not take {unknown}; its settings are {list(VEM_OPTIONS)}"
+            )
+        if isinstance(initvals, dict):
+            raise ValueError(
+                "initvals (a dict) is for NUTS and ADVI; method='vem' has its own n_init starts"
+            )
+        spec.vem_arguments()  # refuses priors it cannot use, naming them
+        options = dict(sampler_kwargs)
+        if "n_init" in options:
+            _check_count("n_init", options["n_init"], 1)
+        if "max_iter" in options:
+            _check_count("max_iter", options["max_iter"], 1)
+        if "tol" in options:
+            tol = options["tol"]
+            if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
+                raise ValueError(f"tol must be a non-negative number, got {tol!r}")
+        sampler_kwargs.clear()
+        return options
+    if initvals == "vem" and not hasattr(spec, "run_vem"):
+        raise ValueError("initvals='vem' needs a mixture model (it starts from variational EM)")
+    if minibatch is not None:
+        if method not in ("advi", "fullrank_advi"):
+            raise ValueError(
+                f"minibatch is for method='advi' or 'fullrank_advi', not method={method!r}"
+            )
+        if not hasattr(spec, "minibatch_model"):
+            raise ValueError(
+                "minibatch applies to per-row mixture models (MixtureRegression, "
+                "GatedExperts); InteractionRegression's collapsed form does not grow with n"
+            )
+        n = spec.y.size
+        _check_count("minibatch", minibatch, 1)
+        if minibatch > n:
+            raise ValueError(f"minibatch={minibatch} is more than the number of rows ({n})")
+    return {}
+
+
+def _check_log_likelihood_size(model: pm.Model, n_draws: int) -> None:
+    spec = _spec(model)
+    y = getattr(spec, "y", None)
+    if y is None:
+        return
+    width = getattr(spec, "n_experts", 1)
+    need = y.size * n_draws * width * 8
+    if need > LOG_LIKELIHOOD_MAX_BYTES:
+        raise ValueError(
+            f"log_likelihood=True would need about {need / 1024**3:.1f} GiB "
+            f"({y.size} rows x {n_draws} draws x {width} experts); pass "
+            "log_likelihood=False (then bayesmoe.add_log_likelihood on a subset of draws), or "
+            "fewer draws"
+        )
+
+
+def _fit_vem(model: pm.Model, n_draws: int, seed: int, options: dict) -> xr.DataTree:
+    """Variational EM, reported as draws from q with the point estimates named."""
+    spec = _spec(model)
+    rng = np.random.default_rng(seed)
+    res = spec.run_vem(model["X_base"].get_value(), rng=rng, **options)
+    posterior, points = spec.vem_posterior(res, n_draws, rng)
+    info = dict(
+        bayesmoe_point_estimates=",".join(points),
+        bayesmoe_vem_elbo=res.elbo,
+        bayesmoe_vem_n_iter=res.n_iter,
+        bayesmoe_vem_converged=int(res.converged),
+        bayesmoe_vem_last_change=res.last_change,
+        bayesmoe_vem_empty=",".join(str(k) for k in res.empty),
+    )
+    posterior.attrs.update(info, inference_library="bayesmoe.numerics.vem")
+    if not res.converged:
+        warnings.warn(
+            f"variational EM stopped at max_iter={options.get('max_iter', 1000)} without "
+            f"converging: the last ELBO change was {res.last_change:.3g} "
+            f"(ELBO {res.elbo:.6g}); raise max_iter or loosen tol",
+            UserWarning,
+            stacklevel=3,
+        )
+    if res.empty:
+        mass = res.responsibilities.sum(axis=0)
+        detail = ", ".join(f"expert {k}: {mass[k]:.2g} rows" for k in res.empty)
+        warnings.warn(
+            f"variational EM emptied {len(res.empty)} of {spec.n_experts} components "
+            f"({detail}); their coefficients are draws from the prior, not estimates. "
+            "Fewer components (or a larger Dirichlet alpha) describe these data",
+            UserWarning,
+            stacklevel=3,
+        )
+    coords = {"chain": posterior["chain"], "draw": posterior["draw"]}
+    stats = xr.Dataset(coords=coords, attrs={"elbo": res.elbo, "n_iter": res.n_iter})
+    return xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+
+
 def _initial_values(model: pm.Model, initvals) -> dict | None:
     if initvals is None:
         return None
@@ -210,10 +362,14 @@ def _initial_values(model: pm.Model, initvals) -> dict | None:
                 f"these are {sorted(v.name for v in model.free_RVs)}"
             )
         return initvals
-    if initvals != "auto":
-        raise ValueError(f"initvals must be 'auto', None or a dict, got {initvals!r}")
+    if initvals not in ("auto", "em", "vem"):
+        raise ValueError(f"initvals must be 'auto', 'em', 'vem', None or a dict, got {initvals!r}")
     spec = _spec(model)
-    return spec.initial_values() if hasattr(spec, "initial_values") else None
+    if not hasattr(spec, "initial_values"):
+        return None
+    if initvals == "vem":
+        return spec.initial_values(spec.vem_point(model["X_base"].get_value()))
+    return spec.initial_values()
 
 
 def _identified(model: pm.Model, idata: xr.DataTree) -> list[str] | None:
@@ -301,8 +457,10 @@ def _exact_only(model: pm.Model, draws: int, chains: int) -> xr.DataTree:
     )
 
 
-def _complete(model: pm.Model, idata: xr.DataTree, rng: np.random.Generator) -> None:
-    """Draw back integrated-out variables and fill observed/constant data."""
+def _complete(
+    model: pm.Model, idata: xr.DataTree, rng: np.random.Generator, relabel: bool = True
+) -> None:
+    """Draw back integrated-out variables, relabel mixtures, fill observed/constant data."""
     spec = _spec(model)
     if spec is None:
         return
@@ -310,7 +468,7 @@ def _complete(model: pm.Model, idata: xr.DataTree, rng: np.random.Generator) -> 
     extra = spec.complete(posterior, model, rng)
     if extra.data_vars:
         idata["posterior"] = posterior.merge(extra).assign_attrs(posterior.attrs)
-    if hasattr(spec, "relabel"):
+    if relabel and hasattr(spec, "relabel"):
         relabelled = spec.relabel(posterior, model["X_base"].get_value())
         if relabelled is not posterior:
             idata["posterior"] = relabelled.assign_attrs(

@@ -56,7 +56,9 @@ from bayesmoe.data import (
     warn_constant_features,
 )
 from bayesmoe.numerics.em import EMResult, fit_mixture_em
+from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.numerics.relabel import apply_permutations, relabel
+from bayesmoe.numerics.vem import VEMResult, fit_mixture_vem, sample_coefficients
 from bayesmoe.priors import GATE_HIDDEN_SD, GATE_SD, merge_priors, mixture_defaults
 
 __all__ = ["GATES", "MixtureSpec", "gated_experts", "mixture_regression"]
@@ -94,6 +96,9 @@ class MixtureSpec:
     point: EMResult | None = None
     grid: np.ndarray | None = None
     fixed: dict = field(default_factory=dict)
+    seed: int | None = None
+    rebuild: dict = field(default_factory=dict, repr=False)
+    _vem: VEMResult | None = field(default=None, repr=False)
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -218,7 +223,7 @@ class MixtureSpec:
         if self.gate is None:
             logw = np.log(posterior["weights"].transpose(*SAMPLE_DIMS, "expert").values)
             return xr.DataArray(np.broadcast_to(logw[:, :, None, :], shape), dims=dims)
-        return xr.DataArray(log_softmax(self._gate_logits(posterior, X_base), axis=-1), dims=dims)
+        return xr.DataArray(log_softmax_last(self._gate_logits(posterior, X_base)), dims=dims)
 
     def _gate_logits(self, posterior: xr.Dataset, X_base: np.ndarray) -> np.ndarray:
         G = self.gate_design(X_base)
@@ -253,11 +258,15 @@ class MixtureSpec:
         return self.log_weights(posterior, X_base) + log_norm
 
     # -- fitting hooks ----------------------------------------------------------------------
-    def initial_values(self) -> dict[str, np.ndarray]:
-        """The EM point estimate as PyMC initial values (constrained space)."""
-        if self.point is None:
+    def initial_values(self, point: EMResult | VEMResult | None = None) -> dict[str, np.ndarray]:
+        """A point estimate as PyMC initial values (constrained space).
+
+        ``point`` defaults to the builder's MAP-EM estimate; :meth:`vem_point` gives the
+        variational EM one (posterior means of the expert coefficients).
+        """
+        pt_ = self.point if point is None else point
+        if pt_ is None:
             return {}
-        pt_ = self.point
         p = len(self.expert_idx)
         out = {"intercept": pt_.intercept}
         if p:
@@ -284,6 +293,209 @@ class MixtureSpec:
                 out[f"lambda_{group}"] = tau**-2
         return {k: np.asarray(v, float) for k, v in out.items() if k not in self.fixed}
 
+    # -- variational EM ---------------------------------------------------------------------
+    def vem_arguments(self) -> dict:
+        """The model's priors as :func:`bayesmoe.numerics.vem.fit_mixture_vem` arguments.
+
+        VEM's updates are closed-form for Gaussian coefficient priors only: it takes the
+        intercept's Normal prior, the slopes' zero-mean Normal prior with a learned scale
+        per group (base, interaction) when the builder learns one (the hyperprior is then
+        replaced by type-II maximum likelihood, the seed's M-step) or a fixed one, the
+        Dirichlet concentration, and the gate's Gaussian prior sds. Noise sds are
+        maximum-likelihood point estimates unless fixed. Anything else raises.
+        """
+        pr = self.priors
+
+        def fail(key: str, why: str):
+            raise ValueError(
+                f"method='vem' cannot use priors[{key!r}] = {pr.get(key)!r}: {why}. Use "
+                "method='nuts' or 'advi' for this prior"
+            )
+
+        def normal(key: str, *, zero_mean: bool = False) -> Prior:
+            v = pr.get(key)
+            if not isinstance(v, Prior) or v.distribution != "Normal":
+                fail(key, "closed-form updates need a Normal prior")
+            mu = v.parameters.get("mu", 0.0)
+            if isinstance(mu, Prior) or np.ndim(mu) > 0 or (zero_mean and mu != 0):
+                kind = "zero" if zero_mean else "scalar"
+                fail(key, f"closed-form updates need a {kind} mean")
+            if isinstance(v.parameters.get("sigma"), Prior) and key in ("intercept",):
+                fail(key, "closed-form updates need a fixed sd")
+            return v
+
+        if "intercept" in self.fixed:
+            fail("intercept", "a fixed intercept is not supported")
+        icpt = normal("intercept")
+        sd_b = icpt.parameters.get("sigma", 1.0)
+        if np.ndim(sd_b) > 0:
+            fail("intercept", "closed-form updates need one scalar sd")
+        groups, sds, learn = [], [], []
+        p, q = len(self.expert_idx), len(self.pairs)
+        for key, width, group in (("beta", p, "base"), ("beta_interaction", q, "interaction")):
+            if not width:
+                continue
+            prior = normal(key, zero_mean=True)
+            gid = len(sds)
+            groups += [gid] * width
+            if "sigma" in prior.parameters:
+                sd = prior.parameters["sigma"]
+                if isinstance(sd, Prior) or np.ndim(sd) > 0:
+                    fail(key, "closed-form updates need a scalar sd or the learned scale")
+                sds.append(float(sd))
+                learn.append(False)
+            elif isinstance(pr.get(f"tau_{group}"), Prior) or isinstance(
+                pr.get(f"lambda_{group}"), Prior
+            ):
+                sds.append(1.0)  # start of the learned scale (standardised features)
+                learn.append(True)
+            else:
+                sds.append(float(pr[f"tau_{group}"]))
+                learn.append(False)
+        out = dict(
+            gate=self.gate,
+            gate_hidden=self.gate_hidden,
+            shared_noise=self.shared_noise,
+            intercept_mean=float(icpt.parameters.get("mu", 0.0)),
+            intercept_sd=float(sd_b),
+            weight_sd=np.asarray(sds) if sds else 1.0,
+            weight_groups=np.asarray(groups, int) if groups else None,
+            learn_scales=np.asarray(learn, bool) if learn else False,
+            sigma=self.fixed.get("sigma"),
+        )
+        if self.n_experts > 1 and self.gate is None:
+            w = pr.get("weights")
+            if not isinstance(w, Prior) or w.distribution != "Dirichlet":
+                fail("weights", "closed-form updates need a Dirichlet prior")
+            out["alpha"] = np.asarray(w.parameters["a"], float)
+        if self.gate is not None:
+            out["gate_sd"] = self._gate_sd(("gate_intercept", "gate_weights"), fail)
+            if self.gate == "mlp":
+                out["hidden_sd"] = self._gate_sd(("gate_hidden_weights", "gate_hidden_bias"), fail)
+        return out
+
+    def _gate_sd(self, keys: tuple[str, str], fail) -> float:
+        sds = []
+        for key in keys:
+            v = self.priors.get(key)
+            if not isinstance(v, Prior) or v.distribution != "Normal":
+                fail(key, "the gate step needs a Normal prior")
+            mu, sd = v.parameters.get("mu", 0.0), v.parameters.get("sigma", 1.0)
+            if isinstance(sd, Prior) or np.ndim(sd) > 0 or np.ndim(mu) > 0 or mu != 0:
+                fail(key, "the gate step needs a zero-mean Normal with one scalar sd")
+            sds.append(float(sd))
+        if sds[0] != sds[1]:
+            fail(keys[1], f"the gate step needs the same sd for {keys[0]} and {keys[1]}")
+        return sds[0]
+
+    def run_vem(self, X_base: np.ndarray, rng=None, **options) -> VEMResult:
+        """Variational EM on all rows, started (among others) from the MAP-EM estimate."""
+        args = self.vem_arguments()
+        Xe = self.expert_design(X_base)
+        G = self.gate_design(X_base) if self.gate else None
+        res = fit_mixture_vem(
+            Xe,
+            self.y,
+            self.n_experts,
+            G=G,
+            init=self.point,
+            random_state=np.random.default_rng(self.seed) if rng is None else rng,
+            **args,
+            **options,
+        )
+        if self.ordered:
+            order = np.argsort(res.mean[:, 0])
+            res.mean, res.cov, res.sigma = res.mean[order], res.cov[order], res.sigma[order]
+            res.responsibilities = res.responsibilities[:, order]
+            if res.dirichlet is not None:
+                res.dirichlet = res.dirichlet[order]
+            res.empty = sorted(int(np.flatnonzero(order == k)[0]) for k in res.empty)
+        return res
+
+    def vem_point(self, X_base: np.ndarray) -> VEMResult:
+        """The variational EM solution (computed once per model), e.g. to start NUTS."""
+        if self._vem is None:
+            self._vem = self.run_vem(X_base)
+        return self._vem
+
+    def vem_posterior(
+        self, res: VEMResult, draws: int, rng: np.random.Generator
+    ) -> tuple[xr.Dataset, list[str]]:
+        """Draws from :math:`q(\\theta)\\,q(\\pi)` as a posterior Dataset (one chain).
+
+        Point-estimated variables (noise sds, learned scales, gate) are constant over
+        draws; their names are returned so the caller can record them.
+        """
+        K, p, q = self.n_experts, len(self.expert_idx), len(self.pairs)
+        theta = sample_coefficients(res, draws, rng)[None]  # (1, S, K, 1 + p + q)
+        sd = ("chain", "draw")
+        coords = {"chain": [0], "draw": np.arange(draws), "expert": self.experts}
+        data = {"intercept": ((*sd, "expert"), theta[..., 0])}
+        if p:
+            coords["expert_feature"] = [self.feature_names[j] for j in self.expert_idx]
+            data["beta"] = ((*sd, "expert", "expert_feature"), theta[..., 1 : 1 + p])
+        if q:
+            coords["interaction"] = list(self.interaction_names)
+            data["beta_interaction"] = ((*sd, "expert", "interaction"), theta[..., 1 + p :])
+        points = []
+
+        def const(name, value, dims=()):
+            value = np.asarray(value, float)
+            data[name] = ((*sd, *dims), np.broadcast_to(value, (1, draws, *value.shape)).copy())
+            points.append(name)
+
+        if "sigma" not in self.fixed:
+            if self.shared_noise:
+                const("sigma", res.sigma[0])
+            else:
+                const("sigma", res.sigma, ("expert",))
+        for group, cols in (("base", slice(1, 1 + p)), ("interaction", slice(1 + p, None))):
+            var = res.prior_var[cols]
+            if not var.size:
+                continue
+            if isinstance(self.priors.get(f"lambda_{group}"), Prior):
+                const(f"lambda_{group}", 1.0 / var[0])
+                const(f"tau_{group}", np.sqrt(var[0]))
+            elif isinstance(self.priors.get(f"tau_{group}"), Prior):
+                const(f"tau_{group}", np.sqrt(var[0]))
+        if K > 1 and self.gate is None:
+            data["weights"] = ((*sd, "expert"), rng.dirichlet(res.dirichlet, draws)[None])
+        elif K > 1:
+            coords["gate_expert"] = self.experts[:-1]
+            coords["gate_feature"] = [self.feature_names[j] for j in self.gate_idx]
+            coords["grid"] = np.arange(len(self.grid))
+            rows = "gate_feature"
+            if self.gate == "mlp":
+                coords["gate_hidden"] = np.arange(self.gate_hidden)
+                rows = "gate_hidden"
+                hidden_dims = ("gate_feature", "gate_hidden")
+                const("gate_hidden_weights", res.gate_hidden_weights, hidden_dims)
+                const("gate_hidden_bias", res.gate_hidden_bias, ("gate_hidden",))
+            const("gate_intercept", res.gate_intercept, ("gate_expert",))
+            const("gate_weights", res.gate_weights, (rows, "gate_expert"))
+            from bayesmoe.numerics.em import gate_logits
+
+            grid = gate_logits(
+                self.grid,
+                res.gate_intercept,
+                res.gate_weights,
+                res.gate_hidden_weights,
+                res.gate_hidden_bias,
+            )
+            const("gate_probability_grid", np.exp(log_softmax(grid, axis=1)), ("grid", "expert"))
+        return xr.Dataset(data, coords=coords), points
+
+    def minibatch_model(self, batch_size: int) -> pm.Model:
+        """The same model whose likelihood sees a random minibatch of rows per evaluation.
+
+        ``pm.Minibatch`` draws ``batch_size`` rows of ``X_base``/``y_obs`` each time the
+        graph is evaluated and ``total_size`` rescales their log-likelihood by
+        ``n / batch_size``, so stochastic ADVI on it targets the full-data posterior at a
+        cost independent of n. Variable names and shapes are those of the full model (the
+        EM start and the ordering decision are reused), so its draws fit the full model.
+        """
+        return _build_mixture(**self.rebuild, minibatch=batch_size, point=self.point)
+
     def complete(self, posterior: xr.Dataset, model: pm.Model, rng: np.random.Generator):
         return xr.Dataset()
 
@@ -300,7 +512,7 @@ class MixtureSpec:
             rows = np.sort(np.random.default_rng(0).choice(n, RELABEL_ROWS, replace=False))
         joint = self.joint_log_density(posterior, X_base[rows], self.y[rows]).values
         C, D = joint.shape[:2]
-        log_probs = joint - logsumexp(joint, axis=-1, keepdims=True)
+        log_probs = log_softmax_last(joint)
         probs = np.exp(log_probs).reshape(C * D, len(rows), self.n_experts)
         pivot = self.point.responsibilities[rows] if self.point is not None else None
         perms = relabel(probs, pivot=pivot, method="stephens")
@@ -344,7 +556,7 @@ class MixtureSpec:
 
 
 def logsumexp_over_experts(joint: xr.DataArray) -> xr.DataArray:
-    return xr.DataArray(logsumexp(joint.values, axis=-1), dims=joint.dims[:-1])
+    return xr.DataArray(logsumexp_last(joint.values), dims=joint.dims[:-1])
 
 
 def _permuted(da: xr.DataArray, dim: str, flat_perms: np.ndarray) -> xr.DataArray:
@@ -421,7 +633,11 @@ def _build_mixture(
     order_by,
     centered,
     random_seed,
+    minibatch: int | None = None,
+    point: EMResult | None = None,
 ) -> pm.Model:
+    # What a minibatch version of this model needs (see MixtureSpec.minibatch_model).
+    rebuild = {k: v for k, v in locals().items() if k not in ("minibatch", "point")}
     if X is None:
         yv0 = validate_target(y, np.asarray(y).shape[0] if y is not None else 0, name="y")
         Xv, names = np.zeros((yv0.size, 0)), []
@@ -497,11 +713,13 @@ def _build_mixture(
         priors=merged,
         y=yv,
         fixed=fixed,
+        seed=random_seed,
+        rebuild=rebuild,
     )
     Xe = spec.expert_design(Xv)
     G = spec.gate_design(Xv) if spec.gate else None
     if K > 1:
-        spec.point = _point_estimate(spec, Xe, G, yv, merged, alpha, random_seed)
+        spec.point = point or _point_estimate(spec, Xe, G, yv, merged, alpha, random_seed)
         spec.ordered = _decide_order(order_by, spec, Xe.shape[1], "intercept" in fixed)
         if spec.ordered:
             spec.point = _sorted_point(spec.point)
@@ -525,6 +743,19 @@ def _build_mixture(
     with pm.Model(coords=coords) as model:
         X_base = pm.Data("X_base", Xv, dims=("obs", "feature"))
         y_obs = pm.Data("y_obs", yv, dims="obs")
+        Xi = None
+        if pairs:
+            Xi = pm.Data("X_interaction", Xe[:, len(expert_idx) :], dims=("obs", "interaction"))
+        # Rows the likelihood sees: all of them, or a random minibatch per ADVI step (the
+        # log-likelihood is then scaled by n / batch_size through total_size).
+        X_rows, y_rows, Xi_rows, total = X_base, y_obs, Xi, None
+        if minibatch:
+            batch = pm.Minibatch(*[t for t in (X_base, y_obs, Xi) if t is not None],
+                                 batch_size=int(minibatch))  # fmt: skip
+            X_rows, y_rows = batch[0], batch[1]
+            Xi_rows = batch[2] if pairs else None
+            total = yv.size
+        rows = int(minibatch) if minibatch else yv.size
         intercept = _create(
             merged["intercept"],
             "intercept",
@@ -532,13 +763,12 @@ def _build_mixture(
             transform=pm.distributions.transforms.ordered if spec.ordered else None,
             initval=spec.point.intercept if spec.ordered else None,
         )
-        mu = pt.zeros((yv.size, K)) + intercept
+        mu = pt.zeros((rows, K)) + intercept
         if expert_idx:
             taus = _scales(merged, "base")
             beta = _weights(merged["beta"], "beta", taus, ("expert", "expert_feature"), centered)
-            mu = mu + pt.dot(X_base[:, expert_idx], beta.T)
+            mu = mu + pt.dot(X_rows[:, expert_idx], beta.T)
         if pairs:
-            Xi = pm.Data("X_interaction", Xe[:, len(expert_idx) :], dims=("obs", "interaction"))
             taus = _scales(merged, "interaction")
             v = _weights(
                 merged["beta_interaction"],
@@ -547,17 +777,20 @@ def _build_mixture(
                 ("expert", "interaction"),
                 centered,
             )
-            mu = mu + pt.dot(Xi, v.T)
+            mu = mu + pt.dot(Xi_rows, v.T)
         sigma = _create(merged["sigma"], "sigma")
+        obs_dims = None if minibatch else "obs"
         if K == 1:
-            pm.Normal("y", mu=mu[:, 0], sigma=sigma, observed=y_obs, dims="obs")
+            pm.Normal(
+                "y", mu=mu[:, 0], sigma=sigma, observed=y_rows, dims=obs_dims, total_size=total
+            )
         else:
             if spec.gate is None:
                 w = _create(merged["weights"], "weights")
             else:
                 gate_vars = {k: _create(merged[k], k) for k in spec.gate_vars}
                 w = pt.special.softmax(
-                    _gate_graph(X_base[:, gate_idx], gate_vars, spec.gate), axis=-1
+                    _gate_graph(X_rows[:, gate_idx], gate_vars, spec.gate), axis=-1
                 )
                 X_grid = pm.Data("X_grid", spec.grid, dims=("grid", "gate_feature"))
                 pm.Deterministic(
@@ -566,7 +799,9 @@ def _build_mixture(
                     dims=("grid", "expert"),
                 )
             sd = sigma if shared_noise else sigma[None, :]
-            pm.NormalMixture("y", w=w, mu=mu, sigma=sd, observed=y_obs, dims="obs")
+            pm.NormalMixture(
+                "y", w=w, mu=mu, sigma=sd, observed=y_rows, dims=obs_dims, total_size=total
+            )
     model.bayesmoe_spec = spec
     return model
 

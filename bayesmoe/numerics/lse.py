@@ -1,0 +1,35 @@
+"""Log-sum-exp over a short last axis (the experts), fast on large draw x row arrays."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = ["log_softmax_last", "logsumexp_last"]
+
+
+def logsumexp_last(a: np.ndarray, keepdims: bool = False) -> np.ndarray:
+    r""":math:`\log \sum_k \exp a_{\dots k}` over the last axis.
+
+    Mixture arrays are (chain, draw, obs, expert) with a handful of experts. numpy's
+    reductions over a short contiguous last axis run one tiny reduction per element (the
+    log-likelihood of 4000 draws x 2000 rows x 3 experts took ~7 s through
+    ``scipy.special.logsumexp``); working on the K strided slices elementwise instead does
+    the same arithmetic in a few vectorised passes.
+    """
+    a = np.asarray(a, dtype=float)
+    parts = [a[..., k] for k in range(a.shape[-1])]
+    m = functools.reduce(np.maximum, parts)
+    # Rows whose entries are all -inf stay -inf instead of becoming NaN.
+    m_safe = np.where(np.isfinite(m), m, 0.0)
+    total = functools.reduce(np.add, (np.exp(p - m_safe) for p in parts))
+    with np.errstate(divide="ignore"):
+        out = np.log(total) + m_safe
+    return out[..., None] if keepdims else out
+
+
+def log_softmax_last(a: np.ndarray) -> np.ndarray:
+    """:math:`a - \\log\\sum_k \\exp a_k` over the last axis (see :func:`logsumexp_last`)."""
+    a = np.asarray(a, dtype=float)
+    return a - logsumexp_last(a, keepdims=True)
