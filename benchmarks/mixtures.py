@@ -147,7 +147,9 @@ def coverage(est, truth: dict[str, np.ndarray]) -> tuple[int, int, list[str]]:
     return covered, total, missed
 
 
-def make_estimator(config: str, sampler: str, seed: int, draws: int, tune: int, chains: int):
+def make_estimator(
+    config: str, sampler: str, seed: int, draws: int, tune: int, chains: int, fit_kwargs=None
+):
     import bayesmoe as bm
 
     K, gate = CONFIGS[config]
@@ -161,6 +163,7 @@ def make_estimator(config: str, sampler: str, seed: int, draws: int, tune: int, 
         chains=chains,
         random_seed=seed,
         progressbar=False,
+        fit_kwargs=fit_kwargs,
     )
 
 
@@ -172,13 +175,18 @@ def run_seed(
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
+    fit_kwargs: dict | None = None,
 ) -> dict:
-    """Fit one simulated data set and check it against the bar; one result row."""
+    """Fit one simulated data set and check it against the bar; one result row.
+
+    ``fit_kwargs`` go to :func:`bayesmoe.fit` (e.g. ``{"initvals": None}`` for PyMC's
+    default start, ``{"init": "vem"}``); ``benchmarks/vem.py`` compares starts this way.
+    """
     from bayesmoe.experiments import make_mixture_data
 
     K, gate = CONFIGS[config]
     data = make_mixture_data(N_ROWS, K, N_FEATURES, gate=gate, seed=seed)
-    est = make_estimator(config, sampler, seed, draws, tune, chains)
+    est = make_estimator(config, sampler, seed, draws, tune, chains, fit_kwargs)
     structure = (config, sampler, draws, tune, chains)
     cold = structure not in _SEEN_STRUCTURES
     start = time.perf_counter()
@@ -219,6 +227,8 @@ def run_seed(
         "ordered": bool(est.model_.bayesmoe_spec.ordered),
         "why": "; ".join(why),
         "missed": " ".join(missed[:8]) + (" ..." if len(missed) > 8 else ""),
+        "estimator": est,
+        "data": data,
     }
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,38 @@ def test_mixture_bar_nutpie(config, seed):
         f"{where}: {row['covered']}/{row['n_truth']} true values in their 94% HDI "
         f"(floor {floor}); missed {row['missed']}"
     )
+    _check_vem_against_nuts(row["estimator"], row["data"], where)
+
+
+def _check_vem_against_nuts(nuts, data, where: str) -> None:
+    """Variational EM on the same data: truth within 3 posterior sd, lpd within 1% of NUTS.
+
+    The 3-sd check allows as many coefficients outside as a 1-in-1000 event would give for
+    an exact posterior (Binomial(c, 0.0027) upper 0.1% quantile), because with c
+    coefficients some exceed 3 sd by chance (NUTS itself does on some seeds).
+    """
+    import numpy as np
+    from scipy.stats import binom
+
+    vem = nuts.__class__(**{**nuts.get_params(), "method": "vem"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vem.fit(data.X, data.y)
+    truth = bench.identified_truth(vem, data)
+    post = vem.idata_["posterior"]
+    z = np.concatenate(
+        [
+            (np.abs(post[k].mean(("chain", "draw")) - truth[k]) / post[k].std(("chain", "draw")))
+            .values.ravel()
+            for k in ("intercept", "beta")
+        ]
+    )
+    allowed = int(binom.ppf(0.999, z.size, 2 * 0.00135))
+    assert (z > 3).sum() <= allowed, f"{where}: VEM |z| = {np.round(np.sort(z)[-3:], 2)}"
+    test = data.new_rows(5000, seed=12345)
+    lpd_vem = vem.log_predictive_density(test.X, test.y)
+    lpd_nuts = nuts.log_predictive_density(test.X, test.y)
+    assert abs(lpd_vem - lpd_nuts) <= 0.01 * abs(lpd_nuts), f"{where}: {lpd_vem} vs {lpd_nuts}"
 
 
 def test_coverage_floor():

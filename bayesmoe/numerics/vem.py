@@ -50,9 +50,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import digamma, gammaln, logsumexp, softmax
+from scipy.special import digamma, gammaln, softmax
 
 from bayesmoe.numerics import em as _em
+from bayesmoe.numerics.lse import logsumexp_last
 
 __all__ = ["VEMResult", "fit_mixture_vem", "sample_coefficients"]
 
@@ -192,7 +193,8 @@ def _update_coefficients(Z, y, state: _State, s: _Settings) -> None:
 def _expected_sq_residuals(Z, y, state: _State) -> np.ndarray:
     """:math:`e_{ik} = (y_i - m_k^\\top Z_i)^2 + Z_i^\\top S_k Z_i`, shape (n, K)."""
     resid = y[:, None] - Z @ state.mean.T
-    quad = np.stack([np.einsum("ij,jl,il->i", Z, S, Z) for S in state.cov], axis=1)
+    # (Z S_k) * Z summed over columns: one BLAS product per expert (einsum was 10x slower).
+    quad = np.stack([np.einsum("ij,ij->i", Z @ S, Z) for S in state.cov], axis=1)
     return resid**2 + quad
 
 
@@ -242,8 +244,7 @@ def _e_step(Z, y, G, state: _State, s: _Settings) -> float:
     E = _expected_sq_residuals(Z, y, state)
     log_pi = _expected_log_pi(state, s, G)
     a = log_pi - 0.5 * _LOG_2PI - np.log(state.sigma) - 0.5 * E / state.sigma**2
-    a = np.asfortranarray(a)
-    log_norm = logsumexp(a, axis=1)
+    log_norm = logsumexp_last(a)
     state.R = np.exp(a - log_norm[:, None])
     # With r at its optimum, E[log p(y, z | .)] + H[q(z)] = sum_i logsumexp_k a_ik.
     return float(log_norm.sum()) + _rest_of_bound(state, s)
@@ -572,7 +573,11 @@ def _multi_start(Z, y, G, s, n_init, max_iter, tol, init, rng, screen_rows) -> _
         R0 = _point_responsibilities(init, Zs, ys, Gs, s)
         gate0 = _start_gate_from_em(init, s, s.K, Z.shape[1])
         states.append(_initial_state(Zs, ys, Gs, R0, s, rng, gate0))
-    kinds = _em._start_kinds(n_init, s.gate is not None) if s.K > 1 else ["one"]
+    kinds = _em._start_kinds(n_init + 1, s.gate is not None) if s.K > 1 else ["one"]
+    if init is not None:
+        # The given point is already the best of a multi-start EM that began with greedy
+        # growth, by far the costliest start kind; the other kinds add diversity.
+        kinds = [k for k in kinds if k != "greedy"]
     em_settings = _em_settings(s)
     for kind in kinds[: max(n_init - len(states), 1) if s.K > 1 else 1]:
         if s.K == 1:
