@@ -73,8 +73,9 @@ def _check_vem_against_nuts(nuts, data, where: str) -> None:
     post = vem.idata_["posterior"]
     z = np.concatenate(
         [
-            (np.abs(post[k].mean(("chain", "draw")) - truth[k]) / post[k].std(("chain", "draw")))
-            .values.ravel()
+            (
+                np.abs(post[k].mean(("chain", "draw")) - truth[k]) / post[k].std(("chain", "draw"))
+            ).values.ravel()
             for k in ("intercept", "beta")
         ]
     )
