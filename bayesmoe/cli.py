@@ -31,7 +31,7 @@ def _fit_settings(args) -> dict:
 
 
 def _add_fit_options(p: argparse.ArgumentParser, draws: int = 1000) -> None:
-    p.add_argument("--method", default="nuts", help="nuts | advi | fullrank_advi")
+    p.add_argument("--method", default="nuts", help="nuts | advi | fullrank_advi | vem (mixtures)")
     p.add_argument("--sampler", default="nutpie", help="nutpie | pymc | numpyro")
     p.add_argument("--draws", type=int, default=draws)
     p.add_argument("--tune", type=int, default=draws)

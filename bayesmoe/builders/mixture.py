@@ -735,8 +735,8 @@ def _build_mixture(
     if spec.gate:
         coords["gate_expert"] = spec.experts[:-1]
         coords["gate_feature"] = [names[j] for j in gate_idx]
-        coords["grid"] = np.arange(len(gate_idx) * len(GRID_QUANTILES))
         spec.grid = _gate_grid(G)
+        coords["grid"] = np.arange(len(spec.grid))
     if spec.gate == "mlp":
         coords["gate_hidden"] = np.arange(spec.gate_hidden)
 
@@ -843,11 +843,15 @@ def _weights(spec, name: str, tau, dims: tuple[str, str], centered: bool):
 
 
 def _gate_grid(G: np.ndarray) -> np.ndarray:
-    """Each gate feature swept over its quantiles, the others held at their medians."""
+    """Each gate feature swept over its quantiles, the others held at their medians.
+
+    The all-median point is included once (not once per feature), so no gate probability
+    is counted twice in diagnostics or coverage.
+    """
     median = np.median(G, axis=0)
-    rows = []
+    rows = [median.copy()]
     for j in range(G.shape[1]):
-        for q in np.quantile(G[:, j], GRID_QUANTILES):
+        for q in np.quantile(G[:, j], [p for p in GRID_QUANTILES if p != 0.5]):
             r = median.copy()
             r[j] = q
             rows.append(r)
