@@ -161,7 +161,7 @@ def _loo(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
         elpd = az.loo(tree, pointwise=True)
     k = np.asarray(elpd.pareto_k.values).ravel()
-    bad = np.flatnonzero(k > elpd.good_k)
+    bad = np.flatnonzero(~(k <= elpd.good_k))  # NaN k (no tail fit possible) too
     if bad.size:
         labels = _obs_labels(elpd.pareto_k, bad)
         shown = ", ".join(
@@ -173,7 +173,7 @@ def _loo(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
             f"with Pareto k > {elpd.good_k:.2f}: obs {shown}{more}. These rows are highly "
             "influential; check them, refit without them (arviz.reloo) or use K-fold CV.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return elpd, labels
     return elpd, np.array([], dtype=int)
@@ -192,7 +192,7 @@ def _waic(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
             f"WAIC of model {name!r} is unreliable at {bad.size} of {n} observations with "
             f"p_waic_i > {P_WAIC_MAX} (obs {_obs_labels(ll, bad)[:20].tolist()}); prefer ic='loo'",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     coords = {d: ll[d].values for d in obs_dims if d in ll.coords}
     shape = [ll.sizes[d] for d in obs_dims]
