@@ -550,7 +550,9 @@ def _build_mixture(
             mu = mu + pt.dot(Xi, v.T)
         sigma = _create(merged["sigma"], "sigma")
         if K == 1:
-            pm.Normal("y", mu=mu[:, 0], sigma=sigma, observed=y_obs, dims="obs")
+            # a scalar sd: a length-1 "expert" vector broke ADVI's shape inference (PyMC
+            # SpecifyShape(Exp, n) rewrite failure for K = 1)
+            pm.Normal("y", mu=mu[:, 0], sigma=pt.flatten(sigma)[0], observed=y_obs, dims="obs")
         else:
             if spec.gate is None:
                 w = _create(merged["weights"], "weights")
