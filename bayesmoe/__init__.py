@@ -2,8 +2,12 @@
 
 __version__ = "0.1.0"
 
-from bayesmoe.builders import gated_experts, interaction_regression, mixture_regression
-from bayesmoe.builders.stacking import hierarchical_stacking
+from bayesmoe.builders import (
+    gated_experts,
+    hierarchical_stacking,
+    interaction_regression,
+    mixture_regression,
+)
 from bayesmoe.compare import compare, predict_averaged, select_experts
 from bayesmoe.estimators import GatedExperts, InteractionRegression, MixtureRegression, load
 from bayesmoe.fitting import add_log_likelihood, diagnose, fit

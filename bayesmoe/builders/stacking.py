@@ -181,9 +181,10 @@ def hierarchical_stacking(
     -------
     pymc.Model
         Coords ``obs``, ``feature``, ``model``, ``gate_model`` (the non-reference models),
-        ``gate_hidden``, ``grid``; data ``X_base``, ``lpd``; deterministics
-        ``stacking_weight`` is not stored per row (use the estimator's ``weights``), but
-        ``stacking_weight_grid`` (each feature swept over its quantiles) is.
+        ``grid`` (and ``gate_hidden``); data ``X_base``, ``lpd``; the deterministic
+        ``stacking_weight_grid`` (w(x) with each feature swept over its quantiles, the
+        others at their medians: the identified quantity for diagnostics). Weights at
+        any x come from the spec (``model.bayesmoe_spec.log_weights``).
     """
     Xv, names = validate_features(X, name="X")
     lpd = np.asarray(lpd, dtype=float)
