@@ -193,8 +193,8 @@ def test_select_experts_vem_unavailable_is_explained(small_data):
 def test_select_experts_finds_true_k():
     from bayesmoe.experiments import make_mixture_data
 
-    data = make_mixture_data(300, n_experts=2, x_dim=1, seed=4)
-    fast = dict(sampler="pymc", draws=300, tune=300, chains=2, random_seed=2)
+    data = make_mixture_data(200, n_experts=2, x_dim=1, seed=4)
+    fast = dict(sampler="pymc", draws=200, tune=200, chains=2, random_seed=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = select_experts(
@@ -202,7 +202,7 @@ def test_select_experts_finds_true_k():
             data.y,
             k_range=range(1, 4),
             screen_method="advi",
-            screen_kwargs={"fit_kwargs": {"advi_iterations": 4000}, "draws": 100},
+            screen_kwargs={"fit_kwargs": {"advi_iterations": 3000}, "draws": 100},
             estimator_kwargs={"random_seed": 2},
             final_kwargs=fast,
             progressbar=False,

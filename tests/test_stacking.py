@@ -192,7 +192,7 @@ def test_beats_best_single_model_and_global_stacking():
 
     data = make_regional_data(300, seed=11)
     test = data.new_rows(2000, seed=12)
-    settings = dict(FAST, draws=400, tune=400)
+    settings = dict(FAST, draws=300, tune=300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         members = {
