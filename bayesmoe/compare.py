@@ -111,22 +111,19 @@ def _observed(tree: xr.DataTree) -> np.ndarray | None:
     return np.asarray(next(iter(tree["observed_data"].data_vars.values())).values, float)
 
 
+def _n_obs(name: str, tree: xr.DataTree) -> int:
+    ll = _log_lik(name, tree)
+    return int(np.prod([size for d, size in ll.sizes.items() if d not in SAMPLE_DIMS]))
+
+
 def check_same_data(trees: Mapping[str, xr.DataTree]) -> None:
     """Refuse models fitted on different data (different n or different observed y)."""
     names = list(trees)
     first = names[0]
-    n0 = int(
-        np.prod(
-            [s for d, s in _log_lik(first, trees[first]).sizes.items() if d not in SAMPLE_DIMS]
-        )
-    )
+    n0 = _n_obs(first, trees[first])
     y0 = _observed(trees[first])
     for name in names[1:]:
-        n = int(
-            np.prod(
-                [s for d, s in _log_lik(name, trees[name]).sizes.items() if d not in SAMPLE_DIMS]
-            )
-        )
+        n = _n_obs(name, trees[name])
         if n != n0:
             raise ValueError(
                 f"models {first!r} and {name!r} were fitted on different data "
@@ -259,6 +256,8 @@ class Comparison:
 
     def savefig(self, path, **kwargs):
         """Write the comparison plot (PNG by the file extension)."""
+        if self.figure is None:
+            raise ValueError("this comparison was made with plot=False; it has no figure")
         kwargs.setdefault("dpi", 110)
         kwargs.setdefault("bbox_inches", "tight")
         self.figure.savefig(path, **kwargs)
