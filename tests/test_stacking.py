@@ -220,3 +220,28 @@ def test_beats_best_single_model_and_global_stacking():
 
     assert z(hier, single[best]) > 4
     assert z(hier, global_stack) > 4
+
+
+def test_mlp_gate_fits_and_predicts(regional_members):
+    data, members = regional_members
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # the API, not the sampler, is tested here: short ADVI keeps it fast (NUTS on the
+        # mlp gate's curved posterior needs long trajectories)
+        stack = bm.HierarchicalStacking(
+            gate="mlp",
+            gate_hidden=2,
+            gate_features=["g"],
+            method="advi",
+            draws=100,
+            chains=1,
+            progressbar=False,
+            random_seed=1,
+            fit_kwargs={"advi_iterations": 500},
+        ).fit(members, data.X, data.y)
+    assert stack.idata_["posterior"].sizes["gate_hidden"] == 2
+    assert stack.idata_["posterior"]["gate_weights"].dims[-2:] == ("gate_hidden", "gate_model")
+    w = stack.weights(data.X.iloc[:5])
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    assert set(stack.summary().index) >= {"stacking_weight_grid[0, x1_g]"}
+    assert np.isfinite(stack.log_predictive_density(data.X, data.y))
