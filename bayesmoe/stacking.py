@@ -271,6 +271,16 @@ class HierarchicalStacking(BayesianRegressor):
         check_is_fitted(self, "idata_")
         return add_log_likelihood(self.idata_, self.model_)
 
+    def sample_posterior_predictive(self) -> xr.DataTree:
+        """Add a ``posterior_predictive`` group of replicated training ``y``."""
+        check_is_fitted(self, "idata_")
+        const = self.idata_["constant_data"]
+        # X_base holds the gate columns only; the members need every column
+        rep = self._predictive_draws(const["X_full"].values, salt=2)
+        rep = rep.assign_coords(obs=self.idata_["observed_data"]["obs"].values)
+        self.idata_["posterior_predictive"] = xr.Dataset({"y": rep})
+        return self.idata_
+
     # ------------------------------------------------------------------ predictions
     def _gate_X(self, Xw: np.ndarray) -> np.ndarray:
         names = list(self.feature_names_in_)

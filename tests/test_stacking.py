@@ -243,5 +243,7 @@ def test_mlp_gate_fits_and_predicts(regional_members):
     assert stack.idata_["posterior"]["gate_weights"].dims[-2:] == ("gate_hidden", "gate_model")
     w = stack.weights(data.X.iloc[:5])
     np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    # the gate sees only g; replicated training y still use every member's columns
+    assert stack.sample_posterior_predictive()["posterior_predictive"]["y"].sizes["obs"] == 120
     assert set(stack.summary().index) >= {"stacking_weight_grid[0, x1_g]"}
     assert np.isfinite(stack.log_predictive_density(data.X, data.y))
