@@ -211,3 +211,22 @@ def test_select_experts_finds_true_k():
     assert "K=1" in result.screening.table.index
     assert set(result.table.index) <= {"K=1", "K=2", "K=3"} and len(result.table) == 2
     assert result.best.n_experts == 2
+
+
+@pytest.mark.slow
+def test_one_expert_fits_with_advi():
+    """select_experts screens K = 1 too; a length-1 noise vector used to break ADVI there."""
+    from bayesmoe.experiments import make_mixture_data
+
+    data = make_mixture_data(60, n_experts=2, x_dim=1, seed=1)
+    est = bm.GatedExperts(
+        n_experts=1,
+        method="advi",
+        draws=20,
+        chains=1,
+        progressbar=False,
+        random_seed=0,
+        fit_kwargs={"advi_iterations": 200},
+    ).fit(data.X, data.y)
+    ll = est.idata_["log_likelihood"]["y"]
+    assert ll.sizes["obs"] == 60 and np.isfinite(ll.values).all()
