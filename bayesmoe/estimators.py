@@ -267,13 +267,17 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         :math:`\sum_i \log \frac1S \sum_s p(y_i \mid \theta_s)`, computed with
         log-sum-exp on the original scale of ``y``.
         """
+        return float(np.sum(self.pointwise_log_predictive_density(X, y)))
+
+    def pointwise_log_predictive_density(self, X, y) -> np.ndarray:
+        r"""Held-out :math:`\log \frac1S \sum_s p(y_i \mid \theta_s)` per row, shape (n,)."""
         Xw = self._work_X(X)
         yv = validate_target(y, Xw.shape[0], name="y")
         ll = self._pointwise_loglik(Xw, self.standardizer_.transform_y(yv))
         ll = ll - np.log(self.standardizer_.y_scale)  # Jacobian of the standardisation
         S = ll.shape[0] * ll.shape[1]
         flat = ll.values.reshape(S, -1)
-        return float(np.sum(logsumexp(flat, axis=0) - np.log(S)))
+        return logsumexp(flat, axis=0) - np.log(S)
 
     def _joint(self, Xw, yw) -> xr.DataArray:
         r""":math:`\log \pi_k + \log N(y_i \mid \mu_{ik}, \sigma_k)`, working scale."""
@@ -320,15 +324,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             raise OSError(f"path {str(path)!r} is a directory; give a file name")
         if not path.parent.exists():
             raise OSError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
-        tree = _storable(self.idata_)
-        tree.attrs.update(
-            bayesmoe_format=_FORMAT_VERSION,
-            bayesmoe_estimator=type(self).__name__,
-            bayesmoe_params=json.dumps(self._params_json()),
-            bayesmoe_standardizer=json.dumps(self.standardizer_.to_dict()),
-            bayesmoe_feature_names=json.dumps([str(c) for c in self.feature_names_in_]),
-            **_versions(),
-        )
+        tree = self._saved_tree()
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         try:
@@ -338,6 +334,19 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+    def _saved_tree(self) -> xr.DataTree:
+        """What ``save`` writes: the fit plus everything needed to rebuild the estimator."""
+        tree = _storable(self.idata_)
+        tree.attrs.update(
+            bayesmoe_format=_FORMAT_VERSION,
+            bayesmoe_estimator=type(self).__name__,
+            bayesmoe_params=json.dumps(self._params_json()),
+            bayesmoe_standardizer=json.dumps(self.standardizer_.to_dict()),
+            bayesmoe_feature_names=json.dumps([str(c) for c in self.feature_names_in_]),
+            **_versions(),
+        )
+        return tree
 
     def _params_json(self) -> dict:
         params = self.get_params(deep=False)

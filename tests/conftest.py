@@ -41,3 +41,21 @@ def mc_close(a: float, b: float, mcse: float, k: float = 4.0) -> bool:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def regional_members():
+    """Two fitted members on data where each is right in one region of g (stacking tests)."""
+    import warnings
+
+    from bayesmoe import InteractionRegression
+    from bayesmoe.experiments import make_regional_data
+
+    data = make_regional_data(120, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        members = {
+            "x1_g": InteractionRegression(**FAST).fit(data.X[["x1", "g"]], data.y),
+            "x2_g": InteractionRegression(**FAST).fit(data.X[["x2", "g"]], data.y),
+        }
+    return data, members

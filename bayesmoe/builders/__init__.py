@@ -2,11 +2,14 @@
 
 from bayesmoe.builders.interaction import InteractionSpec, interaction_regression
 from bayesmoe.builders.mixture import MixtureSpec, gated_experts, mixture_regression
+from bayesmoe.builders.stacking import StackingSpec, hierarchical_stacking
 
 __all__ = [
     "InteractionSpec",
     "MixtureSpec",
+    "StackingSpec",
     "gated_experts",
+    "hierarchical_stacking",
     "interaction_regression",
     "mixture_regression",
 ]

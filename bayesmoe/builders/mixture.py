@@ -781,8 +781,15 @@ def _build_mixture(
         sigma = _create(merged["sigma"], "sigma")
         obs_dims = None if minibatch else "obs"
         if K == 1:
+            # a scalar sd: a length-1 "expert" vector broke ADVI's shape inference (PyMC
+            # SpecifyShape(Exp, n) rewrite failure for K = 1)
             pm.Normal(
-                "y", mu=mu[:, 0], sigma=sigma, observed=y_rows, dims=obs_dims, total_size=total
+                "y",
+                mu=mu[:, 0],
+                sigma=pt.flatten(sigma)[0],
+                observed=y_rows,
+                dims=obs_dims,
+                total_size=total,
             )
         else:
             if spec.gate is None:

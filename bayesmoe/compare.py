@@ -1,0 +1,581 @@
+"""Comparing fitted models: LOO/WAIC tables and weights via ArviZ, averaging, choosing K.
+
+Everything statistical is ArviZ's: :func:`arviz.loo` for PSIS-LOO, :func:`arviz.compare`
+for the table and the stacking / pseudo-BMA weights, :func:`arviz.plot_compare` for the
+figure and :func:`arviz.weight_predictions` for averaged predictive draws. This module
+checks that the models can be compared at all (same observations, pointwise
+log-likelihood present), names the rows whose LOO estimate is unreliable, and runs the
+screening-then-NUTS search over the number of experts.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from arviz_stats.utils import ELPDData
+
+from bayesmoe.numerics.waic import P_WAIC_MAX, waic_pointwise
+
+__all__ = [
+    "ICS",
+    "WEIGHT_METHODS",
+    "Comparison",
+    "ExpertSelection",
+    "compare",
+    "pointwise_elpd",
+    "predict_averaged",
+    "select_experts",
+]
+
+ICS = ("loo", "waic")
+WEIGHT_METHODS = ("stacking", "bb-pseudo-bma", "pseudo-bma")
+SCREEN_METHODS = ("vem", "advi", "fullrank_advi", "nuts")
+SELECTION_RULES = ("one_se", "best")
+SAMPLE_DIMS = ("chain", "draw")
+
+
+# ---------------------------------------------------------------------------- inputs
+def _check_choice(name: str, value, options: Iterable[str]) -> str:
+    options = tuple(options)
+    if not isinstance(value, str) or value.lower() not in options:
+        raise ValueError(f"{name}={value!r} is not known; choose one of {list(options)}")
+    return value.lower()
+
+
+def _check_models(models, *, minimum: int = 1) -> dict:
+    if not isinstance(models, Mapping):
+        raise TypeError(
+            f"models must be a dict of name -> fitted estimator or DataTree, "
+            f"got {type(models).__name__}"
+        )
+    if len(models) < minimum:
+        raise ValueError(f"models needs at least {minimum} entries, got {len(models)}")
+    for name in models:
+        if not isinstance(name, str):
+            raise TypeError(f"models keys must be strings (model names), got {name!r}")
+    return dict(models)
+
+
+def _tree(name: str, model) -> xr.DataTree:
+    """The fit of one model, with its pointwise log-likelihood."""
+    from bayesmoe.estimators import BayesianRegressor
+
+    if isinstance(model, BayesianRegressor):
+        if not hasattr(model, "idata_"):
+            raise ValueError(
+                f"models[{name!r}] is an unfitted {type(model).__name__}; fit it first"
+            )
+        if "log_likelihood" not in model.idata_.children:
+            model.add_log_likelihood()  # fitted with log_likelihood=False: compute it now
+        return model.idata_
+    if not isinstance(model, xr.DataTree):
+        raise TypeError(
+            f"models[{name!r}] must be a fitted bayesmoe estimator or an xarray.DataTree, "
+            f"got {type(model).__name__}"
+        )
+    if "log_likelihood" not in model.children:
+        raise ValueError(
+            f"models[{name!r}] has no log_likelihood group, which LOO/WAIC need. Add it with "
+            "bayesmoe.add_log_likelihood(idata, model) (idata from bayesmoe.fit), "
+            "estimator.add_log_likelihood() for a bayesmoe estimator, or "
+            "pymc.compute_log_likelihood(idata, model=model) for any PyMC model"
+        )
+    if "posterior" not in model.children:
+        raise ValueError(f"models[{name!r}] has no posterior group")
+    return model
+
+
+def _log_lik(name: str, tree: xr.DataTree) -> xr.DataArray:
+    ll = tree["log_likelihood"]
+    names = list(ll.data_vars)
+    if not names:
+        raise ValueError(f"models[{name!r}]: the log_likelihood group is empty")
+    if len(names) > 1:
+        raise ValueError(
+            f"models[{name!r}] has several observed variables in log_likelihood {names}; "
+            "compare them one at a time with arviz.compare(var_name=...)"
+        )
+    return ll[names[0]]
+
+
+def _observed(tree: xr.DataTree) -> np.ndarray | None:
+    if "observed_data" not in tree.children or not tree["observed_data"].data_vars:
+        return None
+    return np.asarray(next(iter(tree["observed_data"].data_vars.values())).values, float)
+
+
+def _n_obs(name: str, tree: xr.DataTree) -> int:
+    ll = _log_lik(name, tree)
+    return int(np.prod([size for d, size in ll.sizes.items() if d not in SAMPLE_DIMS]))
+
+
+def check_same_data(trees: Mapping[str, xr.DataTree]) -> None:
+    """Refuse models fitted on different data (different n or different observed y)."""
+    names = list(trees)
+    first = names[0]
+    n0 = _n_obs(first, trees[first])
+    y0 = _observed(trees[first])
+    for name in names[1:]:
+        n = _n_obs(name, trees[name])
+        if n != n0:
+            raise ValueError(
+                f"models {first!r} and {name!r} were fitted on different data "
+                f"({n0} vs {n} observations); LOO/WAIC compare models on the same observations"
+            )
+        y = _observed(trees[name])
+        if y0 is not None and y is not None:
+            scale = max(float(np.max(np.abs(y0))), 1.0) if y0.size else 1.0
+            differ = np.flatnonzero(
+                ~np.isclose(y0.ravel(), y.ravel(), rtol=1e-9, atol=1e-12 * scale)
+            )
+            if differ.size:
+                i = int(differ[0])
+                raise ValueError(
+                    f"models {first!r} and {name!r} were fitted on different data: their "
+                    f"observed y differ at {differ.size} of {n} observations (first at "
+                    f"position {i}: {y0.ravel()[i]!r} vs {y.ravel()[i]!r})"
+                )
+
+
+# ---------------------------------------------------------------------------- ELPD
+def _obs_labels(da: xr.DataArray, idx: np.ndarray) -> np.ndarray:
+    dims = [d for d in da.dims if d not in SAMPLE_DIMS]
+    if len(dims) == 1 and dims[0] in da.coords:
+        return np.asarray(da[dims[0]].values)[idx]
+    return idx
+
+
+def _loo(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
+    with warnings.catch_warnings():
+        # ArviZ's generic Pareto-k warning is replaced by one naming model and rows
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+        elpd = az.loo(tree, pointwise=True)
+    k = np.asarray(elpd.pareto_k.values).ravel()
+    bad = np.flatnonzero(~(k <= elpd.good_k))  # NaN k (no tail fit possible) too
+    if bad.size:
+        labels = _obs_labels(elpd.pareto_k, bad)
+        shown = ", ".join(
+            f"{lab} (k={k[i]:.2f})" for lab, i in zip(labels[:20], bad[:20], strict=False)
+        )
+        more = f" and {bad.size - 20} more" if bad.size > 20 else ""
+        warnings.warn(
+            f"PSIS-LOO of model {name!r} is unreliable at {bad.size} of {k.size} observations "
+            f"with Pareto k > {elpd.good_k:.2f}: obs {shown}{more}. These rows are highly "
+            "influential; check them, refit without them (arviz.reloo) or use K-fold CV.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return elpd, labels
+    return elpd, np.array([], dtype=int)
+
+
+def _waic(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
+    ll = _log_lik(name, tree)
+    obs_dims = [d for d in ll.dims if d not in SAMPLE_DIMS]
+    stacked = ll.transpose(*SAMPLE_DIMS, *obs_dims).values
+    S = stacked.shape[0] * stacked.shape[1]
+    elpd_i, p_i = waic_pointwise(stacked.reshape(S, -1))
+    n = elpd_i.size
+    bad = np.flatnonzero(p_i > P_WAIC_MAX)
+    if bad.size:
+        warnings.warn(
+            f"WAIC of model {name!r} is unreliable at {bad.size} of {n} observations with "
+            f"p_waic_i > {P_WAIC_MAX} (obs {_obs_labels(ll, bad)[:20].tolist()}); prefer ic='loo'",
+            UserWarning,
+            stacklevel=4,
+        )
+    coords = {d: ll[d].values for d in obs_dims if d in ll.coords}
+    shape = [ll.sizes[d] for d in obs_dims]
+    result = ELPDData(
+        elpd=float(elpd_i.sum()),
+        se=float(np.sqrt(n * np.var(elpd_i))),
+        p=float(p_i.sum()),
+        n_samples=S,
+        n_data_points=n,
+        scale="log",
+        warning=bool(bad.size),
+        good_k=None,
+        elpd_i=xr.DataArray(elpd_i.reshape(shape), dims=obs_dims, coords=coords),
+    )
+    return result, _obs_labels(ll, bad) if bad.size else np.array([], dtype=int)
+
+
+def pointwise_elpd(models: Mapping, ic: str = "loo") -> tuple[dict[str, ELPDData], dict]:
+    """Pointwise ELPD (ArviZ ``ELPDData``) of each model, after the comparability checks.
+
+    Returns the ELPD objects and, per model, the labels of the observations whose
+    estimate is unreliable (Pareto k above ArviZ's threshold, or ``p_waic_i > 0.4``).
+    """
+    ic = _check_choice("ic", ic, ICS)
+    models = _check_models(models)
+    trees = {name: _tree(name, m) for name, m in models.items()}
+    check_same_data(trees)
+    compute = _loo if ic == "loo" else _waic
+    elpds, flagged = {}, {}
+    for name, tree in trees.items():
+        elpds[name], flagged[name] = compute(name, tree)
+    return elpds, flagged
+
+
+# ---------------------------------------------------------------------------- compare
+@dataclass
+class Comparison:
+    """Result of :func:`compare`.
+
+    Attributes
+    ----------
+    table : DataFrame
+        ArviZ's comparison table (:func:`arviz.compare`), best model first.
+    figure : matplotlib.figure.Figure
+        :func:`arviz.plot_compare` of the table; ``savefig(path)`` writes it as PNG.
+    elpd : dict of name -> ELPDData
+        Pointwise ELPD of each model (``elpd_i``, and ``pareto_k`` for LOO).
+    unreliable : dict of name -> ndarray
+        Observation labels whose estimate is unreliable (Pareto k / p_waic).
+    ic, method : str
+    """
+
+    table: pd.DataFrame
+    figure: object
+    elpd: dict
+    unreliable: dict
+    ic: str
+    method: str
+
+    @property
+    def weights(self) -> pd.Series:
+        """Model weights (stacking or pseudo-BMA), indexed by model name."""
+        return self.table["weight"]
+
+    def savefig(self, path, **kwargs):
+        """Write the comparison plot (PNG by the file extension)."""
+        if self.figure is None:
+            raise ValueError("this comparison was made with plot=False; it has no figure")
+        kwargs.setdefault("dpi", 110)
+        kwargs.setdefault("bbox_inches", "tight")
+        self.figure.savefig(path, **kwargs)
+        return path
+
+    def _repr_html_(self):
+        return self.table._repr_html_()
+
+    def __repr__(self) -> str:
+        return f"Comparison(ic={self.ic!r}, method={self.method!r})\n{self.table!r}"
+
+
+def compare(
+    models: Mapping,
+    ic: str = "loo",
+    method: str = "stacking",
+    *,
+    round_to: int | str = "none",
+    plot: bool = True,
+) -> Comparison:
+    r"""Compare fitted models by their expected log predictive density, via ArviZ.
+
+    .. math::
+
+        \widehat{\mathrm{elpd}} = \sum_i \log p(y_i \mid y_{-i})
+
+    estimated by PSIS-LOO (``ic="loo"``, :func:`arviz.loo`) or WAIC (``ic="waic"``;
+    computed pointwise here since ArviZ 1.x dropped it, then ranked by ArviZ). Weights:
+    ``"stacking"`` maximises :math:`\sum_i \log \sum_k w_k\, p(y_i \mid y_{-i}, M_k)`
+    over the simplex (Yao et al. 2018); ``"bb-pseudo-bma"`` and ``"pseudo-bma"`` are
+    Akaike-type weights :math:`\propto e^{\widehat{\mathrm{elpd}}_k}`, with or without
+    Bayesian-bootstrap stabilisation.
+
+    Parameters
+    ----------
+    models : dict of name -> fitted estimator or DataTree
+        All fitted on the same observations, each with a pointwise ``log_likelihood``
+        (an estimator fitted with ``log_likelihood=False`` gets it computed).
+    ic : {"loo", "waic"}
+    method : {"stacking", "bb-pseudo-bma", "pseudo-bma"}
+    round_to : int or "none"
+        Passed to :func:`arviz.compare` (default: raw numbers).
+    plot : bool
+        Draw :func:`arviz.plot_compare` (``result.figure``).
+
+    Returns
+    -------
+    Comparison
+        ``.table`` (ArviZ's DataFrame), ``.figure``, ``.weights``, ``.elpd``,
+        ``.unreliable`` (observations with high Pareto k, also given as a warning).
+
+    Raises
+    ------
+    ValueError
+        Models fitted on different data (naming the two), a DataTree without
+        ``log_likelihood`` (saying how to add it), unknown ``ic``/``method``.
+    """
+    method = _check_choice("method", method, WEIGHT_METHODS)
+    ic = _check_choice("ic", ic, ICS)
+    _check_models(models, minimum=2)
+    elpds, flagged = pointwise_elpd(models, ic)
+    table = az.compare(elpds, method=method, round_to=round_to)
+    figure = None
+    if plot:
+        import matplotlib.pyplot as plt
+
+        pc = az.plot_compare(table, backend="matplotlib")
+        figure = pc.viz["figure"].item()
+        ax = figure.axes[0]
+        ax.set_title(f"{ic.upper()} comparison ({method} weights)")
+        ticks = [t.get_text() for t in ax.get_yticklabels()]
+        if set(ticks) <= set(table.index):
+            ax.set_yticks(
+                ax.get_yticks(), [f"{t}\nw = {table.loc[t, 'weight']:.2f}" for t in ticks]
+            )
+        plt.close(figure)  # returned, not shown twice in notebooks
+    return Comparison(table, figure, elpds, flagged, ic, method)
+
+
+# ---------------------------------------------------------------------------- averaging
+def _weight_vector(names: list[str], weights) -> np.ndarray:
+    if isinstance(weights, Comparison):
+        weights = weights.weights
+    if isinstance(weights, pd.Series | Mapping):
+        keys = set(weights.keys())
+        if keys != set(names):
+            raise ValueError(
+                f"weights name models {sorted(map(str, keys))}, but models are {sorted(names)}"
+            )
+        w = np.array([weights[n] for n in names], dtype=float)
+    else:
+        w = np.asarray(weights, dtype=float).ravel()
+        if w.size != len(names):
+            raise ValueError(f"weights has {w.size} entries for {len(names)} models")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights must be finite, non-negative and not all zero, got {w}")
+    return w / w.sum()
+
+
+def predict_averaged(models: Mapping, weights, X, *, random_seed: int | None = None):
+    """Weight-averaged posterior predictive draws at ``X``.
+
+    Each model contributes a share of draws proportional to its weight
+    (:func:`arviz.weight_predictions`), so the result is a sample from
+    :math:`\\sum_k w_k\\, p(\\tilde y \\mid x, M_k)`.
+
+    Parameters
+    ----------
+    models : dict of name -> fitted estimator
+    weights : Comparison, Series/dict by model name, or sequence in ``models`` order
+        E.g. ``compare(models).weights``.
+    X : array-like or DataFrame
+        New rows (each model takes the columns it was fitted on).
+    random_seed : int, optional
+
+    Returns
+    -------
+    DataArray, dims (sample, obs)
+    """
+    from bayesmoe.estimators import BayesianRegressor
+
+    models = _check_models(models, minimum=1)
+    for name, m in models.items():
+        if not isinstance(m, BayesianRegressor) or not hasattr(m, "idata_"):
+            raise TypeError(
+                f"models[{name!r}] must be a fitted bayesmoe estimator (predictions need "
+                f"the model), got {type(m).__name__}"
+            )
+    names = list(models)
+    w = _weight_vector(names, weights)
+    if random_seed is not None and (
+        isinstance(random_seed, bool) or not isinstance(random_seed, numbers.Integral)
+    ):
+        raise TypeError(f"random_seed must be an integer, got {random_seed!r}")
+    used = [n for n, wk in zip(names, w, strict=True) if wk > 0]
+    trees = []
+    for name in used:
+        draws = models[name].predict_dist(_columns_for(models[name], X))
+        trees.append(
+            xr.DataTree.from_dict(
+                {"posterior_predictive": xr.Dataset({"y": draws}), "observed_data": xr.Dataset()}
+            )
+        )
+    if len(trees) == 1:  # ArviZ needs two; one model with all the weight is its own average
+        y = trees[0]["posterior_predictive"]["y"].transpose(*SAMPLE_DIMS, ...)
+        return xr.DataArray(
+            y.values.reshape(-1, *y.shape[2:]), dims=("sample", *y.dims[2:]), name="y"
+        )
+    out = az.weight_predictions(
+        trees, weights=[w[names.index(n)] for n in used], random_seed=random_seed
+    )
+    y = out["posterior_predictive"]["y"].transpose("sample", ...)
+    coords = {d: y[d].values for d in y.dims[1:] if d in y.coords}
+    return xr.DataArray(y.values, dims=y.dims, coords=coords, name="y")
+
+
+def _columns_for(model, X):
+    """The columns ``model`` was fitted on, when X is a DataFrame with more columns."""
+    if isinstance(X, pd.DataFrame):
+        missing = [c for c in model.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"X lacks columns {missing} that a model was fitted on")
+        return X[list(model.feature_names_in_)]
+    return X
+
+
+# ---------------------------------------------------------------------------- choosing K
+@dataclass
+class ExpertSelection:
+    """Result of :func:`select_experts`.
+
+    Attributes
+    ----------
+    n_experts : int
+        The chosen number of experts.
+    comparison : Comparison
+        LOO comparison of the final (NUTS) fits, names ``"K=1"``, ``"K=2"``, ...
+    screening : Comparison
+        LOO comparison of the screening fits.
+    models : dict of name -> fitted estimator
+        The final fits (``models[f"K={n_experts}"]`` is the chosen one).
+    """
+
+    n_experts: int
+    comparison: Comparison
+    screening: Comparison
+    models: dict = field(repr=False)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return self.comparison.table
+
+    @property
+    def best(self):
+        return self.models[f"K={self.n_experts}"]
+
+
+def _check_k_range(k_range) -> list[int]:
+    try:
+        ks = list(k_range)
+    except TypeError:
+        raise TypeError(f"k_range must be an iterable of integers, got {k_range!r}") from None
+    if len(ks) < 2:
+        raise ValueError(f"k_range needs at least two values of K to compare, got {ks}")
+    for k in ks:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+            raise ValueError(f"k_range must hold integers >= 1, got {k!r}")
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"k_range lists a K twice: {ks}")
+    return sorted(int(k) for k in ks)
+
+
+def _choose(table: pd.DataFrame, rule: str) -> int:
+    """The chosen K from a comparison table with rows ``K=<k>``."""
+    ks = {name: int(name.split("=")[1]) for name in table.index}
+    if rule == "best":
+        return ks[table.index[0]]
+    # one_se: the fewest experts whose elpd is within one standard error of the
+    # difference from the best (an extra expert must earn its keep).
+    close = [ks[n] for n in table.index if -table.loc[n, "elpd_diff"] <= table.loc[n, "dse"]]
+    return min(close)
+
+
+def select_experts(
+    X,
+    y,
+    k_range: Iterable[int] = range(1, 6),
+    *,
+    gate: str | None = "linear",
+    screen_method: str = "vem",
+    n_final: int = 2,
+    selection: str = "one_se",
+    estimator_kwargs: dict | None = None,
+    screen_kwargs: dict | None = None,
+    final_kwargs: dict | None = None,
+    progressbar: bool = True,
+) -> ExpertSelection:
+    r"""Choose the number of experts K by LOO: cheap screening fits, then NUTS.
+
+    1. Fit a :class:`~bayesmoe.GatedExperts` (``gate=None``: a
+       :class:`~bayesmoe.MixtureRegression`) for every K in ``k_range`` with
+       ``screen_method`` and rank them by PSIS-LOO.
+    2. Refit the best ``n_final`` with NUTS, compare them again, and choose K by
+       ``selection``: ``"one_se"`` (default) the fewest experts whose ELPD is within one
+       standard error of the difference from the best, ``"best"`` the highest ELPD.
+
+    Parameters
+    ----------
+    X, y : training data
+    k_range : iterable of int
+    gate : {"linear", "mlp"} or None
+    screen_method : {"vem", "advi", "fullrank_advi", "nuts"}
+        Fitting method of the screening fits (``"nuts"`` with few draws also works).
+    n_final : int
+        How many screened candidates are refitted with NUTS.
+    selection : {"one_se", "best"}
+    estimator_kwargs : dict, optional
+        Settings of every estimator (e.g. ``gate_hidden``, ``random_seed``, ``sampler``).
+    screen_kwargs, final_kwargs : dict, optional
+        Estimator settings for the screening / final stage only (e.g. ``draws``).
+    progressbar : bool
+
+    Returns
+    -------
+    ExpertSelection
+    """
+    from tqdm.auto import tqdm
+
+    from bayesmoe.estimators import GatedExperts, MixtureRegression
+
+    ks = _check_k_range(k_range)
+    screen_method = _check_choice("screen_method", screen_method, SCREEN_METHODS)
+    selection = _check_choice("selection", selection, SELECTION_RULES)
+    if isinstance(n_final, bool) or not isinstance(n_final, numbers.Integral) or n_final < 2:
+        raise ValueError(
+            f"n_final must be an integer >= 2 (candidates to compare), got {n_final!r}"
+        )
+    if gate not in (None, "linear", "mlp"):
+        raise ValueError(f"gate={gate!r} is not known; choose one of ['linear', 'mlp', None]")
+    for arg, value in (
+        ("estimator_kwargs", estimator_kwargs),
+        ("screen_kwargs", screen_kwargs),
+        ("final_kwargs", final_kwargs),
+    ):
+        if value is not None and not isinstance(value, Mapping):
+            raise TypeError(f"{arg} must be a dict, got {type(value).__name__}")
+    base = {"progressbar": False, **(estimator_kwargs or {})}
+
+    def make(k: int, stage: dict):
+        settings = {**base, **stage}
+        if gate is None:
+            return MixtureRegression(n_components=k, **settings)
+        if k == 1:
+            settings.pop("gate_hidden", None)
+            return GatedExperts(n_experts=1, **settings)
+        return GatedExperts(n_experts=k, gate=gate, **settings)
+
+    # validate every setting before the first (slow) fit
+    for k in ks:
+        for stage in ({**(screen_kwargs or {}), "method": screen_method}, final_kwargs or {}):
+            make(k, {**stage, "method": stage.get("method", "nuts")})._check_settings()
+
+    screened = {}
+    for k in tqdm(ks, desc=f"screening K ({screen_method})", disable=not progressbar):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # approximate fits: LOO ranks them, no diagnostics
+            screened[f"K={k}"] = make(k, {**(screen_kwargs or {}), "method": screen_method}).fit(
+                X, y
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Pareto k of rough fits: only a ranking
+        screening = compare(screened)
+    finalists = list(screening.table.index)[:n_final]
+
+    final = {}
+    for name in tqdm(finalists, desc="final fits (NUTS)", disable=not progressbar):
+        k = int(name.split("=")[1])
+        final[name] = make(k, {**(final_kwargs or {}), "method": "nuts"}).fit(X, y)
+    comparison = compare(final)
+    chosen = _choose(comparison.table, selection)
+    return ExpertSelection(chosen, comparison, screening, final)
