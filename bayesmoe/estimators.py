@@ -32,7 +32,7 @@ from bayesmoe.data import (
     validate_predict_features,
     validate_target,
 )
-from bayesmoe.fitting import diagnose, fit, validate_fit_settings
+from bayesmoe.fitting import Diagnostics, diagnose, fit, validate_fit_settings
 from bayesmoe.priors import priors_from_json, priors_to_json
 
 __all__ = [
@@ -95,19 +95,24 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             (self.fit_kwargs or {}).get("advi_iterations", 1),
         )
 
-    def fit(self, X, y) -> BayesianRegressor:
+    def fit(self, X, y, *, strict: bool = False) -> BayesianRegressor:
         """Validate the data, build the model and sample its posterior.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n, p)
         y : array-like of shape (n,)
+        strict : bool
+            Raise :class:`bayesmoe.fitting.DiagnosticsError` if any diagnostic fails its
+            threshold (see :func:`bayesmoe.fit`); the estimator then stays unfitted.
 
         Returns
         -------
         self
         """
         self._check_settings()
+        if not isinstance(strict, bool | np.bool_):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
         start = time.perf_counter()
         Xv, names = self._features(X, y)
         yv = validate_target(y, Xv.shape[0], name="y")
@@ -128,6 +133,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             random_seed=self.random_seed,
             progressbar=self.progressbar,
             log_likelihood=self.log_likelihood,
+            strict=bool(strict),
             **(self.fit_kwargs or {}),
         )
         self._to_original_scale(yv)
@@ -299,10 +305,20 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         names = [names] if isinstance(names, str) else list(names)
         return pd.concat([az.summary(self.idata_, var_names=[n], **kwargs) for n in names])
 
-    def check(self):
-        """R-hat, bulk ESS and divergences of the fit (see :func:`bayesmoe.diagnose`)."""
+    def check(self, loo: bool | None = None) -> Diagnostics:
+        """Diagnostics report of the fit: R-hat, bulk ESS, divergences, BFMI, Pareto k.
+
+        ``loo`` (default: whenever the pointwise log-likelihood is stored) adds the Pareto
+        k of PSIS-LOO. ``report.ok`` is False if any check fails its threshold (the
+        constants of :mod:`bayesmoe.fitting`); ``print(report)`` shows the table and
+        ``report.to_frame()`` returns it.
+        """
         check_is_fitted(self, "idata_")
-        return diagnose(self.idata_, var_names=self._summary_vars())
+        if loo is None:
+            loo = "log_likelihood" in self.idata_.children
+        if not isinstance(loo, bool | np.bool_):
+            raise TypeError(f"loo must be True, False or None, got {loo!r}")
+        return diagnose(self.idata_, var_names=self._summary_vars(), loo=bool(loo))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
