@@ -330,7 +330,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         half-written file under ``path``.
         """
         check_is_fitted(self, "idata_")
-        path = Path(path)
+        path = _as_path(path)
         if path.exists() and path.is_dir():
             raise OSError(f"path {str(path)!r} is a directory; give a file name")
         if not path.parent.exists():
@@ -344,7 +344,10 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             bayesmoe_feature_names=json.dumps([str(c) for c in self.feature_names_in_]),
             **_versions(),
         )
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as err:  # read-only folder, a file where a folder should be, ...
+            raise OSError(f"path {str(path)!r} cannot be written: {err}") from err
         os.close(fd)
         try:
             tree.to_netcdf(tmp, engine="h5netcdf")
@@ -844,9 +847,21 @@ def _storable(tree: xr.DataTree) -> xr.DataTree:
     return xr.DataTree.from_dict(groups)
 
 
+def _as_path(path) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
 def load(path: str | os.PathLike):
-    """Load an estimator written by ``save``; warns when library versions differ."""
-    path = Path(path)
+    """Load an estimator written by ``save``; warns when library versions differ.
+
+    Raises
+    ------
+    OSError
+        The path does not exist, or the file is truncated, corrupted or not bayesmoe's.
+    """
+    path = _as_path(path)
     if not path.is_file():
         raise OSError(f"path {str(path)!r} does not exist or is not a file")
     try:

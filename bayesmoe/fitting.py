@@ -25,8 +25,8 @@ __all__ = [
     "BFMI_MIN",
     "DIVERGENCES_MAX",
     "ESS_MIN_PER_CHAIN",
-    "PARETO_K_MAX",
     "METHODS",
+    "PARETO_K_MAX",
     "RHAT_MAX",
     "SAMPLERS",
     "Diagnostics",
@@ -472,9 +472,7 @@ class Diagnostics:
                     self.max_pareto_k <= PARETO_K_MAX,
                 )
             )
-        return pd.DataFrame(rows, columns=["check", "value", "threshold", "ok"]).set_index(
-            "check"
-        )
+        return pd.DataFrame(rows, columns=["check", "value", "threshold", "ok"]).set_index("check")
 
     def __str__(self) -> str:
         return self.to_frame().to_string() + "\n" + self.message()
@@ -519,7 +517,9 @@ def diagnose(
             bfmi = float(np.min(az.bfmi(idata)["energy"].values))
     max_k = n_high = None
     if loo and "log_likelihood" in idata.children:
-        k = np.asarray(az.loo(idata, pointwise=True).pareto_k).ravel()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # reported below, with the threshold
+            k = np.asarray(az.loo(idata, pointwise=True).pareto_k).ravel()
         max_k, n_high = float(np.max(k)), int(np.sum(k > PARETO_K_MAX))
     finite_rhat = {k: v for k, v in rhat.items() if np.isfinite(v)}
     max_rhat = max(finite_rhat.values(), default=1.0)

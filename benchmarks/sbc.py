@@ -23,11 +23,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from bayesmoe.experiments.calibration import (  # noqa: E402
+from bayesmoe.experiments.calibration import (
     SBC_BAND_PROB,
     ecdf_band,
     run_sbc,

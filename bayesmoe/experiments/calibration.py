@@ -239,9 +239,7 @@ def _mixture_case(kind: str, n_obs: int, n_experts: int = 2) -> SBCCase:
             return gated_experts(X, y, n_experts=n_experts, gate=gate, **kw)
         return mixture_regression(X, y, n_components=n_experts, order_by=None, **kw)
 
-    return SBCCase(
-        "gated_linear" if gate else "mixture", n_obs, 1, build, _mixture_quantities
-    )
+    return SBCCase("gated_linear" if gate else "mixture", n_obs, 1, build, _mixture_quantities)
 
 
 def sbc_cases(n_obs: int = 40, n_obs_mixture: int = 80) -> dict[str, SBCCase]:
