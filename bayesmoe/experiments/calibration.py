@@ -205,12 +205,9 @@ def _interaction_case(family: str, n_obs: int, n_features: int) -> SBCCase:
             X, y, prior=family, priors=priors, collapsed=fit_form, **scales
         )
 
-    def quantities(ds):
-        out = _interaction_quantities(ds)
-        # the gamma family's sampled variables are precisions; ranks of tau are equivalent
-        return out
-
-    return SBCCase(f"interaction_{family}", n_obs, n_features, build, quantities)
+    # The gamma family samples precisions; tau = lambda^(-1/2) is monotone in them, so
+    # ranks of tau are the ranks of the precisions.
+    return SBCCase(f"interaction_{family}", n_obs, n_features, build, _interaction_quantities)
 
 
 def _mixture_case(kind: str, n_obs: int, n_experts: int = 2) -> SBCCase:
