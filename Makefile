@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow test-all lint bench clean
+.PHONY: demo test test-slow test-all test-full sbc lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: bayesmoe needs Python >= 3.12 on PATH (python3.12 or python3.13)"; exit 1; }
@@ -31,6 +31,15 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Not in CI (about an hour on 2 cores): 200-simulation SBC of every model and the full
+# estimator x fit-method persistence/determinism matrix.
+test-full: $(STAMP)
+	$(BIN)/python -m pytest -m full $(PYTEST_ARGS)
+
+# The 200-simulation SBC with its tables and PNG rank plots (writes ./sbc_results/).
+sbc: $(STAMP)
+	$(BIN)/python benchmarks/sbc.py --out sbc_results
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -10,12 +10,13 @@ from bayesmoe.builders import (
 )
 from bayesmoe.compare import compare, predict_averaged, select_experts
 from bayesmoe.estimators import GatedExperts, InteractionRegression, MixtureRegression, load
-from bayesmoe.fitting import add_log_likelihood, diagnose, fit
+from bayesmoe.fitting import DiagnosticsError, add_log_likelihood, diagnose, fit
 from bayesmoe.prior_transfer import prior_from_posterior
 from bayesmoe.priors import Prior
 from bayesmoe.stacking import HierarchicalStacking
 
 __all__ = [
+    "DiagnosticsError",
     "GatedExperts",
     "HierarchicalStacking",
     "InteractionRegression",

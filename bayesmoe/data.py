@@ -100,17 +100,35 @@ def validate_features(X, *, name: str = "X", min_rows: int = 2) -> tuple[np.ndar
             f"{name} contains {int((~finite).sum())} NaN or infinite values, "
             f"first at (row, column) {where}"
         )
-    _check_magnitude(values, name)
+    _check_magnitude(values, name, names)
     return np.ascontiguousarray(values), names
 
 
-def _check_magnitude(values: np.ndarray, name: str) -> None:
+#: Magnitudes whose squares overflow (above) or underflow (below) float64 closely enough
+#: to make X'X, standardisation and the likelihood meaningless.
+_HUGE = 1e150
+_TINY = 1e-150
+
+
+def _check_magnitude(values: np.ndarray, name: str, names: Sequence[str] | None = None) -> None:
     # Squares of values beyond ~1e150 overflow float64 in X'X and in the likelihood;
     # refuse them here instead of returning a posterior full of inf.
-    if values.size and np.max(np.abs(values)) > 1e150:
+    if values.size and np.max(np.abs(values)) > _HUGE:
         raise ValueError(
             f"{name} has values of magnitude {np.max(np.abs(values)):.3g}, too large to "
             "square in float64; rescale it"
+        )
+    # A column (or target) whose every value is below ~1e-150 has a variance that
+    # underflows to 0: it would be standardised as a constant and silently ignored.
+    if not values.size:
+        return
+    largest = np.max(np.abs(values.reshape(values.shape[0], -1)), axis=0)
+    tiny = (largest > 0) & (largest < _TINY)
+    if tiny.any():
+        where = f" columns {[names[j] for j in np.nonzero(tiny)[0]]}" if names is not None else ""
+        raise ValueError(
+            f"{name}{where} has values too small to square in float64 (largest magnitude "
+            f"{largest[tiny].max():.3g} < {_TINY:g}); rescale it"
         )
 
 

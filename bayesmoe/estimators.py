@@ -32,7 +32,7 @@ from bayesmoe.data import (
     validate_predict_features,
     validate_target,
 )
-from bayesmoe.fitting import diagnose, fit, validate_fit_settings
+from bayesmoe.fitting import Diagnostics, diagnose, fit, validate_fit_settings
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.priors import priors_from_json, priors_to_json
 
@@ -96,19 +96,24 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             (self.fit_kwargs or {}).get("advi_iterations", 1),
         )
 
-    def fit(self, X, y) -> BayesianRegressor:
+    def fit(self, X, y, *, strict: bool = False) -> BayesianRegressor:
         """Validate the data, build the model and sample its posterior.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n, p)
         y : array-like of shape (n,)
+        strict : bool
+            Raise :class:`bayesmoe.fitting.DiagnosticsError` if any diagnostic fails its
+            threshold (see :func:`bayesmoe.fit`); the estimator then stays unfitted.
 
         Returns
         -------
         self
         """
         self._check_settings()
+        if not isinstance(strict, bool | np.bool_):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
         start = time.perf_counter()
         Xv, names = self._features(X, y)
         yv = validate_target(y, Xv.shape[0], name="y")
@@ -129,6 +134,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             random_seed=self.random_seed,
             progressbar=self.progressbar,
             log_likelihood=self.log_likelihood,
+            strict=bool(strict),
             **(self.fit_kwargs or {}),
         )
         self._to_original_scale(yv)
@@ -304,10 +310,20 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         names = [names] if isinstance(names, str) else list(names)
         return pd.concat([az.summary(self.idata_, var_names=[n], **kwargs) for n in names])
 
-    def check(self):
-        """R-hat, bulk ESS and divergences of the fit (see :func:`bayesmoe.diagnose`)."""
+    def check(self, loo: bool | None = None) -> Diagnostics:
+        """Diagnostics report of the fit: R-hat, bulk ESS, divergences, BFMI, Pareto k.
+
+        ``loo`` (default: whenever the pointwise log-likelihood is stored) adds the Pareto
+        k of PSIS-LOO. ``report.ok`` is False if any check fails its threshold (the
+        constants of :mod:`bayesmoe.fitting`); ``print(report)`` shows the table and
+        ``report.to_frame()`` returns it.
+        """
         check_is_fitted(self, "idata_")
-        return diagnose(self.idata_, var_names=self._summary_vars())
+        if loo is None:
+            loo = "log_likelihood" in self.idata_.children
+        if not isinstance(loo, bool | np.bool_):
+            raise TypeError(f"loo must be True, False or None, got {loo!r}")
+        return diagnose(self.idata_, var_names=self._summary_vars(), loo=bool(loo))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -319,13 +335,16 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         half-written file under ``path``.
         """
         check_is_fitted(self, "idata_")
-        path = Path(path)
+        path = _as_path(path)
         if path.exists() and path.is_dir():
             raise OSError(f"path {str(path)!r} is a directory; give a file name")
         if not path.parent.exists():
             raise OSError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
         tree = self._saved_tree()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as err:  # read-only folder, a file where a folder should be, ...
+            raise OSError(f"path {str(path)!r} cannot be written: {err}") from err
         os.close(fd)
         try:
             tree.to_netcdf(tmp, engine="h5netcdf")
@@ -838,9 +857,21 @@ def _storable(tree: xr.DataTree) -> xr.DataTree:
     return xr.DataTree.from_dict(groups)
 
 
+def _as_path(path) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    return Path(path)
+
+
 def load(path: str | os.PathLike):
-    """Load an estimator written by ``save``; warns when library versions differ."""
-    path = Path(path)
+    """Load an estimator written by ``save``; warns when library versions differ.
+
+    Raises
+    ------
+    OSError
+        The path does not exist, or the file is truncated, corrupted or not bayesmoe's.
+    """
+    path = _as_path(path)
     if not path.is_file():
         raise OSError(f"path {str(path)!r} does not exist or is not a file")
     try:

@@ -9,6 +9,7 @@ so no method-specific result type leaks out.
 
 from __future__ import annotations
 
+import json
 import numbers
 import time
 import warnings
@@ -21,11 +22,15 @@ import pymc as pm
 import xarray as xr
 
 __all__ = [
+    "BFMI_MIN",
+    "DIVERGENCES_MAX",
     "ESS_MIN_PER_CHAIN",
     "METHODS",
+    "PARETO_K_MAX",
     "RHAT_MAX",
     "SAMPLERS",
     "Diagnostics",
+    "DiagnosticsError",
     "add_log_likelihood",
     "diagnose",
     "fit",
@@ -43,6 +48,15 @@ ESS_MIN_PER_CHAIN = 100
 LOG_LIKELIHOOD_MAX_BYTES = 2 * 1024**3
 #: Settings of method="vem" (passed as keyword arguments of fit, or in fit_kwargs).
 VEM_OPTIONS = ("n_init", "max_iter", "tol")
+#: Most divergent transitions accepted (any divergence means NUTS missed part of the
+#: posterior, so the default is none).
+DIVERGENCES_MAX = 0
+#: Smallest acceptable energy BFMI of any chain (Betancourt 2016: below 0.3 the momentum
+#: resampling explores the energy distribution poorly, e.g. in funnels).
+BFMI_MIN = 0.3
+#: Largest acceptable Pareto k of PSIS-LOO (Vehtari et al. 2017/2024): above 0.7 the
+#: importance-sampling estimate of that row's LOO density is unreliable.
+PARETO_K_MAX = 0.7
 
 
 def _check_count(name: str, value, minimum: int) -> int:
@@ -88,6 +102,7 @@ def fit(
     warn_diagnostics: bool = True,
     initvals: str | dict | None = "auto",
     minibatch: int | None = None,
+    strict: bool = False,
     **sampler_kwargs,
 ) -> xr.DataTree:
     r"""Fit a model built by a :mod:`bayesmoe.builders` function (or any PyMC model).
@@ -132,6 +147,11 @@ def fit(
         With ``method="advi"``/``"fullrank_advi"`` on a mixture model: rows per
         stochastic-gradient step (``pm.Minibatch`` with ``total_size``), for data too big
         for full-batch ADVI. Draws and diagnostics refer to the full model.
+    strict : bool
+        Raise :class:`DiagnosticsError` (with the numbers and the fit attached) when any
+        check fails its threshold: R-hat (``RHAT_MAX``), bulk ESS (``ESS_MIN_PER_CHAIN``),
+        divergences (``DIVERGENCES_MAX``), BFMI (``BFMI_MIN``) and, when the pointwise
+        log-likelihood is stored, the Pareto k of PSIS-LOO (``PARETO_K_MAX``).
     **sampler_kwargs
         Passed to :func:`pymc.sample` (e.g. ``target_accept``) or :func:`pymc.fit`; the
         ``method="vem"`` settings listed above.
@@ -139,10 +159,14 @@ def fit(
     Returns
     -------
     xarray.DataTree
+        Its ``attrs["bayesmoe_diagnostics"]`` holds the diagnostics (JSON, see
+        :meth:`Diagnostics.as_dict`).
     """
     if not isinstance(model, pm.Model):
         raise TypeError(f"model must be a pymc.Model, got {type(model).__name__}")
     validate_fit_settings(method, sampler, draws, tune, chains, random_seed, advi_iterations)
+    if not isinstance(strict, bool | np.bool_):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
     spec = _spec(model)
     initvals = _init_synonym(initvals, sampler_kwargs)
     vem_options = _check_method_options(model, method, minibatch, initvals, sampler_kwargs)
@@ -224,11 +248,31 @@ def fit(
         bayesmoe_fit_seconds=time.perf_counter() - start,
         bayesmoe_random_seed=-1 if random_seed is None else int(random_seed),
     )
-    if warn_diagnostics and method == "nuts" and model.free_RVs:
-        report = diagnose(idata, var_names=_identified(model, idata))
-        if not report.ok:
-            warnings.warn(report.message(), UserWarning, stacklevel=2)
+    if model.free_RVs:
+        _gate(idata, model, method, strict, warn_diagnostics)
     return idata
+
+
+class DiagnosticsError(RuntimeError):
+    """A ``strict=True`` fit failed a diagnostic threshold; ``.idata`` holds the fit."""
+
+    def __init__(self, message: str, diagnostics: Diagnostics, idata: xr.DataTree):
+        super().__init__(message)
+        self.diagnostics = diagnostics
+        self.idata = idata
+
+
+def _gate(idata: xr.DataTree, model: pm.Model, method: str, strict: bool, warn: bool) -> None:
+    """Run the diagnostics, store them in ``idata.attrs``, then warn or raise."""
+    loo = strict and "log_likelihood" in idata.children
+    report = diagnose(idata, var_names=_identified(model, idata), loo=loo)
+    idata.attrs["bayesmoe_diagnostics"] = json.dumps(report.as_dict())
+    if report.ok:
+        return
+    if strict:
+        raise DiagnosticsError(report.message() + " (strict=True)", report, idata)
+    if warn and method == "nuts":
+        warnings.warn(report.message(), UserWarning, stacklevel=3)
 
 
 #: Compiled nutpie models by structural key (most recent last); see _sample_nutpie_cached.
@@ -509,7 +553,11 @@ def add_log_likelihood(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
 
 @dataclass
 class Diagnostics:
-    """Convergence summary of a fit; ``ok`` is False if any threshold fails."""
+    """Convergence summary of a fit; ``ok`` is False if any threshold fails.
+
+    ``bfmi`` (lowest over chains) is None without NUTS energy statistics; ``max_pareto_k``
+    and ``n_high_pareto_k`` are None unless PSIS-LOO was computed.
+    """
 
     max_rhat: float
     min_ess_bulk: float
@@ -517,16 +565,12 @@ class Diagnostics:
     chains: int
     worst_rhat: list[str]
     worst_ess: list[str]
+    bfmi: float | None = None
+    max_pareto_k: float | None = None
+    n_high_pareto_k: int | None = None
 
-    @property
-    def ok(self) -> bool:
-        return (
-            self.max_rhat <= RHAT_MAX
-            and self.min_ess_bulk >= ESS_MIN_PER_CHAIN * self.chains
-            and self.divergences == 0
-        )
-
-    def message(self) -> str:
+    def failures(self) -> list[str]:
+        """One line, with numbers, for each check that fails its threshold."""
         parts = []
         if self.max_rhat > RHAT_MAX:
             parts.append(f"max R-hat {self.max_rhat:.3f} > {RHAT_MAX} for {self.worst_rhat}")
@@ -535,9 +579,61 @@ class Diagnostics:
                 f"min bulk ESS {self.min_ess_bulk:.0f} < {ESS_MIN_PER_CHAIN * self.chains} "
                 f"for {self.worst_ess}"
             )
-        if self.divergences:
-            parts.append(f"{self.divergences} divergent transitions")
+        if self.divergences > DIVERGENCES_MAX:
+            parts.append(f"{self.divergences} divergent transitions > {DIVERGENCES_MAX}")
+        if self.bfmi is not None and self.bfmi < BFMI_MIN:
+            parts.append(f"min BFMI {self.bfmi:.2f} < {BFMI_MIN}")
+        if self.max_pareto_k is not None and self.max_pareto_k > PARETO_K_MAX:
+            parts.append(
+                f"{self.n_high_pareto_k} rows with Pareto k > {PARETO_K_MAX} "
+                f"(max {self.max_pareto_k:.2f}): PSIS-LOO unreliable"
+            )
+        return parts
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures()
+
+    def message(self) -> str:
+        parts = self.failures()
         return "Sampling diagnostics failed: " + "; ".join(parts) if parts else "diagnostics ok"
+
+    def as_dict(self) -> dict:
+        """Plain values (JSON-able), as stored in ``idata.attrs["bayesmoe_diagnostics"]``."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["min_ess_bulk"] = None if not np.isfinite(self.min_ess_bulk) else self.min_ess_bulk
+        out["ok"] = self.ok
+        return out
+
+    def to_frame(self):
+        """The report as a small table: value, threshold and pass/fail per check."""
+        import pandas as pd
+
+        rows = [
+            ("max R-hat", self.max_rhat, f"<= {RHAT_MAX}", self.max_rhat <= RHAT_MAX),
+            (
+                "min bulk ESS",
+                self.min_ess_bulk,
+                f">= {ESS_MIN_PER_CHAIN * self.chains}",
+                self.min_ess_bulk >= ESS_MIN_PER_CHAIN * self.chains,
+            ),
+            ("divergences", self.divergences, f"<= {DIVERGENCES_MAX}", self.divergences == 0),
+        ]
+        if self.bfmi is not None:
+            rows.append(("min BFMI", self.bfmi, f">= {BFMI_MIN}", self.bfmi >= BFMI_MIN))
+        if self.max_pareto_k is not None:
+            rows.append(
+                (
+                    "max Pareto k",
+                    self.max_pareto_k,
+                    f"<= {PARETO_K_MAX}",
+                    self.max_pareto_k <= PARETO_K_MAX,
+                )
+            )
+        return pd.DataFrame(rows, columns=["check", "value", "threshold", "ok"]).set_index("check")
+
+    def __str__(self) -> str:
+        return self.to_frame().to_string() + "\n" + self.message()
 
 
 def _flat_stat(ds: xr.Dataset) -> dict[str, float]:
@@ -554,8 +650,13 @@ def _flat_stat(ds: xr.Dataset) -> dict[str, float]:
     return out
 
 
-def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnostics:
-    """R-hat, bulk ESS and divergences of a fit (via ArviZ)."""
+def diagnose(
+    idata: xr.DataTree, var_names: list[str] | None = None, *, loo: bool = False
+) -> Diagnostics:
+    """R-hat, bulk ESS, divergences, BFMI and (``loo=True``) Pareto k of a fit, via ArviZ.
+
+    ``loo=True`` computes PSIS-LOO from the ``log_likelihood`` group (ignored without it).
+    """
     post = idata["posterior"].to_dataset()
     names = var_names or [v for v in post.data_vars if post[v].size > 0]
     chains = post.sizes["chain"]
@@ -565,8 +666,19 @@ def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnost
         rhat = _flat_stat(az.rhat(idata, var_names=names).to_dataset())
     ess = _flat_stat(az.ess(idata, var_names=names, method="bulk").to_dataset()) if names else {}
     div = 0
-    if "sample_stats" in idata.children and "diverging" in idata["sample_stats"]:
-        div = int(idata["sample_stats"]["diverging"].values.sum())
+    bfmi = None
+    if "sample_stats" in idata.children:
+        stats = idata["sample_stats"]
+        if "diverging" in stats:
+            div = int(stats["diverging"].values.sum())
+        if "energy" in stats and post.sizes["draw"] > 1:
+            bfmi = float(np.min(az.bfmi(idata)["energy"].values))
+    max_k = n_high = None
+    if loo and "log_likelihood" in idata.children:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # reported below, with the threshold
+            k = np.asarray(az.loo(idata, pointwise=True).pareto_k).ravel()
+        max_k, n_high = float(np.max(k)), int(np.sum(k > PARETO_K_MAX))
     finite_rhat = {k: v for k, v in rhat.items() if np.isfinite(v)}
     max_rhat = max(finite_rhat.values(), default=1.0)
     min_ess = min(ess.values(), default=float("inf"))
@@ -579,4 +691,7 @@ def diagnose(idata: xr.DataTree, var_names: list[str] | None = None) -> Diagnost
         if max_rhat > RHAT_MAX
         else [],
         worst_ess=sorted(ess, key=ess.get)[:5] if min_ess < ESS_MIN_PER_CHAIN * chains else [],
+        bfmi=bfmi,
+        max_pareto_k=max_k,
+        n_high_pareto_k=n_high,
     )
