@@ -200,3 +200,28 @@ def _first_run_checks(df, tmp_path, settings, calls):
     assert first_calls == 2 * n_sizes
 
     return ok_cell, stamp, first_calls
+
+
+@pytest.mark.slow
+def test_cli_study_with_nuts_on_two_workers_compiles_once_per_worker(tmp_path):
+    """End to end: `bayesmoe convergence` on a 2-worker LocalCluster with the NUTS model;
+    each worker compiles the design once and every later fit reuses it."""
+    from bayesmoe.cli import main
+
+    out = tmp_path / "study"
+    argv = ["convergence", "--scenario", "few_features_low_noise", "--replicates", "3"]
+    argv += ["--models", "ols_base", "ols_interaction", "learned_half_cauchy", "empirical_bayes"]
+    argv += ["--max-n-train", "100", "--draws", "200", "--tune", "200", "--no-progress"]
+    assert main([*argv, "--out", str(out), "--workers", "2"]) == 0
+    df = pd.read_parquet(out / "results.parquet")
+    assert (df["status"] == "ok").all()
+    nuts = df[df["model"] == "learned_half_cauchy"]
+    n_sizes = len(
+        conv.StudySettings(max_n_train=100).sizes(conv.SCENARIOS["few_features_low_noise"])
+    )
+    assert len(nuts) == 3 * n_sizes
+    assert 1 <= int(nuts["compiled"].sum()) <= 2  # at most once per worker
+    for name in ("learning_curves", "excess_curves", "regret", "scales"):
+        assert (out / f"{name}.png").stat().st_size > 10_000
+    table = pd.read_csv(out / "headline.csv")
+    assert len(table) == n_sizes and set(table["best_model"]) <= {"ols_base", "ols_interaction"}
