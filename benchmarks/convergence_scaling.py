@@ -2,6 +2,7 @@
 sampling time of the NUTS cells, and the cost of a fit against the training size.
 
     python benchmarks/convergence_scaling.py                      # default workload
+    (from a checkout that is not the installed one: PYTHONPATH=. python benchmarks/...)
     python benchmarks/convergence_scaling.py --replicates 1 --scenarios few_features_low_noise
     python benchmarks/convergence_scaling.py --study .study/r20   # + total time of a study
 
@@ -35,7 +36,7 @@ def run_with_workers(n_workers: int, args, out: Path) -> dict:
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, dashboard_address=None, env=conv.WORKER_ENV
+        n_workers=n_workers, threads_per_worker=1, dashboard_address=":0", env=conv.WORKER_ENV
     )
     client = Client(cluster)
     try:

@@ -167,7 +167,7 @@ def test_study_on_two_dask_workers_streams_saves_and_resumes(tmp_path):
 
     settings = conv.StudySettings(max_n_train=30)
     cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, dashboard_address=None, env=conv.WORKER_ENV
+        n_workers=2, threads_per_worker=1, dashboard_address=":0", env=conv.WORKER_ENV
     )
     client = Client(cluster)
     request = dict(models=models, settings=settings, client=client, progress=False)

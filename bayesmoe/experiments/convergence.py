@@ -688,7 +688,7 @@ def _open_client(scheduler: str | None, n_workers: int):
         n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
         env=WORKER_ENV,
     )
     return Client(cluster), cluster
