@@ -1,4 +1,5 @@
-"""Command line: ``bayesmoe demo`` and ``bayesmoe fit DATA --target COL``."""
+"""Command line: ``bayesmoe demo``, ``bayesmoe fit DATA --target COL``,
+``bayesmoe convergence``."""
 
 from __future__ import annotations
 
@@ -189,6 +190,54 @@ def fit_file(args) -> Path:
     return out
 
 
+def convergence(args) -> Path:
+    """The learning-curve study on dask (see :mod:`bayesmoe.experiments.convergence`)."""
+    from bayesmoe.experiments import convergence as conv
+
+    settings = conv.StudySettings(
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        max_n_train=args.max_n_train,
+    )
+    models = args.models or None
+    df = conv.run_study(
+        args.scenario,
+        args.replicates,
+        args.out,
+        models=models,
+        settings=settings,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        progress=not args.no_progress,
+    )
+    written = conv.write_report(df, args.out)
+    failed = df[df["status"] != "ok"]
+    if len(failed):
+        print(f"{len(failed)} failed fits; first: {failed['error'].iloc[0]}")
+    if "learned_half_cauchy" in set(df["model"]):
+        print(conv.summary_text(df))
+    print(f"wrote results.parquet and {', '.join(p.name for p in written.values())} to {args.out}")
+    return Path(args.out)
+
+
+def _add_convergence_parser(sub) -> None:
+    p = sub.add_parser("convergence", help="learning-curve study over data size, on dask")
+    p.add_argument("--scenario", default="all", help="a scenario name or 'all'")
+    p.add_argument("--replicates", type=int, default=20)
+    p.add_argument("--out", default="convergence_study", help="output folder (resumes)")
+    p.add_argument("--scheduler", help="existing dask scheduler, tcp://host:port")
+    p.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
+    p.add_argument("--models", nargs="+", help="subset of models (default: all)")
+    p.add_argument("--max-n-train", type=int, help="cap the size grid (quick looks)")
+    p.add_argument("--draws", type=int, default=500)
+    p.add_argument("--tune", type=int, default=500)
+    p.add_argument("--chains", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bayesmoe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     p_fit.add_argument("--model", default="interaction", help=f"one of {list(MODELS)}")
     p_fit.add_argument("--out", required=True, help="output folder")
     _add_fit_options(p_fit)
+    _add_convergence_parser(sub)
     args = parser.parse_args(argv)
     import matplotlib
 
@@ -212,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             demo(args)
+        elif args.command == "convergence":
+            convergence(args)
         else:
             fit_file(args)
     except (ValueError, TypeError, OSError) as err:

@@ -1,4 +1,5 @@
-"""Simulators with known truth (and, later, the learning-curve study)."""
+"""Simulators with known truth; the learning-curve study is in
+:mod:`bayesmoe.experiments.convergence` (imported on demand: it pulls in scikit-learn)."""
 
 from bayesmoe.experiments.regional import RegionalData, make_regional_data
 from bayesmoe.experiments.simulate import (
