@@ -55,6 +55,7 @@ import pandas as pd
 
 from bayesmoe.data import interaction_design
 from bayesmoe.experiments.simulate import make_interaction_data
+from bayesmoe.numerics.blas import single_threaded_blas
 
 __all__ = [
     "ADAPTIVE_MODELS",
@@ -484,7 +485,7 @@ def run_cell(
         "noise_level": scenario.noise_level,
     }
     rows = []
-    with _single_threaded_blas():
+    with single_threaded_blas():
         for n_k, seed in zip(sizes, fit_seeds, strict=True):
             rows.append(_fit_row(name, fn, scenario, replicate, n_k, seed, truth, settings, split))
     df = pd.DataFrame(rows)
@@ -520,17 +521,6 @@ def _fit_row(name, fn, scenario, replicate, n_k, seed, truth, settings, split) -
         row.update(status="error", error=_one_line(err), mse=np.nan, excess_mse=np.nan)
     row["fit_seconds"] = time.perf_counter() - start
     return row
-
-
-def _single_threaded_blas():
-    """One BLAS thread per fit. The fits here are many small dense solves; on a busy
-    machine multithreaded OpenBLAS spends its time waking threads. Measured on this
-    2-core machine under load: the collapsed 56-coefficient model's logp+gradient took
-    31 ms with threaded BLAS and 0.36 ms with one thread (see bayesmoe.numerics.em too).
-    """
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1)
 
 
 def _one_line(err: BaseException) -> str:
@@ -1001,7 +991,7 @@ def compile_designs(
         for family in families:
             fn = _learned(family)
             start = time.perf_counter()
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 out = fn(X, y, X, settings=StudySettings(draws=5, tune=5, chains=1), seed=0)
             times[f"x_dim={p} {family}"] = (
                 time.perf_counter() - start if out.extras["compiled"] else 0.0

@@ -53,12 +53,13 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
 from scipy.special import logsumexp, softmax
+
+from bayesmoe.numerics.blas import single_threaded_blas
 
 __all__ = ["EMResult", "fit_mixture_em", "gate_logits", "mixing_weights"]
 
@@ -678,22 +679,6 @@ def _positive(value, name: str) -> float:
     return value
 
 
-def _single_threaded_blas():
-    """Limit BLAS and OpenMP to one thread while fitting.
-
-    Every BLAS call here is tiny (K-by-K, (d+1)-square, L-BFGS-B's vector updates) and the
-    k-means runs are on a few thousand points. With multithreaded OpenBLAS, SciPy's C
-    L-BFGS-B (>= 1.15) spent most of its time waking threads (10-60x slower in our
-    measurements; scipy/scipy#22438, #23191), and k-means' OpenMP threads were slower too on
-    a busy machine. threadpoolctl ships with scikit-learn; without it we do not limit.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        return nullcontext()
-    return threadpool_limits(limits=1)
-
-
 def _multi_start(Z, y, G, settings, n_init, max_iter, tol, rng) -> _Run:
     """Screen every start at a loose tolerance, then finish the best few at ``tol``.
 
@@ -855,7 +840,7 @@ def fit_mixture_em(
         floor=sigma_floor,
     )
 
-    with _single_threaded_blas():
+    with single_threaded_blas():
         run = _multi_start(Z, y, G_used, settings, int(n_init), int(max_iter), float(tol), rng)
     params = run.params
     return EMResult(

@@ -53,6 +53,7 @@ import numpy as np
 from scipy.special import digamma, gammaln, softmax
 
 from bayesmoe.numerics import em as _em
+from bayesmoe.numerics.blas import single_threaded_blas
 from bayesmoe.numerics.lse import logsumexp_last
 
 __all__ = ["VEMResult", "fit_mixture_vem", "sample_coefficients"]
@@ -555,7 +556,7 @@ def fit_mixture_vem(
         sigma_fixed=sigma_fixed,
     )
     Z = np.column_stack([np.ones(n), X])
-    with _em._single_threaded_blas():
+    with single_threaded_blas():
         best = _multi_start(Z, y, G, s, int(n_init), int(max_iter), float(tol), init, rng,
                             int(screen_rows))  # fmt: skip
     return _result(best, s, n)
