@@ -672,6 +672,34 @@ def _as_2d(A, name: str, n: int) -> np.ndarray:
     return A
 
 
+def check_problem(X, y, n_components, gate, G, gate_hidden):
+    """Validate the data and structure shared by the EM and VEM fitters.
+
+    Returns ``(X, y, G, K)`` as float arrays (``X`` with zero columns when None).
+    """
+    y = np.asarray(y, dtype=float)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    n = len(y)
+    if n == 0 or not np.all(np.isfinite(y)):
+        raise ValueError("y must be non-empty and finite")
+    X = np.empty((n, 0)) if X is None else _as_2d(X, "X", n)
+    if isinstance(n_components, bool) or int(n_components) != n_components:
+        raise ValueError(f"n_components must be an integer, got {n_components!r}")
+    K = int(n_components)
+    if not 1 <= K <= n:
+        raise ValueError(f"n_components must be between 1 and n = {n}, got {K}")
+    if gate not in _GATES:
+        raise ValueError(f"gate must be one of None, 'linear', 'mlp'; got {gate!r}")
+    if gate is not None:
+        if G is None:
+            raise ValueError(f"G (the gate design) is required when gate={gate!r}")
+        G = _as_2d(G, "G", n)
+    if gate == "mlp" and (isinstance(gate_hidden, bool) or int(gate_hidden) < 1):
+        raise ValueError(f"gate_hidden must be >= 1 when gate='mlp', got {gate_hidden!r}")
+    return X, y, G, K
+
+
 def _positive(value, name: str) -> float:
     value = float(value)
     if not (np.isfinite(value) and value > 0):
@@ -786,26 +814,8 @@ def fit_mixture_em(
     EMResult
         The start with the highest penalised log-likelihood.
     """
-    y = np.asarray(y, dtype=float)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D, got shape {y.shape}")
+    X, y, G, K = check_problem(X, y, n_components, gate, G, gate_hidden)
     n = len(y)
-    if n == 0 or not np.all(np.isfinite(y)):
-        raise ValueError("y must be non-empty and finite")
-    X = np.empty((n, 0)) if X is None else _as_2d(X, "X", n)
-    if isinstance(n_components, bool) or int(n_components) != n_components:
-        raise ValueError(f"n_components must be an integer, got {n_components!r}")
-    K = int(n_components)
-    if not 1 <= K <= n:
-        raise ValueError(f"n_components must be between 1 and n = {n}, got {K}")
-    if gate not in _GATES:
-        raise ValueError(f"gate must be one of None, 'linear', 'mlp'; got {gate!r}")
-    if gate is not None:
-        if G is None:
-            raise ValueError(f"G (the gate design) is required when gate={gate!r}")
-        G = _as_2d(G, "G", n)
-    if gate == "mlp" and (isinstance(gate_hidden, bool) or int(gate_hidden) < 1):
-        raise ValueError(f"gate_hidden must be >= 1 when gate='mlp', got {gate_hidden!r}")
     alpha = _positive(alpha, "alpha")
     intercept_sd = _positive(intercept_sd, "intercept_sd")
     weight_sd = _positive(weight_sd, "weight_sd")

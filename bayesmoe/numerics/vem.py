@@ -398,15 +398,6 @@ def _point_responsibilities(point, Z, y, G, s: _Settings) -> np.ndarray:
 # --------------------------------------------------------------------------- driver
 
 
-def _check_array(value, name: str, shape: tuple) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
-    if arr.shape != shape:
-        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
 def fit_mixture_vem(
     X: np.ndarray | None,
     y: np.ndarray,
@@ -490,27 +481,10 @@ def fit_mixture_vem(
     VEMResult
         The start with the highest objective.
     """
-    y = np.asarray(y, dtype=float)
-    if y.ndim != 1 or y.size == 0 or not np.all(np.isfinite(y)):
-        raise ValueError("y must be a non-empty 1-D array of finite values")
+    X, y, G, K = _em.check_problem(X, y, n_components, gate, G, gate_hidden)
     n = y.size
-    X = np.empty((n, 0)) if X is None else _em._as_2d(X, "X", n)
-    if isinstance(n_components, bool) or int(n_components) != n_components:
-        raise ValueError(f"n_components must be an integer, got {n_components!r}")
-    K = int(n_components)
-    if not 1 <= K <= n:
-        raise ValueError(f"n_components must be between 1 and n = {n}, got {K}")
-    if gate not in _em._GATES:
-        raise ValueError(f"gate must be one of None, 'linear', 'mlp'; got {gate!r}")
     gate = gate if K > 1 else None
-    if gate is not None:
-        if G is None:
-            raise ValueError(f"G (the gate design) is required when gate={gate!r}")
-        G = _em._as_2d(G, "G", n)
-    else:
-        G = None
-    if gate == "mlp" and (isinstance(gate_hidden, bool) or int(gate_hidden) < 1):
-        raise ValueError(f"gate_hidden must be >= 1 when gate='mlp', got {gate_hidden!r}")
+    G = G if gate is not None else None
     d = X.shape[1]
     alpha = np.broadcast_to(np.asarray(alpha, float), (K,)).copy()
     if not np.all(np.isfinite(alpha) & (alpha > 0)):
