@@ -270,6 +270,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--nuts-seeds", type=int, default=2)
     p.add_argument("--start-seeds", type=int, default=5)
+    p.add_argument("--start-config", default="linear-K2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = p.parse_args(argv)
@@ -302,8 +303,8 @@ def main(argv=None) -> None:
         _save(df, args.out, "recovery")
         _print(df, "VEM recovery on the mixture issue's problems (n = 2000, 3 features)")
     if "starts" in parts:
-        df = part_starts(args.start_seeds)
-        _save(df, args.out, "starts")
+        df = part_starts(args.start_seeds, args.start_config)
+        _save(df, args.out, f"starts_{args.start_config}")
         _print(df, "NUTS from PyMC's default start vs init='vem'")
 
 
