@@ -161,6 +161,29 @@ def plot_fit(est, data, perm: np.ndarray, path: Path, title: str) -> Path:
     return path
 
 
+def report(est, baseline, name: str, data, test, perm, truth, args, title: str) -> None:
+    """Diagnostics, posterior summary against the truth, held-out density, and the figure."""
+    diag = est.check()
+    print(
+        f"\nDiagnostics: max R-hat {diag.max_rhat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
+        f"{diag.divergences} divergences over {diag.chains} chains -> {diag.message()}"
+    )
+    summary = est.summary()  # the identified quantities, one variable at a time
+    summary.insert(0, "true", summary.index.map(truth_labels(est.idata_["posterior"], truth)))
+    print("\nPosterior summary (working scale; truth relabelled to the fit's experts)")
+    print(summary.round(3).to_string())
+
+    print(f"\nHeld-out log predictive density ({args.n_test} new rows)")
+    table = heldout_table({name: est, "single regression": baseline}, data, test)
+    print(table.round(3).to_string())
+
+    slug = name.replace(" ", "_")
+    out = args.out or Path(tempfile.mkdtemp(prefix=f"bayesmoe_{slug}_"))
+    out.mkdir(parents=True, exist_ok=True)
+    path = plot_fit(est, data, perm, out / f"{slug}.png", title)
+    print(f"\nfigure: {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data = make_mixture_data(
@@ -189,35 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     ).fit(data.X, data.y)
     baseline = bm.InteractionRegression(**settings).fit(data.X, data.y)
 
-    diag = est.check()
-    print(
-        f"\nDiagnostics: max R-hat {diag.max_rhat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
-        f"{diag.divergences} divergences over {diag.chains} chains -> {diag.message()}"
-    )
     perm, truth = match_experts(est, data)
-    # One variable at a time: ArviZ 1.3.0's summary mislabels the rows of a variable when an
-    # earlier one shares a dim in another order (sigma[expert], then the mlp gate's
-    # gate_probability_grid[grid, expert]).
-    post = est.idata_["posterior"]
-    names = [n for n in est.model_.bayesmoe_spec.identified_vars if n in post.data_vars]
-    summary = pd.concat([est.summary(var_names=[n]) for n in names])
-    if "gate_probability_grid" in post:  # pi(x) at the model's grid rows (all features)
+    if "gate_probability_grid" in est.idata_["posterior"]:  # pi(x) at the grid rows
         std = est.standardizer_
         grid = est.idata_["constant_data"]["X_grid"].values * std.x_scale + std.x_mean
         truth["gate_probability_grid"] = data.gate_probabilities(grid)[:, perm]
-    summary.insert(0, "true", summary.index.map(truth_labels(post, truth)))
-    print("\nPosterior summary (working scale; truth relabelled to the fit's experts)")
-    print(summary.round(3).to_string())
-
-    print(f"\nHeld-out log predictive density ({args.n_test} new rows)")
-    table = heldout_table({"gated experts": est, "single regression": baseline}, data, test)
-    print(table.round(3).to_string())
-
-    out = args.out or Path(tempfile.mkdtemp(prefix="bayesmoe_gated_experts_"))
-    out.mkdir(parents=True, exist_ok=True)
     title = f"GatedExperts: K={args.experts}, {args.gate} gate, n={args.n}"
-    path = plot_fit(est, data, perm, out / "gated_experts.png", title)
-    print(f"\nfigure: {path}")
+    report(est, baseline, "gated experts", data, test, perm, truth, args, title)
     return 0
 
 

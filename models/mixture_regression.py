@@ -20,11 +20,10 @@ and writes ``mixture_regression.png`` (data coloured by responsibility, expert l
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 # the shared printing and plotting helpers live in the gated-experts script next door
-from gated_experts import heldout_table, match_experts, plot_fit, truth_labels
+from gated_experts import match_experts, report
 
 import bayesmoe as bm
 from bayesmoe.experiments import make_mixture_data
@@ -74,26 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     baseline = bm.InteractionRegression(**settings).fit(data.X, data.y)
 
-    diag = est.check()
-    print(
-        f"\nDiagnostics: max R-hat {diag.max_rhat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
-        f"{diag.divergences} divergences over {diag.chains} chains -> {diag.message()}"
-    )
     perm, truth = match_experts(est, data)
-    summary = est.summary()
-    summary.insert(0, "true", summary.index.map(truth_labels(est.idata_["posterior"], truth)))
-    print("\nPosterior summary (working scale; truth relabelled to the fit's experts)")
-    print(summary.round(3).to_string())
-
-    print(f"\nHeld-out log predictive density ({args.n_test} new rows)")
-    table = heldout_table({"mixture regression": est, "single regression": baseline}, data, test)
-    print(table.round(3).to_string())
-
-    out = args.out or Path(tempfile.mkdtemp(prefix="bayesmoe_mixture_regression_"))
-    out.mkdir(parents=True, exist_ok=True)
     title = f"MixtureRegression: K={args.components}, n={args.n}"
-    path = plot_fit(est, data, perm, out / "mixture_regression.png", title)
-    print(f"\nfigure: {path}")
+    report(est, baseline, "mixture regression", data, test, perm, truth, args, title)
     return 0
 
 
