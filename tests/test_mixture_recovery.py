@@ -93,3 +93,47 @@ def test_coverage_floor():
     assert bench.coverage_floor(14) == int(binom.ppf(0.001, 14, 0.94))
     assert bench.coverage_floor(14) <= 14 * 0.94
     assert bench.coverage_floor(60) < bench.coverage_floor(100)
+
+
+def _fake_fit(values: dict):
+    """An object with ``idata_`` holding the given (chain, draw, ...) posterior arrays."""
+    import xarray as xr
+
+    post = xr.Dataset(
+        {k: (("chain", "draw", *[f"{k}_dim{i}" for i in range(v.ndim - 2)]), v)
+        for k, v in values.items()}
+    )  # fmt: skip
+    return type("Fit", (), {"idata_": xr.DataTree.from_dict({"posterior": post})})()
+
+
+def test_reference_misses_is_nominal_and_clustered():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    # 12 quantities that move together (one shared factor) and 12 independent ones
+    shared = rng.normal(size=(4, 500, 1)) + 0.05 * rng.normal(size=(4, 500, 12))
+    indep = rng.normal(size=(4, 500, 12))
+    fit = _fake_fit({"a": shared, "b": indep})
+    for kind in ("eti", "hdi"):
+        ref_a = bench.reference_misses(fit, ["a"], kind)
+        ref_b = bench.reference_misses(fit, ["b"], kind)
+        assert ref_a.shape == ref_b.shape == (2000,)
+        # a draw misses 6% of its quantities on average, clustered or not (2000 draws:
+        # the mean count is within a few hundredths of 12 * 0.06 = 0.72)
+        assert abs(ref_a.mean() - 0.72) < 0.1 and abs(ref_b.mean() - 0.72) < 0.1
+        # clustered quantities miss all together or not at all: far larger variance
+        assert ref_a.var() > 5 * ref_b.var()
+
+
+def test_coverage_p_value():
+    import numpy as np
+    from scipy.stats import binom
+
+    never = np.array([1.0, 0.0, 0.0])  # a seed whose draws never miss
+    assert bench.coverage_p_value(1, [never, never])[0] == 0.0
+    assert bench.coverage_p_value(0, [never, never]) == (1.0, 0.0)
+    hist = binom.pmf(np.arange(41), 40, 0.06)  # 40 independent quantities
+    p, mean = bench.coverage_p_value(int(10 * 40 * 0.06), [hist] * 10)
+    assert abs(mean - 24.0) < 1e-9 and 0.3 < p < 0.7
+    # 40 misses of 400 when 24 are expected: binomial tail P(X >= 40) ~ 0.001
+    assert bench.coverage_p_value(40, [hist] * 10)[0] < 0.01
