@@ -96,6 +96,22 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             (self.fit_kwargs or {}).get("advi_iterations", 1),
         )
 
+    def _sample_model(self, **options):
+        """Fit ``self.model_`` with the estimator's sampler settings (``fit_kwargs`` last)."""
+        return fit(
+            self.model_,
+            self.method,
+            sampler=self.sampler,
+            draws=self.draws,
+            tune=self.tune,
+            chains=self.chains,
+            random_seed=self.random_seed,
+            progressbar=self.progressbar,
+            log_likelihood=self.log_likelihood,
+            **options,
+            **(self.fit_kwargs or {}),
+        )
+
     def fit(self, X, y, *, strict: bool = False) -> BayesianRegressor:
         """Validate the data, build the model and sample its posterior.
 
@@ -124,19 +140,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         yw = self.standardizer_.transform_y(yv)
         self.model_ = self._build(Xw, yw)
         data_seconds = time.perf_counter() - start
-        self.idata_ = fit(
-            self.model_,
-            self.method,
-            sampler=self.sampler,
-            draws=self.draws,
-            tune=self.tune,
-            chains=self.chains,
-            random_seed=self.random_seed,
-            progressbar=self.progressbar,
-            log_likelihood=self.log_likelihood,
-            strict=bool(strict),
-            **(self.fit_kwargs or {}),
-        )
+        self.idata_ = self._sample_model(strict=bool(strict))
         self._to_original_scale(yv)
         self.idata_.attrs["bayesmoe_estimator"] = type(self).__name__
         # validation, standardisation, design and sufficient statistics: the O(n d^2) pass

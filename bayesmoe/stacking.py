@@ -27,7 +27,7 @@ from bayesmoe.estimators import (
     _per_obs,
     _storable,
 )
-from bayesmoe.fitting import add_log_likelihood, fit
+from bayesmoe.fitting import add_log_likelihood
 
 __all__ = ["HierarchicalStacking"]
 
@@ -163,18 +163,7 @@ class HierarchicalStacking(BayesianRegressor):
         self.standardizer_ = Standardizer(std.x_mean, std.x_scale, 0.0, 1.0)
         self.gate_columns_ = gate_cols
         self.model_ = self._build_from(self.standardizer_.transform_X(Xv), lpd, yv)
-        self.idata_ = fit(
-            self.model_,
-            self.method,
-            sampler=self.sampler,
-            draws=self.draws,
-            tune=self.tune,
-            chains=self.chains,
-            random_seed=self.random_seed,
-            progressbar=self.progressbar,
-            log_likelihood=self.log_likelihood,
-            **(self.fit_kwargs or {}),
-        )
+        self.idata_ = self._sample_model()
         self.idata_["constant_data"] = (
             self.idata_["constant_data"]
             .to_dataset()
