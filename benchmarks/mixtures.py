@@ -89,7 +89,7 @@ _SEEN_STRUCTURES: set = set()
 
 
 # ----------------------------------------------------------------------------- one seed
-def _hdi(idata, name: str, kind: str = "hdi") -> np.ndarray:
+def _interval(idata, name: str, kind: str = "hdi") -> np.ndarray:
     """94% HDI (or ``kind="eti"``: equal-tailed interval) of one posterior variable, shape
     (*var_shape, 2) (lower, upper)."""
     import arviz as az
@@ -148,7 +148,7 @@ def coverage(est, truth: dict[str, np.ndarray], kind: str = "hdi") -> tuple[int,
     """
     covered, total, missed = 0, 0, []
     for name, value in truth.items():
-        h = _hdi(est.idata_, name, kind)
+        h = _interval(est.idata_, name, kind)
         value = np.broadcast_to(value, h.shape[:-1])
         inside = (value >= h[..., 0]) & (value <= h[..., 1])
         covered += int(inside.sum())
@@ -173,7 +173,7 @@ def reference_misses(est, names, kind: str = "hdi") -> np.ndarray:
     post = est.idata_["posterior"]
     out = 0
     for name in names:
-        h = _hdi(est.idata_, name, kind)
+        h = _interval(est.idata_, name, kind)
         da = post[name].stack(sample=("chain", "draw")).transpose("sample", ...)
         v = da.values
         out = out + ((v < h[..., 0]) | (v > h[..., 1])).reshape(v.shape[0], -1).sum(axis=1)
@@ -368,8 +368,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 def _coverage_reference(g: pd.DataFrame) -> dict:
     """Expected misses under correct calibration and P(misses >= observed), from the
     per-seed reference histograms (rows written before they existed are skipped)."""
-    rows = g[g["ref_misses"].astype(str).str.len() > 0] if "ref_misses" in g else g.iloc[:0]
-    rows = rows[rows["ref_misses"].notna() & (rows["ref_misses"].astype(str) != "nan")]
+    hist = g.get("ref_misses", pd.Series(index=g.index, dtype=object))
+    rows = g[hist.notna() & (hist.astype(str).str.strip() != "")]
     if rows.empty:
         return {"misses": math.nan, "ref_misses": math.nan, "p_value": math.nan}
     hists = [np.array(str(h).split(), dtype=float) for h in rows["ref_misses"]]
