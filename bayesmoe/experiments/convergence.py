@@ -748,8 +748,9 @@ def run_study(
 
     cells = [(s, r, m) for s in scen for r in range(replicates) for m in model_list]
     # Replicate by replicate (a stopped study holds complete replicates), and within one
-    # the NUTS cells first: they are the long ones, so cheap ones fill the gaps.
-    cells.sort(key=lambda c: (c[1], _model_name(c[2]) not in _NUTS_MODELS))
+    # longest first: the NUTS cells, the widest designs among them, so that cheap cells
+    # fill the gaps and no worker is left finishing a long cell alone at the end.
+    cells.sort(key=lambda c: (c[1], _model_name(c[2]) not in _NUTS_MODELS, -c[0].x_dim))
     todo = [
         c
         for c in cells
