@@ -44,7 +44,7 @@ def split_half_bias(df: pd.DataFrame, n_splits: int = 200, seed: int = 0) -> pd.
     half A (in-sample, as the bar does) and on half B (out of sample). The mean of
     ``(in - out) / out`` over splits is the relative optimism of the picked best.
     """
-    ok = df[(df["status"] == "ok") & (df["n_train"] > 0)]
+    ok = conv._ok(df)  # the same rows headline() uses
     rivals = [m for m in conv.FIXED_MODELS if m in set(ok["model"])]
     wide = ok.pivot_table(
         index=["scenario", "n_train", "replicate"], columns="model", values="mse"
