@@ -44,7 +44,9 @@ __all__ = [
     "load",
 ]
 
-_FORMAT_VERSION = 1
+#: 2: ``posterior`` on the user's scale, ``posterior_working`` the sampled draws (files of
+#: format 1 held the working-scale draws as ``posterior`` and are converted on load)
+_FORMAT_VERSION = 2
 SAMPLE_DIMS = ("chain", "draw")
 
 
@@ -142,6 +144,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         data_seconds = time.perf_counter() - start
         self.idata_ = self._sample_model(strict=bool(strict))
         self._to_original_scale(yv)
+        self._posterior_to_user_scale()
         self.idata_.attrs["bayesmoe_estimator"] = type(self).__name__
         # validation, standardisation, design and sufficient statistics: the O(n d^2) pass
         self.idata_.attrs["bayesmoe_data_seconds"] = data_seconds
@@ -167,6 +170,56 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         if "log_likelihood" in self.idata_.children:
             ll = self.idata_["log_likelihood"].to_dataset()
             self.idata_["log_likelihood"] = ll - np.log(self.standardizer_.y_scale)
+
+    def _posterior_to_user_scale(self) -> None:
+        """``posterior`` on the user's scale; the sampled (working-scale) draws move to
+        ``posterior_working``.
+
+        The map is affine and the same for every draw (:mod:`bayesmoe.numerics.rescale`),
+        so R-hat and ESS of a rescaled variable equal those of the quantity it is a
+        function of, and LOO (computed from ``log_likelihood``) is untouched. Predictions
+        and every method of the estimator use ``posterior_working``.
+        """
+        working = self.idata_["posterior"].to_dataset()
+        user = self.model_.bayesmoe_spec.to_user_scale(working, self.standardizer_)
+        self.idata_["posterior_working"] = working.assign_attrs(bayesmoe_scale="working")
+        self.idata_["posterior"] = user
+        self._set_point_estimates()
+
+    def _working_posterior(self) -> xr.Dataset:
+        """The draws the model's own functions take (files saved before 0.2: ``posterior``)."""
+        group = "posterior_working" if "posterior_working" in self.idata_.children else "posterior"
+        return self.idata_[group].to_dataset()
+
+    def _working_view(self) -> xr.DataTree:
+        """The fit as ArviZ sees it with the working-scale draws as ``posterior``."""
+        groups = {
+            g: self.idata_[g].to_dataset()
+            for g in self.idata_.children
+            if g not in ("posterior", "posterior_working")
+        }
+        groups["posterior"] = self._working_posterior()
+        return xr.DataTree.from_dict(groups)
+
+    #: posterior variables that make up ``coef_`` (in this order)
+    _coef_vars: tuple[str, ...] = ()
+
+    def _set_point_estimates(self) -> None:
+        """``coef_``, ``coef_names_`` and ``intercept_``: posterior means, user's scale."""
+        post = self.idata_["posterior"]
+        parts, labels = [], []
+        for var in self._coef_vars:
+            if var not in post.data_vars:
+                continue
+            da = post[var].mean(SAMPLE_DIMS)
+            dim = da.dims[-1]  # the coefficient axis (feature, expert_feature, interaction)
+            parts.append(da.values)
+            labels += [str(c) for c in da[dim].values]
+        first = post["intercept"].mean(SAMPLE_DIMS)
+        self.intercept_ = float(first) if first.ndim == 0 else first.values
+        width = (*np.shape(self.intercept_), 0)
+        self.coef_ = np.concatenate(parts, axis=-1) if parts else np.zeros(width)
+        self.coef_names_ = np.asarray(labels, dtype=object)
 
     def add_log_likelihood(self) -> xr.DataTree:
         """Compute the pointwise log-likelihood of a fit made with ``log_likelihood=False``."""
@@ -304,7 +357,13 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ reporting
     def summary(self, **kwargs) -> pd.DataFrame:
-        """ArviZ summary of the model's parameters (working scale)."""
+        """ArviZ summary of the model's parameters on the user's scale.
+
+        Coefficients are those of the raw features (see ``posterior`` and
+        :mod:`bayesmoe.numerics.rescale`); ``var_names`` and the other keyword arguments
+        go to :func:`arviz.summary`. The sampled working-scale draws are in
+        ``idata_["posterior_working"]``.
+        """
         check_is_fitted(self, "idata_")
         names = kwargs.pop("var_names", None) or self._summary_vars()
         kwargs.setdefault("round_to", "none")
@@ -327,7 +386,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             loo = "log_likelihood" in self.idata_.children
         if not isinstance(loo, bool | np.bool_):
             raise TypeError(f"loo must be True, False or None, got {loo!r}")
-        return diagnose(self.idata_, var_names=self._summary_vars(), loo=bool(loo))
+        return diagnose(self._working_view(), var_names=self._summary_vars(), loo=bool(loo))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -399,6 +458,10 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             est.model_ = est._build(
                 Xw, est.standardizer_.transform_y(tree["observed_data"]["y"].values)
             )
+        if "posterior_working" in tree.children:
+            est._set_point_estimates()
+        else:  # format 1 (bayesmoe 0.1) stored the working-scale draws as posterior
+            est._posterior_to_user_scale()
         return est
 
 
@@ -432,8 +495,9 @@ class InteractionRegression(BayesianRegressor):
         gamma), ``sigma``; values are :class:`pymc_extras.prior.Prior` or numbers (fixed).
     standardize : bool, default True
         Centre and scale each feature and ``y`` before modelling (interactions are formed
-        from the standardised features). Parameters are then on the standardised scale;
-        predictions are always returned on the original scale.
+        from the standardised features; default priors are set on that scale). The
+        ``posterior`` group, ``summary()``, ``coef_`` and predictions are always on the
+        user's scale; the sampled standardised draws are in ``posterior_working``.
     collapsed : bool or "auto", default "auto"
         Sample the collapsed form (weights integrated out); "auto" does so whenever the
         weight priors are Normal/Flat.
@@ -454,6 +518,15 @@ class InteractionRegression(BayesianRegressor):
     ----------
     model_ : pymc.Model
     idata_ : xarray.DataTree
+        ``posterior`` on the user's scale: ``intercept``, ``beta_base`` (per feature),
+        ``beta_interaction`` (per raw product ``a:b``), ``sigma``, plus the prior scales
+        ``tau_*`` of the standardised weights; ``posterior_working``: the sampled draws.
+    coef_ : ndarray of shape (n_features + n_interactions,)
+        Posterior means of ``beta_base`` then ``beta_interaction``, user's scale
+        (names in ``coef_names_``).
+    intercept_ : float
+        Posterior mean of ``intercept``, user's scale.
+    coef_names_ : ndarray of str
     feature_names_in_ : ndarray of str
     standardizer_ : bayesmoe.data.Standardizer
     """
@@ -512,10 +585,12 @@ class InteractionRegression(BayesianRegressor):
 
     def _components(self, Xw: np.ndarray):
         spec = self.model_.bayesmoe_spec
-        post = self.idata_["posterior"].to_dataset()
+        post = self._working_posterior()
         mu = spec.linear_predictor(post, Xw).expand_dims(expert=1, axis=-1)
         sd = spec.noise_sd(post) * xr.ones_like(post["chain"] + post["draw"], dtype=float)
         return xr.zeros_like(mu), mu, sd.expand_dims(expert=1, axis=-1)
+
+    _coef_vars = ("beta_base", "beta_interaction")
 
     def _summary_vars(self) -> list[str]:
         post = self.idata_["posterior"]
@@ -540,6 +615,10 @@ class InteractionRegression(BayesianRegressor):
             prior = pm.sample_prior_predictive(draws=draws, random_seed=self.random_seed)
         pp = prior["prior_predictive"].to_dataset()
         prior["prior_predictive"] = pp.assign(y=std.inverse_y(pp["y"]))
+        # the prior on the user's scale, as the posterior of a fit (working draws kept)
+        working = prior["prior"].to_dataset()
+        prior["prior"] = model.bayesmoe_spec.to_user_scale(working, std)
+        prior["prior_working"] = working
         prior["observed_data"] = xr.Dataset({"y": ("obs", yv)})
         return prior
 
@@ -549,12 +628,14 @@ class _MixtureEstimator(BayesianRegressor):
 
     def _components(self, Xw: np.ndarray):
         spec = self.model_.bayesmoe_spec
-        post = self.idata_["posterior"].to_dataset()
+        post = self._working_posterior()
         return (
             spec.log_weights(post, Xw),
             spec.component_means(post, Xw),
             spec.component_sd(post),
         )
+
+    _coef_vars = ("beta", "beta_interaction")
 
     def _summary_vars(self) -> list[str]:
         post = self.idata_["posterior"]
@@ -648,6 +729,18 @@ class MixtureRegression(_MixtureEstimator):
         Ordering constraint on the intercepts (see :func:`bayesmoe.mixture_regression`).
     standardize, centered, method, sampler, draws, tune, chains, random_seed,
     progressbar, log_likelihood, fit_kwargs
+        As in :class:`InteractionRegression`.
+
+    Attributes
+    ----------
+    idata_ : xarray.DataTree
+        ``posterior`` on the user's scale (per expert: ``intercept``, ``beta``,
+        ``beta_interaction``, ``sigma``; ``weights``), ``posterior_working`` the sampled
+        draws.
+    coef_ : ndarray of shape (n_components, n_expert_features + n_interactions)
+        Posterior means of each expert's weights, user's scale (names in ``coef_names_``).
+    intercept_ : ndarray of shape (n_components,)
+    model_, feature_names_in_, standardizer_
         As in :class:`InteractionRegression`.
     """
 
@@ -747,6 +840,16 @@ class GatedExperts(_MixtureEstimator):
     priors : dict, optional
         Overrides: expert keys as in :class:`MixtureRegression` (no ``weights``) plus
         ``gate_intercept``, ``gate_weights``, ``gate_hidden_weights``, ``gate_hidden_bias``.
+
+    Attributes
+    ----------
+    idata_ : xarray.DataTree
+        ``posterior`` on the user's scale: experts as in :class:`MixtureRegression`; the
+        gate's input layer (``gate_intercept``/``gate_weights`` of the linear gate,
+        ``gate_hidden_bias``/``gate_hidden_weights`` of the mlp) in the raw gate features.
+        ``posterior_working`` holds the sampled draws.
+    coef_, intercept_, coef_names_, model_, feature_names_in_, standardizer_
+        As in :class:`MixtureRegression`.
     """
 
     def __init__(

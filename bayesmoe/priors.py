@@ -17,7 +17,10 @@ from pymc_extras.prior import Prior
 
 __all__ = [
     "HYPERPRIOR_FAMILIES",
+    "POSITIVE_FAMILIES",
+    "REAL_FAMILIES",
     "Prior",
+    "check_prior",
     "interaction_defaults",
     "merge_priors",
     "mixture_defaults",
@@ -179,13 +182,184 @@ def _check_positive(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
 
 
+#: Families with support on the positive reals, for scale variables (sigma, tau, lambda).
+POSITIVE_FAMILIES = (
+    "HalfNormal",
+    "HalfCauchy",
+    "HalfStudentT",
+    "Gamma",
+    "InverseGamma",
+    "Exponential",
+    "LogNormal",
+    "Weibull",
+    "ChiSquared",
+    "HalfFlat",
+)
+#: Families with support on the real line, for locations, weights and gate parameters.
+REAL_FAMILIES = (
+    "Normal",
+    "StudentT",
+    "Cauchy",
+    "Laplace",
+    "Logistic",
+    "SkewNormal",
+    "Gumbel",
+    "Flat",
+)
+#: Parameters that must be positive, by family (the rest need only be finite).
+_POSITIVE_PARAMS = {
+    "Normal": {"sigma", "tau"},
+    "HalfNormal": {"sigma", "tau"},
+    "LogNormal": {"sigma", "tau"},
+    "StudentT": {"nu", "sigma", "lam"},
+    "HalfStudentT": {"nu", "sigma", "lam"},
+    "Cauchy": {"beta"},
+    "HalfCauchy": {"beta"},
+    "Laplace": {"b"},
+    "Logistic": {"s"},
+    "SkewNormal": {"sigma", "tau"},
+    "Gumbel": {"beta"},
+    "Gamma": {"alpha", "beta", "mu", "sigma"},
+    "InverseGamma": {"alpha", "beta", "mu", "sigma"},
+    "Exponential": {"lam", "scale"},
+    "Weibull": {"alpha", "beta"},
+    "ChiSquared": {"nu"},
+    "Dirichlet": {"a"},
+}
+#: pymc-extras transforms (applied to the draw) whose output is positive.
+_POSITIVE_TRANSFORMS = ("exp", "softplus", "sigmoid")
+
+
+def _family_error(key: str, prior: Prior, allowed: tuple[str, ...], what: str):
+    return ValueError(
+        f"priors[{key!r}]: {prior.distribution} is not a {what} family; use one of {list(allowed)}"
+    )
+
+
+def check_prior(
+    key: str,
+    prior: Prior,
+    default,
+    *,
+    sizes: Mapping[str, int] | None = None,
+    improper_ok: frozenset[str] | set[str] = frozenset(),
+) -> Prior:
+    """Check one user prior against the variable it replaces; return it with its dims.
+
+    * **support**: a scale variable (default with positive support) needs a positive
+      family (:data:`POSITIVE_FAMILIES`, or a real family with a positive ``transform``),
+      a location/weight variable a real one (:data:`REAL_FAMILIES`), mixing weights a
+      ``Dirichlet``;
+    * **improper priors** (``Flat``, ``HalfFlat``) only where the posterior stays proper
+      (``improper_ok``, decided by the builder);
+    * **parameters**: finite numbers, positive where the family needs it; nested priors
+      are checked the same way (a scale parameter needs a positive prior);
+    * **dims**: a prior without dims for a variable with dims means the same prior for
+      each element (it gets the default's dims); other dims than the default's are
+      refused; numeric parameters must broadcast to the variable's shape (``sizes``).
+    """
+    where = f"priors[{key!r}]"
+    target_dims = tuple(default.dims) if isinstance(default, Prior) else ()
+    dims = tuple(prior.dims or ())
+    if dims and dims != target_dims:
+        raise ValueError(
+            f"{where} has dims {dims}; this variable's dims are {target_dims or '() (a scalar)'}"
+            f"{'' if not target_dims else ' (or give no dims: one prior for every element)'}"
+        )
+    default_family = default.distribution if isinstance(default, Prior) else "HalfNormal"
+    positive_var = default_family in POSITIVE_FAMILIES
+    family = prior.distribution
+    if default_family == "Dirichlet":
+        if family != "Dirichlet":
+            raise ValueError(f"{where} must be a Dirichlet prior (mixing weights), got {family}")
+    elif family == "Uniform":
+        lower, upper = prior.parameters.get("lower"), prior.parameters.get("upper")
+        bounds = [v for v in (lower, upper) if not isinstance(v, Prior)]
+        if len(bounds) < 2 or not np.all(np.isfinite(np.asarray(bounds, float))):
+            raise ValueError(f"{where}: a Uniform prior needs finite numeric lower and upper")
+        if not np.all(np.asarray(lower, float) < np.asarray(upper, float)):
+            raise ValueError(f"{where}: Uniform lower must be below upper, got {lower}, {upper}")
+        if positive_var and not np.all(np.asarray(lower, float) >= 0):
+            raise ValueError(f"{where}: a scale variable needs lower >= 0, got lower={lower}")
+    elif positive_var:
+        positive = family in POSITIVE_FAMILIES or (
+            family in REAL_FAMILIES and prior.transform in _POSITIVE_TRANSFORMS
+        )
+        if not positive:
+            raise _family_error(key, prior, POSITIVE_FAMILIES, "positive (scale)")
+    elif family not in REAL_FAMILIES:
+        raise _family_error(key, prior, REAL_FAMILIES, "real-valued")
+    if family in ("Flat", "HalfFlat") and key not in improper_ok:
+        allowed = f" (Flat/HalfFlat are fine for {sorted(improper_ok)})" if improper_ok else ""
+        raise ValueError(
+            f"{where}: an improper {family} prior here gives an improper posterior for this "
+            f"model; use a proper prior{allowed}"
+        )
+    shape = (
+        tuple(sizes[d] for d in target_dims)
+        if sizes and all(d in sizes for d in target_dims)
+        else None
+    )
+    params = dict(prior.parameters)
+    for name, value in params.items():
+        label = f"{where} parameter {name!r}"
+        if isinstance(value, Prior):
+            if value.dims and not set(value.dims) <= set(target_dims):
+                raise ValueError(
+                    f"{label} has dims {tuple(value.dims)}, not among the variable's {target_dims}"
+                )
+            must_be_positive = name in _POSITIVE_PARAMS.get(family, ())
+            inner = "HalfNormal" if must_be_positive else "Normal"
+            inner_default = Prior(inner, dims=value.dims or None)
+            check_prior(f"{key}.{name}", value, inner_default, improper_ok=frozenset())
+            continue
+        if not isinstance(value, numbers.Real | np.ndarray | list | tuple) or isinstance(
+            value, bool
+        ):
+            raise TypeError(f"{label} must be a number, an array or a Prior, got {value!r}")
+        arr = np.asarray(value, dtype=float)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{label} must be finite, got {value!r}")
+        if name in _POSITIVE_PARAMS.get(family, ()) and not np.all(arr > 0):
+            raise ValueError(f"{label} must be positive, got {value!r}")
+        if shape is not None and arr.ndim:
+            try:
+                ok = np.broadcast_shapes(arr.shape, shape) == shape
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{label} has shape {arr.shape}, which does not fit the variable's shape "
+                    f"{shape} (dims {target_dims})"
+                )
+    if family == "Dirichlet":
+        a = params.get("a")
+        if a is None or isinstance(a, Prior):
+            raise ValueError(f"{where}: a Dirichlet needs a numeric concentration 'a'")
+        if shape is not None:
+            params["a"] = np.broadcast_to(np.asarray(a, float), shape).copy()
+    if dims == target_dims and params == prior.parameters:
+        return prior
+    return Prior(
+        family, dims=target_dims or None, centered=prior.centered, transform=prior.transform,
+        **params,
+    )  # fmt: skip
+
+
 def merge_priors(
-    defaults: Mapping[str, Prior | float], user: Mapping[str, Prior | float] | None
+    defaults: Mapping[str, Prior | float],
+    user: Mapping[str, Prior | float] | None,
+    *,
+    sizes: Mapping[str, int] | None = None,
+    improper_ok: frozenset[str] | set[str] = frozenset(),
 ) -> dict[str, Prior | float]:
     """Overlay the user's priors on the defaults, refusing unknown keys and bad values.
 
     A value is a :class:`Prior` or, for scale-type variables and ``intercept``, a number
-    that fixes the variable. Numbers given for scales must be positive.
+    that fixes the variable. Numbers given for scales must be positive. Each Prior is
+    checked by :func:`check_prior` (support, improper priors, parameters, dims) before
+    any graph is built; ``sizes`` are the model's dim lengths, ``improper_ok`` the keys
+    where a Flat/HalfFlat prior keeps the posterior proper.
     """
     merged = dict(defaults)
     if user is None:
@@ -198,7 +372,9 @@ def merge_priors(
                 f"priors has unknown key {key!r}; valid keys for this model are {sorted(defaults)}"
             )
         if isinstance(value, Prior):
-            merged[key] = value
+            merged[key] = check_prior(
+                key, value, defaults[key], sizes=sizes, improper_ok=improper_ok
+            )
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             if key in _FIXABLE:
                 _check_positive(f"priors[{key!r}]", value)

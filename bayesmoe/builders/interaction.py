@@ -50,6 +50,7 @@ from bayesmoe.data import (
     warn_constant_features,
 )
 from bayesmoe.numerics.conjugate import sample_conditional_weights
+from bayesmoe.numerics.rescale import regression_to_user_scale
 from bayesmoe.priors import interaction_defaults, merge_priors
 
 __all__ = ["InteractionSpec", "interaction_regression"]
@@ -139,6 +140,44 @@ class InteractionSpec:
             *SAMPLE_DIMS, "obs"
         )
 
+    # -- the user's scale -------------------------------------------------------------------
+    def to_user_scale(self, posterior: xr.Dataset, standardizer) -> xr.Dataset:
+        """The posterior with coefficients and ``sigma`` on the user's scale.
+
+        ``intercept``, ``beta_base`` and ``beta_interaction`` become the coefficients of
+        the raw features and of their raw products (:mod:`bayesmoe.numerics.rescale`),
+        ``sigma`` is multiplied by the scale of ``y``. Prior scales (``tau_*``,
+        ``lambda_*``) stay as they are: they are scales of the standardised weights.
+        """
+        std = standardizer
+        base = posterior["beta_base"].transpose(*SAMPLE_DIMS, "feature")
+        shape = base.shape[:-1]
+        inter = (
+            posterior["beta_interaction"].transpose(*SAMPLE_DIMS, "interaction").values
+            if self.interaction_names
+            else np.zeros((*shape, 0))
+        )
+        intercept = (
+            np.full(shape, self.intercept_fixed)
+            if self.intercept_fixed is not None
+            else posterior["intercept"].transpose(*SAMPLE_DIMS).values
+        )
+        b0, w, v = regression_to_user_scale(
+            intercept, base.values, inter, self.pairs, std.x_mean, std.x_scale,
+            std.y_mean, std.y_scale,
+        )  # fmt: skip
+        out = posterior.copy()
+        out["intercept"] = (SAMPLE_DIMS, b0)
+        out["beta_base"] = base.copy(data=w)
+        if self.interaction_names:
+            out["beta_interaction"] = (
+                posterior["beta_interaction"].transpose(*SAMPLE_DIMS, "interaction").copy(data=v)
+            )
+        if "sigma" in posterior:
+            out["sigma"] = posterior["sigma"] * std.y_scale
+        user = ("intercept", "beta_base", "beta_interaction", "sigma")
+        return mark_scales(out, posterior, user)
+
     # -- completing a collapsed fit ---------------------------------------------------------
     def complete(self, posterior: xr.Dataset, model: pm.Model, rng: np.random.Generator):
         """Draw the integrated-out weights exactly; returns them as a Dataset."""
@@ -184,6 +223,15 @@ class InteractionSpec:
                 coords={**coords, "interaction": self.interaction_names},
             )
         return xr.Dataset(out)
+
+
+def mark_scales(out: xr.Dataset, working: xr.Dataset, user_vars) -> xr.Dataset:
+    """Say in each variable's attrs which scale it is on ("user" or "working")."""
+    for name in out.data_vars:
+        scale = "user" if name in user_vars else "working"
+        attrs = working[name].attrs if name in working else {}
+        out[name].attrs = {**attrs, "bayesmoe_scale": scale}
+    return out.assign_attrs(working.attrs, bayesmoe_scale="user")
 
 
 def _block_for_collapse(name: str, spec, width: int, scale_var: str | None) -> _Block | None:
@@ -318,7 +366,14 @@ def interaction_regression(
         interaction_scale=interaction_scale,
         has_interactions=bool(pairs),
     )
-    merged = merge_priors(defaults, priors)
+    # Flat weights and a HalfFlat noise sd keep the regression posterior proper (n > d);
+    # a flat learned scale does not (p(tau | y) ~ tau^-p at infinity: improper for p = 1).
+    merged = merge_priors(
+        defaults,
+        priors,
+        sizes={"feature": len(names), "interaction": len(pairs)},
+        improper_ok={"intercept", "beta_base", "beta_interaction", "sigma"},
+    )
     if collapsed not in (True, False, "auto"):
         raise ValueError(f"collapsed must be True, False or 'auto', got {collapsed!r}")
 

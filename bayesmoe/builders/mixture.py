@@ -48,6 +48,7 @@ import xarray as xr
 from pymc_extras.prior import Prior
 from scipy.special import log_softmax, logsumexp
 
+from bayesmoe.builders.interaction import mark_scales
 from bayesmoe.data import (
     interaction_design,
     resolve_interactions,
@@ -58,6 +59,7 @@ from bayesmoe.data import (
 from bayesmoe.numerics.em import EMResult, fit_mixture_em
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.numerics.relabel import apply_permutations, relabel
+from bayesmoe.numerics.rescale import linear_layer_to_user_scale, regression_to_user_scale
 from bayesmoe.numerics.vem import VEMResult, fit_mixture_vem, sample_coefficients
 from bayesmoe.priors import GATE_HIDDEN_SD, GATE_SD, merge_priors, mixture_defaults
 
@@ -256,6 +258,68 @@ class MixtureSpec:
         resid = (y[None, None, :, None] - mu.values) / sd.values
         log_norm = -0.5 * resid**2 - np.log(sd.values) - 0.5 * np.log(2 * np.pi)
         return self.log_weights(posterior, X_base) + log_norm
+
+    # -- the user's scale -------------------------------------------------------------------
+    def to_user_scale(self, posterior: xr.Dataset, standardizer) -> xr.Dataset:
+        """The posterior with expert coefficients, noise sds and gate on the user's scale.
+
+        Each expert's ``intercept``, ``beta`` and ``beta_interaction`` become coefficients
+        of the raw features (and raw products), ``sigma`` is multiplied by the scale of
+        ``y`` (:mod:`bayesmoe.numerics.rescale`). The gate's input layer (``gate_weights``
+        and ``gate_intercept`` of the linear gate; ``gate_hidden_weights`` and
+        ``gate_hidden_bias`` of the mlp gate) is written in the raw gate features; the
+        mlp's output layer, the mixing ``weights``, ``gate_probability_grid`` and the prior
+        scales ``tau_*``/``lambda_*`` are scale-free and stay as they are.
+        """
+        std = standardizer
+        out = posterior.copy()
+        user = ["intercept", "sigma"]
+        lead = (*SAMPLE_DIMS, "expert")
+        intercept = self._value(posterior, "intercept").transpose(*lead)
+        shape = intercept.shape
+        p, q = len(self.expert_idx), len(self.pairs)
+        base = (
+            posterior["beta"].transpose(*lead, "expert_feature").values
+            if p
+            else np.zeros((*shape, 0))
+        )
+        inter = (
+            posterior["beta_interaction"].transpose(*lead, "interaction").values
+            if q
+            else np.zeros((*shape, 0))
+        )
+        e = self.expert_idx
+        b0, w, v = regression_to_user_scale(
+            intercept.values, base, inter, self.pairs, std.x_mean[e], std.x_scale[e],
+            std.y_mean, std.y_scale,
+        )  # fmt: skip
+        out["intercept"] = intercept.copy(data=b0)
+        if p:
+            out["beta"] = posterior["beta"].transpose(*lead, "expert_feature").copy(data=w)
+            user.append("beta")
+        if q:
+            out["beta_interaction"] = (
+                posterior["beta_interaction"].transpose(*lead, "interaction").copy(data=v)
+            )
+            user.append("beta_interaction")
+        if "sigma" in posterior:
+            out["sigma"] = posterior["sigma"] * std.y_scale
+        if self.gate is not None:
+            g = self.gate_idx
+            if self.gate == "linear":
+                names, dims = ("gate_intercept", "gate_weights"), ("gate_expert", "gate_feature")
+            else:
+                names = ("gate_hidden_bias", "gate_hidden_weights")
+                dims = ("gate_hidden", "gate_feature")
+            bias = posterior[names[0]].transpose(*SAMPLE_DIMS, dims[0])
+            weights = posterior[names[1]].transpose(*SAMPLE_DIMS, "gate_feature", dims[0])
+            c, V = linear_layer_to_user_scale(
+                bias.values, weights.values, std.x_mean[g], std.x_scale[g], axis=-2
+            )
+            out[names[0]] = bias.copy(data=c)
+            out[names[1]] = weights.copy(data=V)
+            user += list(names)
+        return mark_scales(out, posterior, user)
 
     # -- fitting hooks ----------------------------------------------------------------------
     def initial_values(self, point: EMResult | VEMResult | None = None) -> dict[str, np.ndarray]:
@@ -694,7 +758,19 @@ def _build_mixture(
     )
     if K == 1:
         defaults = {k: v for k, v in defaults.items() if k != "weights"}
-    merged = merge_priors(defaults, priors)
+    sizes = {
+        "expert": K,
+        "expert_feature": len(expert_idx),
+        "interaction": len(pairs),
+        "gate_expert": K - 1,
+        "gate_feature": len(gate_idx),
+        "gate_hidden": int(gate_hidden or 0),
+    }
+    # With K > 1 a flat prior on any expert parameter gives an improper posterior: as a
+    # component's mean or sd runs off to infinity the likelihood tends to that of the
+    # other components, a positive constant. One component is a plain regression.
+    improper_ok = {"intercept", "beta", "beta_interaction", "sigma"} if K == 1 else set()
+    merged = merge_priors(defaults, priors, sizes=sizes, improper_ok=improper_ok)
     fixed = {
         k: v for k, v in merged.items() if k in ("sigma", "intercept") and not isinstance(v, Prior)
     }
