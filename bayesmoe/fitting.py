@@ -494,7 +494,31 @@ def _with_start(compiled, model: pm.Model, start: dict):
         point = point_fn(seed)
         return np.concatenate([np.asarray(point[n], np.float64).ravel() for n in names])
 
-    return dataclasses.replace(compiled, initial_point_func=flat)
+    x0 = _nonzero_gradient_start(compiled, flat())
+    return dataclasses.replace(compiled, initial_point_func=lambda seed=None: x0.copy())
+
+
+def _nonzero_gradient_start(compiled, x: np.ndarray) -> np.ndarray:
+    """Move a start off coordinates where the log density's gradient is exactly zero.
+
+    nutpie scales its initial mass matrix by the gradient at the start and refuses a start
+    with a zero gradient entry ("bad initial gradient"). An EM/MAP start sits at a
+    stationary point, and symmetric ones give exact zeros: equal mixing weights of a
+    Gaussian mixture put ``weights_simplex__`` at 0 with gradient 0.0, so every chain of
+    ``MixtureRegression(n_components=2).fit(None, y)`` failed to start. A step of
+    1e-6 (relative) along those coordinates leaves the start in the same mode.
+    """
+    x = np.array(x, dtype=np.float64)
+    for step in (1e-6, 1e-4, 1e-2):
+        try:
+            _, grad = compiled.logp_func(x)
+        except Exception:  # nutpie's own start check reports a bad point
+            return x
+        zero = np.asarray(grad) == 0.0
+        if not zero.any():
+            return x
+        x[zero] += step * np.maximum(1.0, np.abs(x[zero]))
+    return x
 
 
 def _exact_only(model: pm.Model, draws: int, chains: int) -> xr.DataTree:
