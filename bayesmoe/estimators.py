@@ -191,8 +191,12 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         group = "posterior_working" if "posterior_working" in self.idata_.children else "posterior"
         return self.idata_[group].to_dataset()
 
-    def _working_view(self) -> xr.DataTree:
-        """The fit as ArviZ sees it with the working-scale draws as ``posterior``."""
+    def working_view(self) -> xr.DataTree:
+        """The fit with the sampled working-scale draws as its ``posterior`` group.
+
+        For diagnostics (what :meth:`check` reports) and for comparisons with truths on
+        the working scale; other groups are the fit's own.
+        """
         groups = {
             g: self.idata_[g].to_dataset()
             for g in self.idata_.children
@@ -386,7 +390,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             loo = "log_likelihood" in self.idata_.children
         if not isinstance(loo, bool | np.bool_):
             raise TypeError(f"loo must be True, False or None, got {loo!r}")
-        return diagnose(self._working_view(), var_names=self._summary_vars(), loo=bool(loo))
+        return diagnose(self.working_view(), var_names=self._summary_vars(), loo=bool(loo))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:

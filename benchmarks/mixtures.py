@@ -121,7 +121,7 @@ def identified_truth(est, data) -> dict[str, np.ndarray]:
 
     st = est.standardizer_
     spec = est.model_.bayesmoe_spec
-    post = est.idata_["posterior"]
+    post = est.working_view()["posterior"]
     work = data.working_truth(st.x_mean, st.x_scale, st.y_mean, st.y_scale)
     intercept = post["intercept"].mean(("chain", "draw")).values
     beta = post["beta"].mean(("chain", "draw")).values
@@ -148,7 +148,7 @@ def coverage(est, truth: dict[str, np.ndarray], kind: str = "hdi") -> tuple[int,
     """
     covered, total, missed = 0, 0, []
     for name, value in truth.items():
-        h = _interval(est.idata_, name, kind)
+        h = _interval(est.working_view(), name, kind)
         value = np.broadcast_to(value, h.shape[:-1])
         inside = (value >= h[..., 0]) & (value <= h[..., 1])
         covered += int(inside.sum())
@@ -170,10 +170,10 @@ def reference_misses(est, names, kind: str = "hdi") -> np.ndarray:
     correlation: summing one draw's count per seed gives the distribution of the total
     under correct calibration (:func:`coverage_p_value`). Returns one count per draw.
     """
-    post = est.idata_["posterior"]
+    post = est.working_view()["posterior"]
     out = 0
     for name in names:
-        h = _interval(est.idata_, name, kind)
+        h = _interval(est.working_view(), name, kind)
         da = post[name].stack(sample=("chain", "draw")).transpose("sample", ...)
         v = da.values
         out = out + ((v < h[..., 0]) | (v > h[..., 1])).reshape(v.shape[0], -1).sum(axis=1)

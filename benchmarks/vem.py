@@ -181,7 +181,7 @@ def part_recovery(configs: list[str], seeds: int, nuts_seeds: int) -> pd.DataFra
             est.set_params(method="vem")
             wall = _fit(est, data.X, data.y)
             truth = mix.identified_truth(est, data)
-            post = est.idata_["posterior"]
+            post = est.working_view()["posterior"]
             z = []
             for name in ("intercept", "beta"):
                 m = post[name].mean(("chain", "draw")).values
@@ -205,7 +205,7 @@ def part_recovery(configs: list[str], seeds: int, nuts_seeds: int) -> pd.DataFra
                     100 * (row["vem_lpd"] - row["nuts_lpd"]) / abs(row["nuts_lpd"])
                 )
                 # VEM means in units of the exact (NUTS) posterior sd, labels matched.
-                npost = nuts.idata_["posterior"]
+                npost = nuts.working_view()["posterior"]
                 nb = {k: npost[k].mean(("chain", "draw")).values for k in ("intercept", "beta")}
                 perm = mix._expert_permutation(
                     nb, post["intercept"].mean(("chain", "draw")).values,

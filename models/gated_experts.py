@@ -24,6 +24,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -81,7 +82,7 @@ def match_experts(est, data) -> tuple[np.ndarray, dict]:
     """Fit expert j <-> true expert ``perm[j]``, and the truth aligned on the working scale."""
     std = est.standardizer_
     working = data.working_truth(std.x_mean, std.x_scale, std.y_mean, std.y_scale)
-    post = est.idata_["posterior"]
+    post = est.working_view()["posterior"]
     intercept = post["intercept"].mean(SAMPLE_DIMS).values
     beta = post["beta"].mean(SAMPLE_DIMS).values
     # the same assignment align_truth makes, kept to permute the original-scale truth
@@ -168,8 +169,12 @@ def report(est, baseline, name: str, data, test, perm, truth, args, title: str) 
         f"\nDiagnostics: max R-hat {diag.max_rhat:.3f}, min bulk ESS {diag.min_ess_bulk:.0f}, "
         f"{diag.divergences} divergences over {diag.chains} chains -> {diag.message()}"
     )
-    summary = est.summary()  # the identified quantities, one variable at a time
-    summary.insert(0, "true", summary.index.map(truth_labels(est.idata_["posterior"], truth)))
+    # the identified quantities on the working scale, where the simulator's truth is known
+    # (est.summary() gives them on the data's scale)
+    working = est.working_view()
+    names = est._summary_vars()
+    summary = pd.concat([az.summary(working, var_names=[n], round_to="none") for n in names])
+    summary.insert(0, "true", summary.index.map(truth_labels(working["posterior"], truth)))
     print("\nPosterior summary (working scale; truth relabelled to the fit's experts)")
     print(summary.round(3).to_string())
 

@@ -51,7 +51,7 @@ def test_predictions_are_on_the_original_scale(small_data):
 def test_log_predictive_density_matches_direct_computation(fitted, small_data):
     X, y = small_data.X.iloc[:30], small_data.y[:30]
     got = fitted.log_predictive_density(X, y)
-    post = fitted.idata_["posterior"]
+    post = fitted.idata_["posterior_working"]
     std = fitted.standardizer_
     mu = fitted.model_.bayesmoe_spec.linear_predictor(
         post.to_dataset(), std.transform_X(X.to_numpy())

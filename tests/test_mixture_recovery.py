@@ -70,7 +70,7 @@ def _check_vem_against_nuts(nuts, data, where: str) -> None:
         warnings.simplefilter("ignore")
         vem.fit(data.X, data.y)
     truth = bench.identified_truth(vem, data)
-    post = vem.idata_["posterior"]
+    post = vem.working_view()["posterior"]  # the truth is on the working scale
     z = np.concatenate(
         [
             (
