@@ -14,6 +14,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import ClassVar
 
 import arviz as az
 import numpy as np
@@ -33,6 +34,7 @@ from bayesmoe.data import (
     validate_target,
 )
 from bayesmoe.fitting import Diagnostics, diagnose, fit, validate_fit_settings
+from bayesmoe.formula import FormulaDesign, design_from_formula
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.priors import priors_from_json, priors_to_json
 
@@ -114,13 +116,25 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             **(self.fit_kwargs or {}),
         )
 
-    def fit(self, X, y, *, strict: bool = False) -> BayesianRegressor:
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, **params) -> BayesianRegressor:
+        """Fit the model a Wilkinson formula describes, on ``data``.
+
+        ``cls.from_formula("y ~ (a + b + c)**2", df, draws=500)`` is
+        ``cls(formula="y ~ (a + b + c)**2", draws=500).fit(df)``; see ``formula`` in the
+        class docstring for what formulas mean here.
+        """
+        return cls(formula=formula, **params).fit(data)
+
+    def fit(self, X, y=None, *, strict: bool = False) -> BayesianRegressor:
         """Validate the data, build the model and sample its posterior.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n, p)
-        y : array-like of shape (n,)
+            With ``formula``: the DataFrame holding the formula's columns.
+        y : array-like of shape (n,), optional
+            Not given with ``formula`` (the formula names the target).
         strict : bool
             Raise :class:`bayesmoe.fitting.DiagnosticsError` if any diagnostic fails its
             threshold (see :func:`bayesmoe.fit`); the estimator then stays unfitted.
@@ -133,6 +147,11 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         if not isinstance(strict, bool | np.bool_):
             raise TypeError(f"strict must be True or False, got {strict!r}")
         start = time.perf_counter()
+        X, y, design = self._formula_design(X, y)
+        if design is None:
+            self.__dict__.pop("formula_design_", None)
+        else:
+            self.formula_design_ = design
         Xv, names = self._features(X, y)
         yv = validate_target(y, Xv.shape[0], name="y")
         self.feature_names_in_ = np.asarray(names, dtype=object)
@@ -152,6 +171,48 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
 
     #: whether the model can be fitted without features (``X=None``)
     _allows_no_features = False
+    #: settings a formula decides, with their defaults (they must be left at them)
+    _formula_decides: ClassVar[dict] = {}
+
+    def _formula_design(self, X, y):
+        """``(X, y, design)``: the formula's design matrix and target, or the inputs as given."""
+        formula = getattr(self, "formula", None)
+        if formula is None:
+            return X, y, None
+        if y is not None:
+            raise ValueError(
+                "with formula=..., pass the data frame alone (fit(data)): the formula names "
+                "the target"
+            )
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(
+                f"with formula=..., X must be a pandas DataFrame holding the formula's "
+                f"columns, got {type(X).__name__}"
+            )
+        for name, default in self._formula_decides.items():
+            if getattr(self, name) != default:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} and formula={formula!r} both choose the "
+                    f"design; give the terms in the formula and leave {name} at {default!r}"
+                )
+        design, Xd, yv = design_from_formula(
+            formula, X, gate=getattr(self, "gate_formula", None), name="formula"
+        )
+        if yv is None:
+            raise ValueError(f"formula={formula!r} has no target; write 'y ~ ...'")
+        return Xd, yv, design
+
+    def _design_interactions(self):
+        """The interactions the model uses: the formula's, else the ``interactions`` setting."""
+        design = getattr(self, "formula_design_", None)
+        return self.interactions if design is None else list(design.interactions)
+
+    def _target(self, X, y):
+        """``y`` as given, or the formula's target column of the data frame ``X``."""
+        design = getattr(self, "formula_design_", None)
+        if y is None and design is not None and isinstance(X, pd.DataFrame):
+            return design.target_values(X)
+        return y
 
     def _features(self, X, y) -> tuple[np.ndarray, list[str]]:
         if X is None and self._allows_no_features:
@@ -249,6 +310,14 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "idata_")
         if X is None and self._allows_no_features and self.n_features_in_ == 0:
             return np.zeros((1, 0))  # a model without features predicts one new draw
+        design = getattr(self, "formula_design_", None)
+        if design is not None:
+            if not isinstance(X, pd.DataFrame):
+                raise TypeError(
+                    f"this model was fitted with formula={design.formula!r}: X must be a "
+                    f"DataFrame with its columns, got {type(X).__name__}"
+                )
+            X = design.transform(X)
         return validate_predict_features(X, list(self.feature_names_in_), name="X")
 
     def _work_X(self, X) -> np.ndarray:
@@ -328,7 +397,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         var = np.maximum(second.mean(axis=(0, 1)) - mean**2, 0.0)
         return out, np.sqrt(var) * self.standardizer_.y_scale
 
-    def log_predictive_density(self, X, y) -> float:
+    def log_predictive_density(self, X, y=None) -> float:
         r"""Held-out log pointwise predictive density, summed over rows.
 
         :math:`\sum_i \log \frac1S \sum_s p(y_i \mid \theta_s)`, computed with
@@ -336,10 +405,10 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         """
         return float(np.sum(self.pointwise_log_predictive_density(X, y)))
 
-    def pointwise_log_predictive_density(self, X, y) -> np.ndarray:
+    def pointwise_log_predictive_density(self, X, y=None) -> np.ndarray:
         r"""Held-out :math:`\log \frac1S \sum_s p(y_i \mid \theta_s)` per row, shape (n,)."""
         Xw = self._work_X(X)
-        yv = validate_target(y, Xw.shape[0], name="y")
+        yv = validate_target(self._target(X, y), Xw.shape[0], name="y")
         ll = self._pointwise_loglik(Xw, self.standardizer_.transform_y(yv))
         ll = ll - np.log(self.standardizer_.y_scale)  # Jacobian of the standardisation
         S = ll.shape[0] * ll.shape[1]
@@ -432,6 +501,8 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             bayesmoe_feature_names=json.dumps([str(c) for c in self.feature_names_in_]),
             **_versions(),
         )
+        if getattr(self, "formula_design_", None) is not None:
+            tree.attrs["bayesmoe_formula_design"] = json.dumps(self.formula_design_.to_dict())
         return tree
 
     def _params_json(self) -> dict:
@@ -454,6 +525,10 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         )
         est.n_features_in_ = len(est.feature_names_in_)
         est.standardizer_ = Standardizer.from_dict(json.loads(tree.attrs["bayesmoe_standardizer"]))
+        if tree.attrs.get("bayesmoe_formula_design"):
+            est.formula_design_ = FormulaDesign.from_dict(
+                json.loads(tree.attrs["bayesmoe_formula_design"])
+            )
         Xw = pd.DataFrame(
             tree["constant_data"]["X_base"].values, columns=list(est.feature_names_in_)
         )
@@ -487,6 +562,14 @@ class InteractionRegression(BayesianRegressor):
 
     Parameters
     ----------
+    formula : str, optional
+        A Wilkinson formula (formulaic, as in Bambi), e.g. ``"y ~ (a + b + c)**2"`` or
+        ``"y ~ x1 * g"``; then ``fit(data)`` takes the data frame alone and ``predict``
+        applies the same coding to new frames. Categorical columns become treatment
+        (reduced-rank) dummies named as formulaic names them (``g[T.b]``); main effects
+        form the base group, pairwise interaction terms the interaction group with its
+        own learned scale. An interaction needs both main effects; higher-order terms
+        are refused. ``interactions`` must stay at its default.
     interactions : "all", None or sequence of pairs / "a:b" names
         Interactions to include; ``None`` gives the base-effects model.
     prior : {"half_cauchy", "gamma", "half_normal", "fixed"}
@@ -538,6 +621,7 @@ class InteractionRegression(BayesianRegressor):
     def __init__(
         self,
         *,
+        formula: str | None = None,
         interactions="all",
         prior: str = "half_cauchy",
         base_scale: float | None = None,
@@ -556,6 +640,7 @@ class InteractionRegression(BayesianRegressor):
         log_likelihood: bool = True,
         fit_kwargs: dict | None = None,
     ):
+        self.formula = formula
         self.interactions = interactions
         self.prior = prior
         self.base_scale = base_scale
@@ -578,7 +663,7 @@ class InteractionRegression(BayesianRegressor):
         return interaction_regression(
             Xw,
             yw,
-            interactions=self.interactions,
+            interactions=self._design_interactions(),
             prior=self.prior,
             base_scale=self.base_scale,
             interaction_scale=self.interaction_scale,
@@ -595,6 +680,7 @@ class InteractionRegression(BayesianRegressor):
         return xr.zeros_like(mu), mu, sd.expand_dims(expert=1, axis=-1)
 
     _coef_vars = ("beta_base", "beta_interaction")
+    _formula_decides: ClassVar[dict] = {"interactions": "all"}
 
     def _summary_vars(self) -> list[str]:
         post = self.idata_["posterior"]
@@ -630,6 +716,8 @@ class InteractionRegression(BayesianRegressor):
 class _MixtureEstimator(BayesianRegressor):
     """Shared predictions of the mixture estimators: gate, responsibilities, experts."""
 
+    _formula_decides: ClassVar[dict] = {"interactions": None}
+
     def _components(self, Xw: np.ndarray):
         spec = self.model_.bayesmoe_spec
         post = self._working_posterior()
@@ -661,7 +749,7 @@ class _MixtureEstimator(BayesianRegressor):
             return draws.assign_coords(obs=np.arange(raw.shape[0]))
         return draws.mean(SAMPLE_DIMS).values
 
-    def responsibilities(self, X, y) -> np.ndarray:
+    def responsibilities(self, X, y=None) -> np.ndarray:
         r"""Posterior probability that row i came from expert k, shape (n, K).
 
         :math:`E_\theta\big[p(z_i = k \mid x_i, y_i, \theta)\big]`, with
@@ -670,7 +758,7 @@ class _MixtureEstimator(BayesianRegressor):
         obs, expert) as ``idata_["predictions"]["responsibilities"]``.
         """
         raw = self._raw(X)
-        yv = validate_target(y, raw.shape[0], name="y")
+        yv = validate_target(self._target(X, y), raw.shape[0], name="y")
         joint = self._joint(
             self.standardizer_.transform_X(raw), self.standardizer_.transform_y(yv)
         )
@@ -718,6 +806,9 @@ class MixtureRegression(_MixtureEstimator):
 
     Parameters
     ----------
+    formula : str, optional
+        The experts' formula, e.g. ``"y ~ x1 + x2"`` (see :class:`InteractionRegression`);
+        ``fit(data)`` then takes the data frame alone.
     n_components : int
         K, from 1 to the number of rows.
     alpha : float
@@ -751,6 +842,7 @@ class MixtureRegression(_MixtureEstimator):
     def __init__(
         self,
         *,
+        formula: str | None = None,
         n_components: int = 2,
         alpha: float = 1.0,
         interactions=None,
@@ -772,6 +864,7 @@ class MixtureRegression(_MixtureEstimator):
         log_likelihood: bool = True,
         fit_kwargs: dict | None = None,
     ):
+        self.formula = formula
         self.n_components = n_components
         self.alpha = alpha
         self.interactions = interactions
@@ -801,7 +894,7 @@ class MixtureRegression(_MixtureEstimator):
             yw,
             n_components=self.n_components,
             alpha=self.alpha,
-            interactions=self.interactions,
+            interactions=self._design_interactions(),
             prior=self.prior,
             base_scale=self.base_scale,
             interaction_scale=self.interaction_scale,
@@ -830,6 +923,11 @@ class GatedExperts(_MixtureEstimator):
 
     Parameters
     ----------
+    formula : str, optional
+        The experts' formula, e.g. ``"y ~ x1 + x2"`` (see :class:`InteractionRegression`).
+    gate_formula : str, optional
+        The gate's inputs as a one-sided formula, e.g. ``"~ x1"`` (main effects only);
+        default: the experts' columns. ``from_formula`` also takes it as ``gate="~ x1"``.
     n_experts : int
         K, from 1 to the number of rows.
     gate : {"linear", "mlp"}
@@ -859,6 +957,8 @@ class GatedExperts(_MixtureEstimator):
     def __init__(
         self,
         *,
+        formula: str | None = None,
+        gate_formula: str | None = None,
         n_experts: int = 2,
         gate: str = "linear",
         gate_hidden: int | None = None,
@@ -882,6 +982,8 @@ class GatedExperts(_MixtureEstimator):
         log_likelihood: bool = True,
         fit_kwargs: dict | None = None,
     ):
+        self.formula = formula
+        self.gate_formula = gate_formula
         self.n_experts = n_experts
         self.gate = gate
         self.gate_hidden = gate_hidden
@@ -905,6 +1007,31 @@ class GatedExperts(_MixtureEstimator):
         self.log_likelihood = log_likelihood
         self.fit_kwargs = fit_kwargs
 
+    _formula_decides: ClassVar[dict] = {
+        "interactions": None,
+        "expert_features": None,
+        "gate_features": None,
+    }
+
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, **params) -> GatedExperts:
+        """Fit from formulas: ``GatedExperts.from_formula("y ~ x1 + x2", df, gate="~ x1")``.
+
+        ``gate`` is the gate's one-sided formula when it contains ``~`` (the same as
+        ``gate_formula=``), otherwise the gate type (``"linear"``, ``"mlp"``).
+        """
+        gate = params.get("gate")
+        if isinstance(gate, str) and "~" in gate:
+            if params.get("gate_formula") is not None:
+                raise ValueError("give the gate's formula once: gate='~ ...' or gate_formula=")
+            params["gate_formula"] = params.pop("gate")
+        return cls(formula=formula, **params).fit(data)
+
+    def _formula_columns(self, part: str, chosen):
+        """Expert or gate columns: the formula's when there is one, else the setting."""
+        design = getattr(self, "formula_design_", None)
+        return chosen if design is None else getattr(design, part)
+
     def _build(self, Xw: pd.DataFrame, yw: np.ndarray) -> pm.Model:
         return gated_experts(
             Xw,
@@ -912,9 +1039,9 @@ class GatedExperts(_MixtureEstimator):
             n_experts=self.n_experts,
             gate=self.gate,
             gate_hidden=self.gate_hidden,
-            expert_features=self.expert_features,
-            gate_features=self.gate_features,
-            interactions=self.interactions,
+            expert_features=self._formula_columns("columns", self.expert_features),
+            gate_features=self._formula_columns("gate_columns", self.gate_features),
+            interactions=self._design_interactions(),
             prior=self.prior,
             base_scale=self.base_scale,
             interaction_scale=self.interaction_scale,

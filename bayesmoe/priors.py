@@ -259,7 +259,7 @@ def check_prior(
       refused; numeric parameters must broadcast to the variable's shape (``sizes``).
     """
     where = f"priors[{key!r}]"
-    target_dims = tuple(default.dims) if isinstance(default, Prior) else ()
+    target_dims = tuple(default.dims or ()) if isinstance(default, Prior) else ()
     dims = tuple(prior.dims or ())
     if dims and dims != target_dims:
         raise ValueError(
