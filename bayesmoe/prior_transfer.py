@@ -52,8 +52,9 @@ def prior_from_posterior(
 
     with :math:`c` = ``inflate`` (>1 widens the prior: the new model may move away from
     the old posterior; 1 is exact moment matching). Parameters live on the fitted model's
-    working scale, so use the result in a model fitted on the same data with the same
-    ``standardize`` setting (the default for every bayesmoe estimator).
+    working scale (an estimator's ``posterior_working`` group), so use the result in a
+    model fitted on the same data with the same ``standardize`` setting (the default for
+    every bayesmoe estimator).
 
     Parameters
     ----------
@@ -88,7 +89,9 @@ def prior_from_posterior(
     names = [var_names] if isinstance(var_names, str) else list(var_names)
     if not names:
         raise ValueError("var_names is empty")
-    post = idata["posterior"]
+    # priors are given on a model's working scale, so they are matched to the sampled
+    # (working-scale) draws of an estimator's fit, not to its user-scale posterior
+    post = idata["posterior_working" if "posterior_working" in idata.children else "posterior"]
     missing = [n for n in names if n not in post.data_vars]
     if missing:
         raise ValueError(
