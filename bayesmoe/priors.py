@@ -226,6 +226,22 @@ _POSITIVE_PARAMS = {
     "ChiSquared": {"nu"},
     "Dirichlet": {"a"},
 }
+#: Parameters a family needs, as alternative parametrisations (one set must be given).
+_REQUIRED_PARAMS = {
+    "HalfCauchy": [{"beta"}],
+    "Cauchy": [{"alpha", "beta"}],
+    "StudentT": [{"nu"}],
+    "HalfStudentT": [{"nu"}],
+    "Laplace": [{"mu", "b"}],
+    "Gumbel": [{"mu", "beta"}],
+    "Gamma": [{"alpha", "beta"}, {"mu", "sigma"}],
+    "InverseGamma": [{"alpha"}, {"mu", "sigma"}],
+    "Exponential": [{"lam"}, {"scale"}],
+    "Weibull": [{"alpha", "beta"}],
+    "ChiSquared": [{"nu"}],
+    "Dirichlet": [{"a"}],
+    "Uniform": [{"lower", "upper"}],
+}
 #: pymc-extras transforms (applied to the draw) whose output is positive.
 _POSITIVE_TRANSFORMS = ("exp", "softplus", "sigmoid")
 
@@ -266,9 +282,13 @@ def check_prior(
             f"{where} has dims {dims}; this variable's dims are {target_dims or '() (a scalar)'}"
             f"{'' if not target_dims else ' (or give no dims: one prior for every element)'}"
         )
+    family = prior.distribution
+    options = _REQUIRED_PARAMS.get(family)
+    if options and not any(need <= set(prior.parameters) for need in options):
+        choices = " or ".join(str(sorted(need)) for need in options)
+        raise ValueError(f"{where}: a {family} prior needs the parameters {choices}")
     default_family = default.distribution if isinstance(default, Prior) else "HalfNormal"
     positive_var = default_family in POSITIVE_FAMILIES
-    family = prior.distribution
     if default_family == "Dirichlet":
         if family != "Dirichlet":
             raise ValueError(f"{where} must be a Dirichlet prior (mixing weights), got {family}")
