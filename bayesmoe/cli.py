@@ -1,5 +1,5 @@
 """Command line: ``bayesmoe demo``, ``bayesmoe fit DATA --target COL``,
-``bayesmoe convergence``."""
+``bayesmoe fit DATA --formula "y ~ a * b"``, ``bayesmoe convergence``."""
 
 from __future__ import annotations
 
@@ -158,11 +158,24 @@ def _read_table(path: Path):
 def fit_file(args) -> Path:
     """Fit a user's CSV/Parquet file and write model, summary and diagnostic plots."""
     import bayesmoe as bm
-    from bayesmoe.plots import plot_diagnostics
 
     frame = _read_table(Path(args.data))
     if frame.empty:
         raise ValueError(f"{args.data} has no rows")
+    if args.model not in MODELS:
+        raise ValueError(f"--model {args.model!r} is not known; choose one of {list(MODELS)}")
+    if args.formula is not None:
+        if args.target is not None or args.features:
+            raise ValueError("--formula names the target and the terms; drop --target/--features")
+        settings = _fit_settings(args)
+        if args.gate_formula is not None:
+            if args.model != "gated":
+                raise ValueError("--gate-formula is for --model gated")
+            settings["gate_formula"] = args.gate_formula
+        est = getattr(bm, MODELS[args.model])(formula=args.formula, **settings).fit(frame)
+        return _write_fit(est, args)
+    if args.target is None:
+        raise ValueError("give --target COL (with --features) or --formula 'y ~ ...'")
     if args.target not in frame.columns:
         raise ValueError(
             f"--target {args.target!r} is not a column; columns are {list(frame.columns)}"
@@ -171,10 +184,15 @@ def fit_file(args) -> Path:
     missing = [c for c in features if c not in frame.columns]
     if missing:
         raise ValueError(f"--features {missing} are not columns of {args.data}")
-    if args.model not in MODELS:
-        raise ValueError(f"--model {args.model!r} is not known; choose one of {list(MODELS)}")
     est = getattr(bm, MODELS[args.model])(**_fit_settings(args))
     est.fit(frame[features], frame[args.target])
+    return _write_fit(est, args)
+
+
+def _write_fit(est, args) -> Path:
+    """model.nc, summary.csv (the user's scale) and diagnostic plots of a fitted estimator."""
+    from bayesmoe.plots import plot_diagnostics
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     est.save(out / "model.nc")
@@ -247,7 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_fit_options(p_demo)
     p_fit = sub.add_parser("fit", help="fit a CSV or Parquet file")
     p_fit.add_argument("data", help="CSV or Parquet file")
-    p_fit.add_argument("--target", required=True, help="column to predict")
+    p_fit.add_argument("--target", help="column to predict (or give --formula)")
+    p_fit.add_argument(
+        "--formula", help="Wilkinson formula, e.g. 'y ~ (a + b + c)**2' (replaces --target)"
+    )
+    p_fit.add_argument("--gate-formula", help="gate inputs of --model gated, e.g. '~ x1'")
     p_fit.add_argument("--features", nargs="+", help="feature columns (default: all others)")
     p_fit.add_argument("--model", default="interaction", help=f"one of {list(MODELS)}")
     p_fit.add_argument("--out", required=True, help="output folder")

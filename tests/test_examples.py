@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+import bayesmoe as bm
 from bayesmoe.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,10 +109,34 @@ def test_fit_command_on_csv(tmp_path, capsys):
     assert "beta_interaction[a:b]" in summary.index
 
 
+def test_fit_command_with_a_formula_writes_the_user_scale(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.uniform(-100, 100, 150), "g": rng.choice(["p", "q"], 150)})
+    frame["y"] = 2 + 0.03 * frame.a + 1.5 * (frame.g == "q") + 0.3 * rng.normal(size=150)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    out = tmp_path / "o"
+    args = ["fit", str(tmp_path / "data.csv"), "--formula", "y ~ a * g", "--out", str(out)]
+    rc = main([*args, *SMALL])
+    assert rc == 0
+    summary = pd.read_csv(out / "summary.csv", index_col=0)
+    assert {"beta_base[a]", "beta_base[g[T.q]]", "beta_interaction[a:g[T.q]]"} <= set(
+        summary.index
+    )
+    for name, truth in (("beta_base[a]", 0.03), ("beta_base[g[T.q]]", 1.5), ("intercept", 2.0)):
+        row = summary.loc[name]
+        assert abs(row["mean"] - truth) <= 4 * row["sd"], (name, row["mean"], row["sd"])
+    loaded = bm.load(out / "model.nc")
+    assert loaded.formula == "y ~ a * g"
+    assert np.all(np.isfinite(loaded.predict(frame.iloc[:5])))
+
+
 @pytest.mark.parametrize(
     "content, args, message",
     [
         ("a,b\n1,2\n3,4\n", ["--target", "c"], "--target 'c' is not a column"),
+        ("a,y\n1,2\n3,4\n", ["--formula", "y ~ a", "--target", "y"], "--formula names"),
+        ("a,y\n1,2\n3,4\n2,2\n", ["--formula", "y ~ a + q"], "'q'"),
+        ("a,y\n1,2\n3,4\n", [], "--target COL"),
         ("a,target\nx,1\ny,2\nz,3\n", ["--target", "target"], "non-numeric columns ['a']"),
         ("a,target\n", ["--target", "target"], "has no rows"),
         ("a,target\n1,2\n3,4\n", ["--target", "target", "--features", "q"], "--features ['q']"),

@@ -57,6 +57,7 @@ from bayesmoe.data import (
     warn_constant_features,
 )
 from bayesmoe.numerics.em import EMResult, fit_mixture_em
+from bayesmoe.numerics.loglik import mixture_gaussian_linear, softmax_gate
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.numerics.relabel import apply_permutations, relabel
 from bayesmoe.numerics.rescale import linear_layer_to_user_scale, regression_to_user_scale
@@ -248,8 +249,67 @@ class MixtureSpec:
         return np.concatenate([free, np.zeros((*free.shape[:3], 1))], axis=-1)
 
     def log_likelihood(self, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray):
-        """Pointwise :math:`\\log \\sum_k \\pi_k(x_i) N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`."""
-        return logsumexp_over_experts(self.joint_log_density(posterior, X_base, y))
+        """Pointwise :math:`\\log \\sum_k \\pi_k(x_i) N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`.
+
+        Dims (chain, draw, obs). Computed block by block by
+        :func:`bayesmoe.numerics.loglik.mixture_gaussian_linear` (no (draw, obs, expert)
+        array is formed); equal to log-sum-exp over experts of :meth:`joint_log_density`.
+        """
+        n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+        S, K = n_chain * n_draw, self.n_experts
+
+        def arr(name, dim):
+            return posterior[name].transpose(*SAMPLE_DIMS, dim).values.reshape(S, -1)
+
+        Xe = self.expert_design(X_base)
+        coef = []
+        if self.expert_idx:
+            coef.append(posterior["beta"].transpose(*SAMPLE_DIMS, "expert", ...).values)
+        if self.pairs:
+            coef.append(
+                posterior["beta_interaction"].transpose(*SAMPLE_DIMS, "expert", ...).values
+            )
+        coef = np.concatenate(coef, axis=-1) if coef else np.zeros((n_chain, n_draw, K, 0))
+        intercept = self._value(posterior, "intercept").transpose(*SAMPLE_DIMS, "expert").values
+        sigma = self.component_sd(posterior).values
+        weights = {}
+        if K == 1:
+            weights["log_weights"] = np.zeros((S, 1))
+        elif self.gate is None:
+            weights["log_weights"] = np.log(
+                posterior["weights"].transpose(*SAMPLE_DIMS, "expert").values.reshape(S, K)
+            )
+        else:
+            hidden = {}
+            inputs = "gate_feature"
+            if self.gate == "mlp":
+                hidden = dict(
+                    hidden_weights=posterior["gate_hidden_weights"]
+                    .transpose(*SAMPLE_DIMS, "gate_feature", "gate_hidden")
+                    .values.reshape(S, len(self.gate_idx), -1),
+                    hidden_bias=arr("gate_hidden_bias", "gate_hidden"),
+                )
+                inputs = "gate_hidden"
+            weights["gate_logits"] = softmax_gate(
+                self.gate_design(X_base),
+                posterior["gate_weights"]
+                .transpose(*SAMPLE_DIMS, inputs, "gate_expert")
+                .values.reshape(S, -1, K - 1),
+                arr("gate_intercept", "gate_expert"),
+                **hidden,
+            )
+        out = np.empty((n_chain, n_draw, Xe.shape[0]))
+        mixture_gaussian_linear(
+            Xe,
+            y,
+            coef.reshape(S, K, -1),
+            sigma.reshape(S, K),
+            intercept.reshape(S, K),
+            out=out.reshape(S, -1),
+            **weights,
+        )
+        coords = {d: posterior[d].values for d in SAMPLE_DIMS if d in posterior.coords}
+        return xr.DataArray(out, dims=(*SAMPLE_DIMS, "obs"), coords=coords)
 
     def joint_log_density(self, posterior, X_base, y) -> xr.DataArray:
         """:math:`\\log \\pi_k(x_i) + \\log N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`, per expert."""
