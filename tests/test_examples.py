@@ -116,7 +116,7 @@ def test_fit_command_with_a_formula_writes_the_user_scale(tmp_path):
     frame.to_csv(tmp_path / "data.csv", index=False)
     out = tmp_path / "o"
     args = ["fit", str(tmp_path / "data.csv"), "--formula", "y ~ a * g", "--out", str(out)]
-    rc = main([*args, *SMALL])
+    rc = main([*args, *SMALL, "--draws", "500", "--tune", "500"])  # a converged fit
     assert rc == 0
     summary = pd.read_csv(out / "summary.csv", index_col=0)
     assert {"beta_base[a]", "beta_base[g[T.q]]", "beta_interaction[a:g[T.q]]"} <= set(
