@@ -1,0 +1,148 @@
+r"""Sufficient statistics of the standardised interaction design, one chunk at a time.
+
+The collapsed :func:`bayesmoe.interaction_regression` needs only
+:math:`n,\ \tilde X^\top \tilde X,\ \tilde X^\top \tilde y,\ \tilde y^\top \tilde y` of the
+standardised design :math:`\tilde X = [1, \tilde x, (\tilde x_a \tilde x_b)_{(a,b)}]`,
+:math:`\tilde x_j = (x_j - m_j)/s_j`, :math:`\tilde y = (y - m_y)/s_y`. The means and scales
+are only known after seeing every row, so a chunk cannot standardise itself. Instead each
+chunk summarises the vector
+
+.. math::
+
+    u = \big(x - k,\ ((x_a - k_a)(x_b - k_b))_{(a,b)},\ y - k_y\big)
+
+around a fixed shift :math:`k` (e.g. the first chunk's means) by its count, mean and centred
+cross-product matrix :math:`C = \sum_i (u_i - \bar u)(u_i - \bar u)^\top`, and chunks combine
+with the pairwise formula of Chan, Golub & LeVeque (1979):
+
+.. math::
+
+    n = n_a + n_b, \quad \bar u = \bar u_a + \delta\, n_b / n, \quad
+    C = C_a + C_b + \delta \delta^\top n_a n_b / n, \qquad \delta = \bar u_b - \bar u_a.
+
+No raw moments are ever formed, so nothing cancels at 1e8 rows. Every standardised column
+is an affine function :math:`a^\top u + c` of :math:`u` (with :math:`d = m - k` the small
+distance between the true means and the shift,
+:math:`\tilde x_a \tilde x_b = (u_{ab} - d_b u_a - d_a u_b + d_a d_b)/(s_a s_b)`), so
+:math:`\sum_i \tilde X_i \tilde X_i^\top = A C A^\top + n\, (A \bar u + c)(A \bar u + c)^\top`
+exactly; the shift keeps the coefficients :math:`d` of order :math:`s`, which is what makes
+this well conditioned when the features sit far from zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["DesignMoments", "chunk_moments", "combine", "standardized_statistics"]
+
+
+@dataclass(frozen=True)
+class DesignMoments:
+    """Count, mean and centred cross-products of ``u`` (see module docstring) for some rows."""
+
+    n: int
+    shift: np.ndarray  # (p + 1,): the shift of x then y
+    mean: np.ndarray  # (p + q + 1,)
+    comoment: np.ndarray  # (p + q + 1, p + q + 1)
+    pairs: tuple[tuple[int, int], ...]
+
+    @property
+    def n_features(self) -> int:
+        return self.shift.size - 1
+
+
+def _u(X: np.ndarray, y: np.ndarray, pairs, shift: np.ndarray) -> np.ndarray:
+    Xs = X - shift[:-1]
+    cols = [Xs]
+    if len(pairs):
+        a, b = np.asarray(pairs, int).T
+        cols.append(Xs[:, a] * Xs[:, b])
+    cols.append((y - shift[-1])[:, None])
+    return np.concatenate(cols, axis=1)
+
+
+def chunk_moments(
+    X: np.ndarray, y: np.ndarray, pairs: Sequence[tuple[int, int]], shift: np.ndarray
+) -> DesignMoments:
+    """The moments of one chunk of rows (float64 arrays ``X`` (n, p), ``y`` (n,))."""
+    pairs = tuple((int(a), int(b)) for a, b in pairs)
+    shift = np.asarray(shift, float)
+    D = shift.size + len(pairs)
+    if X.shape[0] == 0:
+        return DesignMoments(0, shift, np.zeros(D), np.zeros((D, D)), pairs)
+    u = _u(np.asarray(X, float), np.asarray(y, float), pairs, shift)
+    mean = u.mean(axis=0)
+    centred = u - mean
+    return DesignMoments(X.shape[0], shift, mean, centred.T @ centred, pairs)
+
+
+def combine(a: DesignMoments, b: DesignMoments) -> DesignMoments:
+    """Moments of the union of two sets of rows (Chan, Golub & LeVeque's pairwise update)."""
+    if a.pairs != b.pairs or not np.array_equal(a.shift, b.shift):
+        raise ValueError("moments to combine must share their interaction pairs and shift")
+    if a.n == 0:
+        return b
+    if b.n == 0:
+        return a
+    n = a.n + b.n
+    delta = b.mean - a.mean
+    mean = a.mean + delta * (b.n / n)
+    comoment = a.comoment + b.comoment + np.outer(delta, delta) * (a.n * b.n / n)
+    return DesignMoments(n, a.shift, mean, comoment, a.pairs)
+
+
+def standardized_statistics(m: DesignMoments) -> dict[str, np.ndarray | float]:
+    r"""Means, scales and the collapsed model's statistics of the standardised design.
+
+    Returns a dict with ``n``, ``x_mean``, ``x_scale`` (population sd, 1 for a constant
+    column, as :class:`bayesmoe.data.Standardizer`), ``y_mean``, ``y_scale`` and ``xtx``
+    (``(1 + p + q)``-square, the intercept column first), ``xty``, ``yty`` of
+    :math:`[1, \tilde x, \tilde x_a \tilde x_b]` and :math:`\tilde y`.
+    """
+    if m.n < 1:
+        raise ValueError("no rows: the statistics of an empty data set are undefined")
+    p, q = m.n_features, len(m.pairs)
+    n = float(m.n)
+    var = np.diag(m.comoment) / n
+    d = m.mean[:p]  # x_mean - shift
+    x_mean = m.shift[:-1] + d
+    x_scale = np.sqrt(var[:p])
+    x_scale = np.where(x_scale > 0, x_scale, 1.0)
+    y_mean = float(m.shift[-1] + m.mean[-1])
+    y_scale = float(np.sqrt(var[-1]))
+    y_scale = y_scale if y_scale > 0 else 1.0
+    # rows of A (and entries of c): each standardised column as a^T u + c
+    D = p + q + 1
+    A = np.zeros((p + q + 1, D))
+    c = np.zeros(p + q + 1)
+    for j in range(p):
+        A[j, j] = 1.0 / x_scale[j]
+        c[j] = -d[j] / x_scale[j]
+    for k, (a, b) in enumerate(m.pairs):
+        s = x_scale[a] * x_scale[b]
+        A[p + k, p + k] = 1.0 / s
+        A[p + k, a] -= d[b] / s
+        A[p + k, b] -= d[a] / s
+        c[p + k] = d[a] * d[b] / s
+    A[-1, -1] = 1.0 / y_scale
+    c[-1] = -m.mean[-1] / y_scale
+    mean_std = A @ m.mean + c
+    second = A @ m.comoment @ A.T + n * np.outer(mean_std, mean_std)
+    xtx = np.empty((1 + p + q, 1 + p + q))
+    xtx[0, 0] = n
+    xtx[0, 1:] = xtx[1:, 0] = n * mean_std[:-1]
+    xtx[1:, 1:] = second[:-1, :-1]
+    xty = np.concatenate([[n * mean_std[-1]], second[:-1, -1]])
+    return {
+        "n": n,
+        "x_mean": x_mean,
+        "x_scale": x_scale,
+        "y_mean": y_mean,
+        "y_scale": y_scale,
+        "xtx": (xtx + xtx.T) / 2,
+        "xty": xty,
+        "yty": float(second[-1, -1]),
+    }

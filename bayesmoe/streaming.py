@@ -1,0 +1,231 @@
+"""Data larger than memory: Parquet files and Dask dataframes, reduced on dask.distributed.
+
+The numerical kernels are numpy functions of one chunk (:mod:`bayesmoe.numerics.suffstats`);
+this module only maps them over the partitions of a :class:`dask.dataframe.DataFrame` and
+reduces the results pairwise, on a ``dask.distributed`` client: the user's (an active
+``Client``, e.g. ``Client("tcp://scheduler:8786")``, is picked up) or a ``LocalCluster``
+started here and closed afterwards. Every partition is validated in the same pass (column
+present, numeric, finite), and a failure names the column and the partition (and its file
+for frames made by :func:`read_parquet`) before anything is sampled.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bayesmoe.numerics.suffstats import DesignMoments, chunk_moments, combine
+
+__all__ = ["PartitionError", "dask_client", "design_moments", "is_dask", "read_parquet"]
+
+#: Rows of the first partition used to centre the moments (see numerics.suffstats).
+SHIFT_ROWS = 10_000
+
+
+class PartitionError(ValueError):
+    """Bad data in one partition of a dask/Parquet input (names column and partition)."""
+
+
+def is_dask(obj) -> bool:
+    """Whether ``obj`` is a dask collection (DataFrame or Series)."""
+    try:
+        import dask
+    except ImportError:  # pragma: no cover - dask is a dependency
+        return False
+    return dask.is_dask_collection(obj)
+
+
+def _files(path) -> list[str]:
+    if isinstance(path, str | os.PathLike):
+        text = os.fspath(path)
+        if any(ch in text for ch in "*?["):
+            files = sorted(glob.glob(text))
+        elif Path(text).is_dir():
+            files = sorted(str(p) for p in Path(text).rglob("*.parquet"))
+        elif Path(text).is_file():
+            files = [text]
+        else:
+            raise OSError(f"path {text!r} does not exist")
+    elif (
+        isinstance(path, Sequence) and path and all(isinstance(p, str | os.PathLike) for p in path)
+    ):
+        files = [os.fspath(p) for p in path]
+        missing = [p for p in files if not Path(p).is_file()]
+        if missing:
+            raise OSError(f"path lists files that do not exist: {missing[:5]}")
+    else:
+        raise TypeError(
+            f"path must be a Parquet file, folder, glob or list of files, got {path!r}"
+        )
+    if not files:
+        raise OSError(f"path {os.fspath(path)!r} matches no Parquet files")
+    return files
+
+
+def _read_one(path: str, columns: list[str] | None) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except Exception as err:  # pyarrow raises several types for a broken file
+        raise OSError(f"{path!r} is not a readable Parquet file: {err}") from err
+    if columns is not None:
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise PartitionError(f"file {path!r} has no column(s) {missing}")
+    frame = pq.read_table(path, columns=columns).to_pandas()
+    frame.attrs["bayesmoe_source"] = path
+    return frame
+
+
+def read_parquet(path, *, columns: Sequence[str] | None = None):
+    """A Parquet data set as a dask DataFrame with one partition per file.
+
+    Parameters
+    ----------
+    path : str, path, glob or list of paths
+        A file, a folder (every ``*.parquet`` below it), a glob such as ``"data/*.parquet"``,
+        or a list of files.
+    columns : list of str, optional
+        Columns to read (all by default).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        Lazy; nothing is read until it is computed. Errors in a partition (a missing
+        column, a non-numeric or non-finite value) name its file.
+    """
+    import dask.dataframe as dd
+
+    files = _files(path)
+    cols = None if columns is None else [str(c) for c in columns]
+    meta = _read_one(files[0], cols).iloc[:0]
+    ddf = dd.from_map(_read_one, files, columns=cols, meta=meta, enforce_metadata=False)
+    return ddf
+
+
+@contextmanager
+def dask_client(client=None, *, n_workers: int = 2) -> Iterator:
+    """The client to run on: ``client``, an active one, or a new ``LocalCluster``.
+
+    A cluster started here (``n_workers`` single-threaded worker processes) is closed when
+    the block ends, also on error.
+    """
+    from distributed import Client, LocalCluster, get_client
+
+    if client is not None:
+        yield client
+        return
+    try:
+        yield get_client()
+        return
+    except ValueError:  # no client is active: start a local cluster for this block
+        pass
+    cluster = LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    try:
+        with Client(cluster) as new:
+            yield new
+    finally:
+        cluster.close()
+
+
+def _where(part: pd.DataFrame, index: int) -> str:
+    source = part.attrs.get("bayesmoe_source")
+    return f"partition {index}" + (f" (file {source!r})" if source else "")
+
+
+def _checked_arrays(part: pd.DataFrame, index: int, features, target):
+    """Float64 ``X, y`` of one partition, or a PartitionError naming column and partition."""
+    where = _where(part, index)
+    missing = [c for c in [*features, target] if c not in part.columns]
+    if missing:
+        raise PartitionError(f"{where} has no column(s) {missing}")
+    for col in [*features, target]:
+        dtype = part[col].dtype
+        if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
+            raise PartitionError(
+                f"{where}: column {col!r} is not numeric (dtype {dtype}); encode it as numbers"
+            )
+    X = part[list(features)].to_numpy(dtype=np.float64)
+    y = part[target].to_numpy(dtype=np.float64)
+    for j, col in enumerate([*features, target]):
+        values = X[:, j] if j < len(features) else y
+        bad = ~np.isfinite(values)
+        if bad.any():
+            kind = "NaN" if np.isnan(values[bad]).any() else "infinite"
+            raise PartitionError(
+                f"{where}: column {col!r} has {int(bad.sum())} {kind} value(s) "
+                f"(first at row {int(np.argmax(bad))})"
+            )
+    return X, y
+
+
+def _partition_moments(part: pd.DataFrame, index: int, features, target, pairs, shift):
+    X, y = _checked_arrays(part, index, features, target)
+    return chunk_moments(X, y, pairs, shift)
+
+
+def _shift(first: pd.DataFrame, features, target) -> np.ndarray:
+    X, y = _checked_arrays(first.iloc[:SHIFT_ROWS], 0, features, target)
+    if X.shape[0] == 0:
+        return np.zeros(len(features) + 1)
+    return np.concatenate([X.mean(axis=0), [y.mean()]])
+
+
+def check_columns(ddf, features: Sequence[str], target: str, *, name: str = "X") -> None:
+    """Schema checks that need no data: the columns exist and have numeric dtypes."""
+    missing = [c for c in [*features, target] if c not in ddf.columns]
+    if missing:
+        raise ValueError(f"{name} has no column(s) {missing}; it has {list(ddf.columns)}")
+    bad = [
+        c
+        for c in [*features, target]
+        if not pd.api.types.is_numeric_dtype(ddf.dtypes[c])
+        or pd.api.types.is_complex_dtype(ddf.dtypes[c])
+    ]
+    if bad:
+        raise TypeError(f"{name} has non-numeric columns {bad}; encode them as numbers")
+
+
+def design_moments(
+    ddf,
+    features: Sequence[str],
+    target: str,
+    pairs: Sequence[tuple[int, int]],
+    *,
+    client=None,
+) -> DesignMoments:
+    """One validated pass over the partitions: the moments of the interaction design.
+
+    Each partition's :func:`~bayesmoe.numerics.suffstats.chunk_moments` runs on a worker;
+    the results are combined pairwise (a tree, so no worker holds more than two at once).
+    The moments are centred at the first partition's means (its first ``SHIFT_ROWS`` rows,
+    read once before the pass).
+    """
+    import dask
+
+    features = [str(c) for c in features]
+    check_columns(ddf, features, target)
+    frame = ddf[[*features, target]]
+    parts = frame.to_delayed()
+    with dask_client(client) as c:
+        first = c.compute(parts[0]).result()
+        shift = _shift(first, features, target)
+        tasks = [
+            dask.delayed(_partition_moments)(part, i, features, target, pairs, shift)
+            for i, part in enumerate(parts)
+        ]
+        while len(tasks) > 1:  # pairwise tree reduction
+            tasks = [
+                dask.delayed(combine)(tasks[i], tasks[i + 1]) if i + 1 < len(tasks) else tasks[i]
+                for i in range(0, len(tasks), 2)
+            ]
+        return c.compute(tasks[0]).result()
