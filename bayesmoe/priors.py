@@ -16,21 +16,48 @@ import numpy as np
 from pymc_extras.prior import Prior
 
 __all__ = [
+    "HORSESHOE_RELEVANT_FRACTION",
     "HYPERPRIOR_FAMILIES",
+    "LOCAL_GLOBAL_FAMILIES",
     "POSITIVE_FAMILIES",
+    "R2D2_DEFAULTS",
     "REAL_FAMILIES",
+    "UNIT_FAMILIES",
     "Prior",
     "check_prior",
+    "horseshoe_global_scale",
     "interaction_defaults",
     "merge_priors",
     "mixture_defaults",
 ]
 
-#: Families for the two scales (base, interaction) of :func:`interaction_defaults`.
-HYPERPRIOR_FAMILIES = ("half_cauchy", "gamma", "half_normal", "fixed")
+#: Families of :func:`interaction_defaults`: one learned scale per group (the first four)
+#: or local-global priors with one scale per coefficient inside each group.
+HYPERPRIOR_FAMILIES = ("half_cauchy", "gamma", "half_normal", "fixed", "horseshoe", "r2d2")
+#: The families with a prior scale per coefficient (global scale per group times local ones).
+LOCAL_GLOBAL_FAMILIES = ("horseshoe", "r2d2")
+
+#: Prior guess of the fraction of relevant coefficients, p0 / D, per group, for the
+#: regularised horseshoe's global scales (Piironen & Vehtari 2017, sec. 3.3). Most base
+#: effects of a chosen feature set matter; few of the pairwise products do.
+HORSESHOE_RELEVANT_FRACTION = {"base": 0.5, "interaction": 0.1}
+#: Slab of the regularised horseshoe: c^2 ~ InvGamma(df/2, df scale^2/2), scale in units of
+#: the working target's sd (Piironen & Vehtari 2017; brms' horseshoe(scale_slab=2, df_slab=4)).
+HORSESHOE_SLAB = {"df": 4.0, "scale": 2.0}
+#: R2-D2 (Zhang et al. 2022): R^2 ~ Beta with this mean and precision (mean_R2, prec_R2 of
+#: brms' R2D2(): Beta(1, 1)); the share of each group ~ Dirichlet(group_concentration); the
+#: share of each coefficient within its group ~ Dirichlet(concentration) (brms' cons_D2).
+R2D2_DEFAULTS = {
+    "r2_mean": 0.5,
+    "r2_precision": 2.0,
+    "group_concentration": 1.0,
+    "concentration": 0.5,
+}
 
 #: Variables that may be fixed to a number instead of given a prior.
-_FIXABLE = {"tau_base", "tau_interaction", "lambda_base", "lambda_interaction", "sigma"}
+_FIXABLE = {"tau_base", "tau_interaction", "lambda_base", "lambda_interaction", "sigma", "c2"}
+#: Variables on (0, 1) that may be fixed to a number in that interval.
+_FIXABLE_UNIT = {"r2"}
 
 #: Default prior sd of the gate's output-layer parameters (logits, standardised features):
 #: a change of 2.5 in a log-odds per sd of x is a steep but not a hard switch.
@@ -48,6 +75,9 @@ def interaction_defaults(
     base_scale: float | None = None,
     interaction_scale: float | None = None,
     has_interactions: bool = True,
+    n_obs: int | None = None,
+    n_features: int | None = None,
+    n_interactions: int | None = None,
 ) -> dict[str, Prior | float]:
     r"""Default priors of :func:`bayesmoe.builders.interaction_regression`.
 
@@ -69,6 +99,48 @@ def interaction_defaults(
     * ``prior="fixed"``: :math:`\tau_b, \tau_i` fixed at ``base_scale``, ``interaction_scale``
       (standard deviations, not the seed's variances)
     * ``sigma`` :math:`\sim \mathrm{HalfNormal}(s)`
+
+    The local-global families give every weight its own prior sd inside its group
+    (:math:`g \in \{\text{base}, \text{int}\}`, :math:`D_g` weights); both are Gaussian
+    given the scales, and the scales are relative to the noise sd :math:`\sigma`:
+
+    * ``prior="horseshoe"``, the regularised horseshoe (Piironen & Vehtari 2017) with a
+      global scale per group and one slab shared by both groups:
+
+      .. math::
+
+          w_j \sim N(0, \sigma^2 \tau_g^2 \tilde\lambda_j^2), \quad
+          \tilde\lambda_j^2 = \frac{c^2 \lambda_j^2}{c^2 + \sigma^2 \tau_g^2 \lambda_j^2},
+          \quad \lambda_j \sim C^+(0, 1), \quad
+          \tau_g \sim C^+\Big(0, \frac{p_{0,g}}{D_g - p_{0,g}} \frac{1}{\sqrt n}\Big),
+          \quad c^2 \sim \text{Inv-Gamma}(\nu/2, \nu s_c^2/2)
+
+      with the guess of the relevant fraction :math:`p_{0,g}/D_g` =
+      :data:`HORSESHOE_RELEVANT_FRACTION` (1/2 of the base effects, 1/10 of the
+      interactions), slab :math:`\nu = 4`, :math:`s_c = 2 s` (:data:`HORSESHOE_SLAB`).
+      Keys ``tau_base``, ``tau_interaction``, ``lambda_local_base``,
+      ``lambda_local_interaction`` (dims ``feature`` / ``interaction``) and ``c2``.
+      :math:`\sigma \tau_g` is the absolute global scale (Piironen and Vehtari's
+      :math:`\tau_0 = p_0/(D - p_0)\, \sigma/\sqrt n`); :func:`horseshoe_global_scale`
+      gives the prior for another guess :math:`p_0`.
+    * ``prior="r2d2"``, the R2-D2 prior (Zhang et al. 2022) with the explained variance
+      split over the groups first and then within each group:
+
+      .. math::
+
+          w_j \sim N\Big(0, \sigma^2 \frac{R^2}{1 - R^2} \phi_g \phi_{g,j}\Big), \quad
+          R^2 \sim \mathrm{Beta}(\mu_R \nu_R, (1 - \mu_R) \nu_R), \quad
+          \phi \sim \mathrm{Dir}(a_G, a_G), \quad
+          \phi_{g,\cdot} \sim \mathrm{Dir}(a 1_{D_g})
+
+      with :math:`\mu_R = 1/2, \nu_R = 2` (a uniform :math:`R^2`), :math:`a_G = 1`,
+      :math:`a = 1/2` (:data:`R2D2_DEFAULTS`). Keys ``r2``, ``phi`` (dims
+      ``scale_group``, only with interactions), ``phi_base`` and ``phi_interaction``
+      (only for groups of two or more weights). For unit-variance design columns
+      :math:`R^2` is the prior's share of the explained variance. A flat Dirichlet over
+      all :math:`D` weights would aggregate to :math:`\phi \sim \mathrm{Dir}(a p, a q)`,
+      giving the (many) interactions most of :math:`R^2` a priori; the two-level split
+      keeps the groups' shares separate and learnable.
     """
     if prior not in HYPERPRIOR_FAMILIES:
         raise ValueError(
@@ -91,6 +163,10 @@ def interaction_defaults(
     groups = ["base"] + (["interaction"] if has_interactions else [])
     if has_interactions:
         out["beta_interaction"] = Prior("Normal", mu=0.0, dims="interaction")
+    if prior in LOCAL_GLOBAL_FAMILIES:
+        sizes = {"base": n_features, "interaction": n_interactions if has_interactions else 0}
+        out.update(_local_global_defaults(prior, s, groups, sizes, n_obs))
+        return out
     for g in groups:
         if prior == "half_cauchy":
             out[f"tau_{g}"] = Prior("HalfCauchy", beta=s)
@@ -106,6 +182,58 @@ def interaction_defaults(
                     " (a positive standard deviation)"
                 )
             out[f"tau_{g}"] = float(value)
+    return out
+
+
+def horseshoe_global_scale(p0: float, n_coefficients: int, n_obs: int) -> Prior:
+    r"""Prior of a regularised-horseshoe global scale ``tau_<group>`` for a guess ``p0``.
+
+    :math:`\tau \sim C^+(0, \tau_0)`, :math:`\tau_0 = \frac{p_0}{D - p_0} \frac{1}{\sqrt n}`
+    (Piironen & Vehtari 2017, eq. 3.12, in units of the noise sd :math:`\sigma`, as
+    ``interaction_regression(prior="horseshoe")`` uses it), e.g.
+    ``priors={"tau_interaction": horseshoe_global_scale(3, 45, len(y))}``.
+    """
+    _check_positive("p0", p0)
+    _check_positive("n_obs", n_obs)
+    if not isinstance(n_coefficients, numbers.Integral) or n_coefficients < 1:
+        raise ValueError(f"n_coefficients must be a positive integer, got {n_coefficients!r}")
+    if p0 >= n_coefficients:
+        raise ValueError(f"p0 must be below n_coefficients={n_coefficients}, got p0={p0!r}")
+    return Prior("HalfCauchy", beta=float(f"{p0 / (n_coefficients - p0) / np.sqrt(n_obs):.12g}"))
+
+
+def _local_global_defaults(
+    prior: str, s: float, groups: list[str], sizes: dict[str, int | None], n_obs: int | None
+) -> dict[str, Prior]:
+    """The horseshoe / R2-D2 keys of :func:`interaction_defaults` (documented there)."""
+    dims = {"base": "feature", "interaction": "interaction"}
+    out: dict[str, Prior] = {}
+    if prior == "horseshoe":
+        if n_obs is None:
+            raise ValueError("prior='horseshoe' needs n_obs (its global scale is ~ 1/sqrt(n))")
+        _check_positive("n_obs", n_obs)
+        for g in groups:
+            f = HORSESHOE_RELEVANT_FRACTION[g]
+            out[f"tau_{g}"] = Prior(
+                "HalfCauchy", beta=float(f"{f / (1 - f) / np.sqrt(n_obs):.12g}")
+            )
+            out[f"lambda_local_{g}"] = Prior("HalfCauchy", beta=1.0, dims=dims[g])
+        df, scale = HORSESHOE_SLAB["df"], HORSESHOE_SLAB["scale"] * s
+        out["c2"] = Prior("InverseGamma", alpha=df / 2, beta=df * scale**2 / 2)
+        return out
+    d = R2D2_DEFAULTS
+    mean, precision = d["r2_mean"], d["r2_precision"]
+    out["r2"] = Prior("Beta", alpha=mean * precision, beta=(1 - mean) * precision)
+    if len(groups) > 1:
+        out["phi"] = Prior("Dirichlet", a=np.full(2, d["group_concentration"]), dims="scale_group")
+    for g in groups:
+        width = sizes[g]
+        if width is None:
+            raise ValueError(f"prior='r2d2' needs the number of {dims[g]}s (n_{dims[g]}s)")
+        if width > 1:  # one weight takes its whole group's share
+            out[f"phi_{g}"] = Prior(
+                "Dirichlet", a=np.full(width, d["concentration"]), dims=dims[g]
+            )
     return out
 
 
@@ -137,7 +265,15 @@ def mixture_defaults(
     * linear gate: ``gate_intercept``, ``gate_weights`` :math:`\sim N(0, 2.5^2)`
     * mlp gate: additionally ``gate_hidden_weights``, ``gate_hidden_bias``
       :math:`\sim N(0, 1)`
+
+    The local-global families (:data:`LOCAL_GLOBAL_FAMILIES`) are not available for the
+    experts yet.
     """
+    if prior in LOCAL_GLOBAL_FAMILIES:
+        raise ValueError(
+            f"prior={prior!r} is not available for mixtures yet; choose one of "
+            f"{[f for f in HYPERPRIOR_FAMILIES if f not in LOCAL_GLOBAL_FAMILIES]}"
+        )
     base = interaction_defaults(
         prior,
         y_location=y_location,
@@ -206,6 +342,8 @@ REAL_FAMILIES = (
     "Gumbel",
     "Flat",
 )
+#: Families with support on (0, 1), for a proportion such as the R-squared of R2-D2.
+UNIT_FAMILIES = ("Beta", "Kumaraswamy", "LogitNormal")
 #: Parameters that must be positive, by family (the rest need only be finite).
 _POSITIVE_PARAMS = {
     "Normal": {"sigma", "tau"},
@@ -225,6 +363,9 @@ _POSITIVE_PARAMS = {
     "Weibull": {"alpha", "beta"},
     "ChiSquared": {"nu"},
     "Dirichlet": {"a"},
+    "Beta": {"alpha", "beta", "sigma", "nu"},
+    "Kumaraswamy": {"a", "b"},
+    "LogitNormal": {"sigma", "tau"},
 }
 #: Parameters a family needs, as alternative parametrisations (one set must be given).
 _REQUIRED_PARAMS = {
@@ -241,6 +382,8 @@ _REQUIRED_PARAMS = {
     "ChiSquared": [{"nu"}],
     "Dirichlet": [{"a"}],
     "Uniform": [{"lower", "upper"}],
+    "Beta": [{"alpha", "beta"}, {"mu", "sigma"}, {"mu", "nu"}],
+    "Kumaraswamy": [{"a", "b"}],
 }
 #: pymc-extras transforms (applied to the draw) whose output is positive.
 _POSITIVE_TRANSFORMS = ("exp", "softplus", "sigmoid")
@@ -264,7 +407,9 @@ def check_prior(
 
     * **support**: a scale variable (default with positive support) needs a positive
       family (:data:`POSITIVE_FAMILIES`, or a real family with a positive ``transform``),
-      a location/weight variable a real one (:data:`REAL_FAMILIES`), mixing weights a
+      a proportion (default ``Beta``) one on (0, 1) (:data:`UNIT_FAMILIES`, a real family
+      with a ``sigmoid`` transform, or a ``Uniform`` inside [0, 1]), a location/weight
+      variable a real one (:data:`REAL_FAMILIES`), mixing weights and variance shares a
       ``Dirichlet``;
     * **improper priors** (``Flat``, ``HalfFlat``) only where the posterior stays proper
       (``improper_ok``, decided by the builder);
@@ -289,18 +434,31 @@ def check_prior(
         raise ValueError(f"{where}: a {family} prior needs the parameters {choices}")
     default_family = default.distribution if isinstance(default, Prior) else "HalfNormal"
     positive_var = default_family in POSITIVE_FAMILIES
+    unit_var = default_family in UNIT_FAMILIES
     if default_family == "Dirichlet":
         if family != "Dirichlet":
             raise ValueError(f"{where} must be a Dirichlet prior (mixing weights), got {family}")
     elif family == "Uniform":
         lower, upper = prior.parameters.get("lower"), prior.parameters.get("upper")
-        bounds = [v for v in (lower, upper) if not isinstance(v, Prior)]
-        if len(bounds) < 2 or not np.all(np.isfinite(np.asarray(bounds, float))):
+        if any(isinstance(v, Prior) or v is None for v in (lower, upper)) or not all(
+            np.all(np.isfinite(np.asarray(v, float))) for v in (lower, upper)
+        ):
             raise ValueError(f"{where}: a Uniform prior needs finite numeric lower and upper")
-        if not np.all(np.asarray(lower, float) < np.asarray(upper, float)):
+        try:
+            ordered = np.all(np.asarray(lower, float) < np.asarray(upper, float))
+        except ValueError:  # shapes that do not broadcast: reported with the shape check
+            ordered = True
+        if not ordered:
             raise ValueError(f"{where}: Uniform lower must be below upper, got {lower}, {upper}")
-        if positive_var and not np.all(np.asarray(lower, float) >= 0):
+        if (positive_var or unit_var) and not np.all(np.asarray(lower, float) >= 0):
             raise ValueError(f"{where}: a scale variable needs lower >= 0, got lower={lower}")
+        if unit_var and not np.all(np.asarray(upper, float) <= 1):
+            raise ValueError(f"{where}: a proportion needs upper <= 1, got upper={upper}")
+    elif unit_var:
+        if not (
+            family in UNIT_FAMILIES or (family in REAL_FAMILIES and prior.transform == "sigmoid")
+        ):
+            raise _family_error(key, prior, UNIT_FAMILIES, "(0, 1) (proportion)")
     elif positive_var:
         positive = family in POSITIVE_FAMILIES or (
             family in REAL_FAMILIES and prior.transform in _POSITIVE_TRANSFORMS
@@ -398,10 +556,13 @@ def merge_priors(
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             if key in _FIXABLE:
                 _check_positive(f"priors[{key!r}]", value)
+            elif key in _FIXABLE_UNIT:
+                if not 0 < value < 1:
+                    raise ValueError(f"priors[{key!r}] must lie in (0, 1), got {value!r}")
             elif key != "intercept":
+                fixable = sorted(_FIXABLE | _FIXABLE_UNIT | {"intercept"})
                 raise TypeError(
-                    f"priors[{key!r}] must be a Prior; only {sorted(_FIXABLE | {'intercept'})} "
-                    "can be fixed to a number"
+                    f"priors[{key!r}] must be a Prior; only {fixable} can be fixed to a number"
                 )
             elif not np.isfinite(value):
                 raise ValueError(f"priors['intercept'] must be finite, got {value!r}")

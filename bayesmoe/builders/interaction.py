@@ -8,6 +8,11 @@ r"""Hierarchical regression with base effects, pairwise interactions and learned
     w_\text{int} \sim N(0, \tau_\text{int}^2 I), \qquad
     \tau_\text{base}, \tau_\text{int} \sim \text{hyperprior}
 
+or, with the local-global priors (``prior="horseshoe"`` or ``"r2d2"``), one prior sd per
+weight, :math:`w_j \sim N(0, s_j^2)` with :math:`s_j = \sigma \tau_g \tilde\lambda_j` built
+from a global scale per group :math:`g` (base, interaction) and local scales
+(:func:`bayesmoe.priors.interaction_defaults` writes both out).
+
 Two equivalent forms are built:
 
 * **per-row** (``collapsed=False``): the textbook model above, one likelihood term per row,
@@ -29,6 +34,15 @@ Two equivalent forms are built:
   d x d matrix per gradient, whatever n is. After sampling, :func:`bayesmoe.fit` draws the
   weights exactly from :math:`p(\beta \mid \tau, \sigma, y)` for every posterior draw
   (:meth:`InteractionSpec.complete`), so both forms return the same variables.
+
+  The local-global priors are Gaussian given their scales too, so they collapse the same
+  way with :math:`\Lambda_0 = \mathrm{diag}(s_j^{-2})`: NUTS then runs over the
+  :math:`D` local scales, the global ones, the slab (or :math:`R^2` and its split) and
+  :math:`\sigma`, free of the funnel between the weights and their scales that makes the
+  per-row horseshoe diverge; the cost is still one Cholesky of a d x d matrix per gradient.
+  The per-row form is needed only where the weight prior is not Gaussian given the scales
+  (e.g. a user's Laplace or Student-t ``beta_*``), or when a weight prior is a hierarchical
+  ``Prior`` whose location is itself a random variable.
 """
 
 from __future__ import annotations
@@ -51,7 +65,7 @@ from bayesmoe.data import (
 from bayesmoe.numerics.conjugate import sample_conditional_weights
 from bayesmoe.numerics.loglik import gaussian_linear
 from bayesmoe.numerics.rescale import regression_to_user_scale
-from bayesmoe.priors import interaction_defaults, merge_priors
+from bayesmoe.priors import LOCAL_GLOBAL_FAMILIES, interaction_defaults, merge_priors
 
 __all__ = ["InteractionSpec", "interaction_regression"]
 
@@ -67,7 +81,9 @@ class _Block:
     mean: np.ndarray
     kind: str  # "flat" | "const" | "var"
     sd: np.ndarray | None = None  # for "const"
-    scale_var: str | None = None  # posterior variable holding the sd, for "var"
+    # posterior variable holding the sd, for "var": a scalar (one learned scale for the
+    # block) or one value per coefficient (``beta_*_scale`` of the local-global priors)
+    scale_var: str | None = None
 
 
 @dataclass
@@ -86,6 +102,7 @@ class InteractionSpec:
     sigma_fixed: float | None = None
     intercept_fixed: float | None = None
     y: np.ndarray | None = None  # working-scale target, for observed_data and log-likelihood
+    family: str = "half_cauchy"  # the ``prior=`` the model was built with
 
     @property
     def cache_key(self) -> tuple | None:
@@ -176,7 +193,8 @@ class InteractionSpec:
         ``intercept``, ``beta_base`` and ``beta_interaction`` become the coefficients of
         the raw features and of their raw products (:mod:`bayesmoe.numerics.rescale`),
         ``sigma`` is multiplied by the scale of ``y``. Prior scales (``tau_*``,
-        ``lambda_*``) stay as they are: they are scales of the standardised weights.
+        ``lambda_*``, the local-global priors' ``beta_*_scale``, ``c2``, ``r2``,
+        ``phi*``) stay as they are: they belong to the standardised weights.
         """
         std = standardizer
         base = posterior["beta_base"].transpose(*SAMPLE_DIMS, "feature")
@@ -223,7 +241,7 @@ class InteractionSpec:
             elif b.kind == "const":
                 precisions.append(np.broadcast_to(1.0 / b.sd**2, (S, b.width)))
             else:
-                sd = posterior[b.scale_var].values.reshape(S, -1)
+                sd = posterior[b.scale_var].transpose(*SAMPLE_DIMS, ...).values.reshape(S, -1)
                 precisions.append(np.broadcast_to(1.0 / sd**2, (S, b.width)))
         sigma = self.noise_sd(posterior)
         sigma = np.full(S, sigma) if np.isscalar(sigma) else sigma.values.reshape(S)
@@ -354,18 +372,21 @@ def interaction_regression(
     y : array-like, shape (n,)
     interactions : "all", None, or sequence of pairs / ``"a:b"`` names
         Which pairwise products enter. ``None`` gives the base-effects model.
-    prior : {"half_cauchy", "gamma", "half_normal", "fixed"}
-        Hyperprior family for :math:`(\tau_\text{base}, \tau_\text{int})`; see
-        :func:`bayesmoe.priors.interaction_defaults`.
+    prior : {"half_cauchy", "gamma", "half_normal", "fixed", "horseshoe", "r2d2"}
+        Hyperprior family for :math:`(\tau_\text{base}, \tau_\text{int})`, or a
+        local-global prior with one scale per weight inside each group (the regularised
+        horseshoe, R2-D2); see :func:`bayesmoe.priors.interaction_defaults`.
     base_scale, interaction_scale : float, optional
         Fixed prior standard deviations, with ``prior="fixed"`` only.
     priors : dict, optional
         Overrides keyed by variable name: ``intercept``, ``beta_base``,
         ``beta_interaction``, ``tau_base``, ``tau_interaction`` (``lambda_base``,
-        ``lambda_interaction`` for the gamma family) and ``sigma``. Values are
+        ``lambda_interaction`` for the gamma family) and ``sigma``; the horseshoe adds
+        ``lambda_local_base``, ``lambda_local_interaction``, ``c2``, R2-D2 has ``r2``,
+        ``phi``, ``phi_base``, ``phi_interaction`` instead of ``tau_*``. Values are
         :class:`pymc_extras.prior.Prior` (``Flat``/``HalfFlat`` included) or a number that
-        fixes a scale. A ``Normal`` weight prior without ``sigma`` takes the learned
-        ``tau`` as its scale.
+        fixes a scale (or ``r2``). A ``Normal`` weight prior without ``sigma`` takes the
+        learned ``tau`` (local-global: the per-weight ``beta_*_scale``) as its scale.
     collapsed : bool or "auto"
         Integrate the weights out (see module docstring). ``"auto"`` collapses whenever
         the intercept and weight priors are Normal or Flat.
@@ -379,7 +400,9 @@ def interaction_regression(
     pymc.Model
         Coords ``obs``, ``feature``, ``interaction`` (and ``coef`` when collapsed); data
         containers ``X_base`` (and ``xtx``, ``xty``, ``yty``, ``n_obs`` when collapsed);
-        the fitting metadata is in ``model.bayesmoe_spec``.
+        the fitting metadata is in ``model.bayesmoe_spec``. The local-global priors add the
+        deterministic prior sd of every weight, ``beta_base_scale`` (dims ``feature``) and
+        ``beta_interaction_scale`` (``interaction``), and R2-D2 the coord ``scale_group``.
     """
     Xv, names = validate_features(X, name="X")
     if Xv.shape[1] == 0:
@@ -394,32 +417,41 @@ def interaction_regression(
         base_scale=base_scale,
         interaction_scale=interaction_scale,
         has_interactions=bool(pairs),
+        n_obs=Xv.shape[0],
+        n_features=len(names),
+        n_interactions=len(pairs),
     )
     # Flat weights and a HalfFlat noise sd keep the regression posterior proper (n > d);
     # a flat learned scale does not (p(tau | y) ~ tau^-p at infinity: improper for p = 1).
     merged = merge_priors(
         defaults,
         priors,
-        sizes={"feature": len(names), "interaction": len(pairs)},
+        sizes={"feature": len(names), "interaction": len(pairs), "scale_group": 2},
         improper_ok={"intercept", "beta_base", "beta_interaction", "sigma"},
     )
     if collapsed not in (True, False, "auto"):
         raise ValueError(f"collapsed must be True, False or 'auto', got {collapsed!r}")
 
     p, q = len(names), len(pairs)
+    local_global = prior in LOCAL_GLOBAL_FAMILIES
+    # The variable a weight group takes its prior sd from: one learned scale, or the
+    # deterministic per-weight sds of a local-global prior.
+    scale_of = {
+        g: f"beta_{g}_scale" if local_global else f"tau_{g}" for g in ("base", "interaction")
+    }
     groups = [
         ("intercept", merged["intercept"], 1, None),
-        ("beta_base", merged["beta_base"], p, "tau_base"),
+        ("beta_base", merged["beta_base"], p, scale_of["base"]),
     ]
     if q:
-        groups.append(("beta_interaction", merged["beta_interaction"], q, "tau_interaction"))
+        groups.append(("beta_interaction", merged["beta_interaction"], q, scale_of["interaction"]))
     blocks = []
     for name, spec, width, scale_var in groups:
         if name == "intercept" and isinstance(spec, float):
             blocks.append(None)  # a fixed intercept is not a Gaussian block
             continue
         block = _block_for_collapse(name, spec, width, scale_var)
-        fixed = _fixed_tau(scale_var, merged) if scale_var else None
+        fixed = _fixed_tau(scale_var, merged) if scale_var and not local_global else None
         if block is not None and block.scale_var == scale_var and fixed is not None:
             block = _Block(name, width, block.mean, "const", sd=np.full(width, fixed))
         blocks.append(block)
@@ -435,6 +467,8 @@ def interaction_regression(
     coords = {"obs": np.arange(Xv.shape[0]), "feature": names}
     if q:
         coords["interaction"] = int_names
+    if "phi" in merged:
+        coords["scale_group"] = ["base", "interaction"]
     spec = InteractionSpec(
         feature_names=names,
         interaction_names=int_names,
@@ -444,29 +478,85 @@ def interaction_regression(
         sigma_fixed=merged["sigma"] if isinstance(merged["sigma"], float) else None,
         intercept_fixed=merged["intercept"] if isinstance(merged["intercept"], float) else None,
         y=yv,
+        family=prior,
     )
     Xi = interaction_design(Xv, pairs)
+    learned = [
+        name.removeprefix("beta_") for name, s_, _, _ in groups[1:] if _takes_learned_scale(s_)
+    ]
     with pm.Model(coords=coords) as model:
         pm.Data("X_base", Xv, dims=("obs", "feature"))
-        taus = {}
-        for _, s_, _, scale_var in groups[1:]:
-            if _takes_learned_scale(s_):
-                taus[scale_var] = _scale_variable(scale_var.removeprefix("tau_"), merged)
-        sigma = (
-            merged["sigma"].create_variable("sigma")
-            if isinstance(merged["sigma"], Prior)
-            else pt.constant(merged["sigma"])
-        )
+        if local_global:
+            # sigma first: the local-global prior sds are relative to the noise sd
+            sigma = _noise_sd(merged)
+            taus = _local_global_scales(prior, merged, sigma, learned)
+        else:
+            taus = {f"tau_{g}": _scale_variable(g, merged) for g in learned}
+            sigma = _noise_sd(merged)
         if use_collapsed:
             spec.blocks = blocks
             _collapsed_likelihood(model, Xv, Xi, yv, blocks, taus, sigma, groups)
         else:
-            _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered)
+            _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of)
     model.bayesmoe_spec = spec
     return model
 
 
-def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered):
+def _noise_sd(merged: dict):
+    sigma = merged["sigma"]
+    return sigma.create_variable("sigma") if isinstance(sigma, Prior) else pt.constant(sigma)
+
+
+def _create(spec, name: str):
+    """A model variable from a Prior, or a constant for a value fixed by the user."""
+    return spec.create_variable(name) if isinstance(spec, Prior) else pt.constant(spec)
+
+
+def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> dict:
+    r"""The per-weight prior sds :math:`s_j` of a local-global prior, by ``beta_<g>_scale``.
+
+    Each is registered as a Deterministic (dims of its group), together with the groups'
+    global scales ``tau_<g>`` (a free variable for the horseshoe; for R2-D2
+    :math:`\sqrt{\omega \phi_g}`, :math:`\omega = R^2/(1-R^2)`), both relative to
+    :math:`\sigma`. The sds are computed on the log scale: the half-Cauchy locals and the
+    Dirichlet shares span many orders of magnitude, and squaring them first overflows.
+    """
+    dims = {"base": "feature", "interaction": "interaction"}
+    log_sigma = pt.log(sigma)
+    out = {}
+    if prior == "horseshoe":
+        log_c2 = pt.log(_create(merged["c2"], "c2")) if groups else None
+        for g in groups:
+            tau = _create(merged[f"tau_{g}"], f"tau_{g}")
+            lam = merged[f"lambda_local_{g}"].create_variable(f"lambda_local_{g}")
+            # log s_j = log u - log(1 + u^2 / c^2) / 2, u = sigma tau_g lambda_j:
+            # s_j -> u for small u (horseshoe), -> c for large u (the slab)
+            log_u = log_sigma + pt.log(tau) + pt.log(lam)
+            log_sd = log_u - 0.5 * pt.softplus(2.0 * log_u - log_c2)
+            out[f"beta_{g}_scale"] = pm.Deterministic(
+                f"beta_{g}_scale", pt.exp(log_sd), dims=dims[g]
+            )
+        return out
+    r2 = _create(merged["r2"], "r2")
+    log_omega = pt.log(r2) - pt.log1p(-r2)
+    phi = merged["phi"].create_variable("phi") if "phi" in merged else None
+    for g in groups:
+        log_share = log_omega if phi is None else log_omega + pt.log(phi[0 if g == "base" else 1])
+        pm.Deterministic(f"tau_{g}", pt.exp(0.5 * log_share))
+        within = (
+            pt.log(merged[f"phi_{g}"].create_variable(f"phi_{g}"))
+            if f"phi_{g}" in merged
+            else pt.zeros(1)  # a single weight takes its group's whole share
+        )
+        out[f"beta_{g}_scale"] = pm.Deterministic(
+            f"beta_{g}_scale",
+            pt.exp(log_sigma + 0.5 * (log_share + within)),
+            dims=dims[g],
+        )
+    return out
+
+
+def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of):
     intercept_spec = merged["intercept"]
     intercept = (
         intercept_spec.create_variable("intercept")
@@ -475,8 +565,8 @@ def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered):
     )
     mu = intercept
     for name, X_, dim, scale_var in (
-        ("beta_base", Xv, "feature", "tau_base"),
-        ("beta_interaction", Xi, "interaction", "tau_interaction"),
+        ("beta_base", Xv, "feature", scale_of["base"]),
+        ("beta_interaction", Xi, "interaction", scale_of["interaction"]),
     ):
         if name == "beta_interaction" and not q:
             continue

@@ -415,7 +415,8 @@ class MixtureSpec:
                 out[f"tau_{group}"] = tau
             if isinstance(self.priors.get(f"lambda_{group}"), Prior):
                 out[f"lambda_{group}"] = tau**-2
-        return {k: np.asarray(v, float) for k, v in out.items() if k not in self.fixed}
+        out = {k: np.asarray(v, float) for k, v in out.items() if k not in self.fixed}
+        return {k: _into_support(v, self.priors.get(k)) for k, v in out.items()}
 
     # -- variational EM ---------------------------------------------------------------------
     def vem_arguments(self) -> dict:
@@ -677,6 +678,20 @@ class MixtureSpec:
                     .transpose(*da.dims)
                 )
         return out
+
+
+def _into_support(value: np.ndarray, prior) -> np.ndarray:
+    """An EM start moved inside a bounded prior (a user's ``Uniform``); others unchanged.
+
+    The EM point ignores the priors' supports, and a start outside one has log density
+    -inf, on which every NUTS chain fails to initialise.
+    """
+    if not isinstance(prior, Prior) or prior.distribution != "Uniform":
+        return value
+    lower = np.asarray(prior.parameters["lower"], float)
+    upper = np.asarray(prior.parameters["upper"], float)
+    margin = 1e-3 * (upper - lower)
+    return np.clip(value, lower + margin, upper - margin)
 
 
 def logsumexp_over_experts(joint: xr.DataArray) -> xr.DataArray:
