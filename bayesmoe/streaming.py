@@ -20,9 +20,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayesmoe.numerics.rowsample import RowSample, chunk_sample, merge_samples
 from bayesmoe.numerics.suffstats import DesignMoments, chunk_moments, combine
 
-__all__ = ["PartitionError", "dask_client", "design_moments", "is_dask", "read_parquet"]
+__all__ = [
+    "PartitionError",
+    "dask_client",
+    "design_moments",
+    "design_pass",
+    "is_dask",
+    "read_parquet",
+]
 
 #: Rows of the first partition used to centre the moments (see numerics.suffstats).
 SHIFT_ROWS = 10_000
@@ -168,9 +176,15 @@ def _checked_arrays(part: pd.DataFrame, index: int, features, target):
     return X, y
 
 
-def _partition_moments(part: pd.DataFrame, index: int, features, target, pairs, shift):
+def _partition_pass(part: pd.DataFrame, index: int, features, target, pairs, shift, k, seed):
     X, y = _checked_arrays(part, index, features, target)
-    return chunk_moments(X, y, pairs, shift)
+    sample = chunk_sample(X, y, k, np.random.default_rng(seed)) if k else None
+    return chunk_moments(X, y, pairs, shift), sample
+
+
+def _merge(a, b, k, seed):
+    sample = None if a[1] is None else merge_samples(a[1], b[1], k, np.random.default_rng(seed))
+    return combine(a[0], b[0]), sample
 
 
 def _shift(first: pd.DataFrame, features, target) -> np.ndarray:
@@ -210,6 +224,25 @@ def design_moments(
     The moments are centred at the first partition's means (its first ``SHIFT_ROWS`` rows,
     read once before the pass).
     """
+    return design_pass(ddf, features, target, pairs, client=client)[0]
+
+
+def design_pass(
+    ddf,
+    features: Sequence[str],
+    target: str,
+    pairs: Sequence[tuple[int, int]],
+    *,
+    sample_rows: int = 0,
+    random_seed: int | None = None,
+    client=None,
+) -> tuple[DesignMoments, RowSample | None]:
+    """The moments of :func:`design_moments` and, in the same pass, a row sample.
+
+    With ``sample_rows > 0`` every partition also keeps a uniform sample of its rows and
+    the samples merge pairwise (:mod:`bayesmoe.numerics.rowsample`) into a uniform sample
+    of ``min(sample_rows, n)`` rows of the whole data set, seeded by ``random_seed``.
+    """
     import dask
 
     features = [str(c) for c in features]
@@ -219,13 +252,17 @@ def design_moments(
     with dask_client(client) as c:
         first = c.compute(parts[0]).result()
         shift = _shift(first, features, target)
+        k = int(sample_rows)
+        seeds = iter(np.random.SeedSequence(random_seed).generate_state(2 * len(parts)))
         tasks = [
-            dask.delayed(_partition_moments)(part, i, features, target, pairs, shift)
+            dask.delayed(_partition_pass)(part, i, features, target, pairs, shift, k, next(seeds))
             for i, part in enumerate(parts)
         ]
         while len(tasks) > 1:  # pairwise tree reduction
             tasks = [
-                dask.delayed(combine)(tasks[i], tasks[i + 1]) if i + 1 < len(tasks) else tasks[i]
+                dask.delayed(_merge)(tasks[i], tasks[i + 1], k, next(seeds))
+                if i + 1 < len(tasks)
+                else tasks[i]
                 for i in range(0, len(tasks), 2)
             ]
         return c.compute(tasks[0]).result()

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bayesmoe.data import Standardizer, interaction_design
+from bayesmoe.numerics.rowsample import chunk_sample, merge_samples
 from bayesmoe.numerics.suffstats import chunk_moments, combine, standardized_statistics
-from bayesmoe.streaming import PartitionError, design_moments, read_parquet
+from bayesmoe.streaming import PartitionError, design_moments, design_pass, read_parquet
 
 
 def _offset_data(n: int, seed: int = 0):
@@ -89,6 +90,33 @@ def test_combine_refuses_mismatched_moments():
         combine(a, chunk_moments(X, y, pairs[:2], np.zeros(5)))
 
 
+def test_merged_row_samples_are_uniform_whatever_the_chunking():
+    """Inclusion frequencies of single rows and of pairs match a uniform k-subset."""
+    n, k, reps = 40, 8, 6000
+    rng = np.random.default_rng(4)
+    X, y = np.arange(n, dtype=float)[:, None], np.arange(n, dtype=float)
+    hits = np.zeros(n)
+    pair_same, pair_cross = 0, 0  # rows 0,1 share the first chunk; rows 0, n-1 never do
+    for _ in range(reps):
+        cuts = np.sort(rng.choice(np.arange(5, n - 5), size=3, replace=False))
+        bounds = [0, *cuts, n]
+        parts = [chunk_sample(X[a:b], y[a:b], k, rng) for a, b in itertools.pairwise(bounds)]
+        rng.shuffle(parts)
+        total = parts[0]
+        for part in parts[1:]:
+            total = merge_samples(total, part, k, rng)
+        assert total.n_seen == n and total.y.size == k and np.unique(total.y).size == k
+        chosen = set(total.y.astype(int))
+        hits[list(chosen)] += 1
+        pair_same += {0, 1} <= chosen
+        pair_cross += {0, n - 1} <= chosen
+    p1, p2 = k / n, k * (k - 1) / (n * (n - 1))
+    # 5 binomial standard errors; 40 rows + 2 pairs make a false failure < 1e-4
+    assert np.all(np.abs(hits / reps - p1) <= 5 * np.sqrt(p1 * (1 - p1) / reps))
+    for count in (pair_same, pair_cross):
+        assert abs(count / reps - p2) <= 5 * np.sqrt(p2 * (1 - p2) / reps)
+
+
 # ---------------------------------------------------------------- dask / Parquet
 @pytest.fixture(scope="module")
 def client():
@@ -121,6 +149,16 @@ def test_design_moments_on_a_cluster_equal_the_in_memory_ones(client, parquet_fo
     whole = chunk_moments(X, y, pairs, got.shift)
     assert got.n == 4000
     assert _rel(got.comoment, whole.comoment) < 1e-12
+    # a row sample drawn in the same pass: rows of the data, reproducible from the seed
+    _, sample = design_pass(
+        ddf, ["a", "b", "c", "d"], "y", pairs, sample_rows=300, random_seed=3, client=client
+    )
+    assert sample.n_seen == 4000 and sample.y.size == 300
+    assert np.isin(sample.y, y).all()
+    _, again = design_pass(
+        ddf, ["a", "b", "c", "d"], "y", pairs, sample_rows=300, random_seed=3, client=client
+    )
+    np.testing.assert_array_equal(again.y, sample.y)
     # the same through a glob and through dask's own reader
     import dask.dataframe as dd
 
