@@ -63,6 +63,16 @@ def test_streamed_statistics_match_an_extended_precision_two_pass_reference():
     assert _rel(got["xtx"], D.T @ D) < 1e-10
 
 
+def test_unstandardised_statistics_are_those_of_the_raw_design():
+    X, y, pairs = _offset_data(20_000, seed=3)
+    X, y = X / [1e4, 1.0, 1e6, 1.0], y / 1e5  # offsets of order 1: raw sums are accurate
+    got = standardized_statistics(_streamed(X, y, pairs, chunk=3000), standardize=False)
+    D = np.column_stack([np.ones(len(y)), X, interaction_design(X, pairs)])
+    assert _rel(got["xtx"], D.T @ D) < 1e-12 and _rel(got["xty"], D.T @ y) < 1e-12
+    assert got["yty"] == pytest.approx(float(y @ y), rel=1e-12)
+    assert got["y_location"] == pytest.approx(y.mean()) and got["y_scale"] == 1.0
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     cuts=st.lists(st.integers(1, 2999), min_size=0, max_size=8, unique=True),

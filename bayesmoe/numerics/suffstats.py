@@ -94,26 +94,34 @@ def combine(a: DesignMoments, b: DesignMoments) -> DesignMoments:
     return DesignMoments(n, a.shift, mean, comoment, a.pairs)
 
 
-def standardized_statistics(m: DesignMoments) -> dict[str, np.ndarray | float]:
+def standardized_statistics(
+    m: DesignMoments, *, standardize: bool = True
+) -> dict[str, np.ndarray | float]:
     r"""Means, scales and the collapsed model's statistics of the standardised design.
 
     Returns a dict with ``n``, ``x_mean``, ``x_scale`` (population sd, 1 for a constant
     column, as :class:`bayesmoe.data.Standardizer`), ``y_mean``, ``y_scale`` and ``xtx``
     (``(1 + p + q)``-square, the intercept column first), ``xty``, ``yty`` of
-    :math:`[1, \tilde x, \tilde x_a \tilde x_b]` and :math:`\tilde y`.
+    :math:`[1, \tilde x, \tilde x_a \tilde x_b]` and :math:`\tilde y`. With
+    ``standardize=False`` the map is the identity (means 0, scales 1: the raw design, as
+    ``Standardizer(enabled=False)``), and ``y_location``/``y_spread`` still give the
+    target's mean and sd (for default priors, which use the spread of the working ``y``).
     """
     if m.n < 1:
         raise ValueError("no rows: the statistics of an empty data set are undefined")
     p, q = m.n_features, len(m.pairs)
     n = float(m.n)
     var = np.diag(m.comoment) / n
-    d = m.mean[:p]  # x_mean - shift
-    x_mean = m.shift[:-1] + d
-    x_scale = np.sqrt(var[:p])
-    x_scale = np.where(x_scale > 0, x_scale, 1.0)
-    y_mean = float(m.shift[-1] + m.mean[-1])
-    y_scale = float(np.sqrt(var[-1]))
-    y_scale = y_scale if y_scale > 0 else 1.0
+    y_location = float(m.shift[-1] + m.mean[-1])
+    y_spread = float(np.sqrt(var[-1]))
+    if standardize:
+        x_mean = m.shift[:-1] + m.mean[:p]
+        x_scale = np.sqrt(var[:p])
+        x_scale = np.where(x_scale > 0, x_scale, 1.0)
+        y_mean, y_scale = y_location, (y_spread if y_spread > 0 else 1.0)
+    else:
+        x_mean, x_scale, y_mean, y_scale = np.zeros(p), np.ones(p), 0.0, 1.0
+    d = x_mean - m.shift[:-1]  # the working centre, relative to the shift
     # rows of A (and entries of c): each standardised column as a^T u + c
     D = p + q + 1
     A = np.zeros((p + q + 1, D))
@@ -128,7 +136,7 @@ def standardized_statistics(m: DesignMoments) -> dict[str, np.ndarray | float]:
         A[p + k, b] -= d[a] / s
         c[p + k] = d[a] * d[b] / s
     A[-1, -1] = 1.0 / y_scale
-    c[-1] = -m.mean[-1] / y_scale
+    c[-1] = -(y_mean - m.shift[-1]) / y_scale
     mean_std = A @ m.mean + c
     second = A @ m.comoment @ A.T + n * np.outer(mean_std, mean_std)
     xtx = np.empty((1 + p + q, 1 + p + q))
@@ -142,6 +150,8 @@ def standardized_statistics(m: DesignMoments) -> dict[str, np.ndarray | float]:
         "x_scale": x_scale,
         "y_mean": y_mean,
         "y_scale": y_scale,
+        "y_location": y_location,
+        "y_spread": y_spread,
         "xtx": (xtx + xtx.T) / 2,
         "xty": xty,
         "yty": float(second[-1, -1]),
