@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -35,7 +34,7 @@ from bayesmoe.data import (
 )
 from bayesmoe.fitting import Diagnostics, diagnose, fit, validate_fit_settings
 from bayesmoe.formula import FormulaDesign, design_from_formula
-from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
+from bayesmoe.numerics.lse import log_softmax_last, logsumexp_first, logsumexp_last
 from bayesmoe.priors import priors_from_json, priors_to_json
 
 __all__ = [
@@ -366,12 +365,51 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             coords={"obs": obs, "feature": list(self.feature_names_in_)},
         )
 
+    # ------------------------------------------------------------------ dask inputs
+    def _partition_copy(self) -> BayesianRegressor:
+        """A light copy for dask tasks: the working draws and the spec, no data or graph."""
+        import copy
+        import dataclasses
+        from types import SimpleNamespace
+
+        spec = self.model_.bayesmoe_spec
+        drop = {f.name: None for f in dataclasses.fields(spec) if f.name in ("y", "_vem")}
+        if any(f.name == "rebuild" for f in dataclasses.fields(spec)):
+            drop["rebuild"] = {}
+        light = copy.copy(self)
+        light.model_ = SimpleNamespace(
+            bayesmoe_spec=dataclasses.replace(spec, **drop), coords=dict(self.model_.coords)
+        )
+        light.idata_ = xr.DataTree.from_dict({"posterior_working": self._working_posterior()})
+        return light
+
+    def _dask_rows(self, X, y, method: str, **kwargs):
+        """``method`` of each partition of a dask frame, as a lazy dask Series or scalar."""
+        check_is_fitted(self, "idata_")
+        light = self._partition_copy()
+        if y is not None:
+            if not isinstance(y, str):
+                raise TypeError(
+                    "with a dask X, y must be the name of its target column, "
+                    f"got {type(y).__name__}"
+                )
+            if y not in X.columns:
+                raise ValueError(f"y={y!r} is not a column of X; columns are {list(X.columns)}")
+        meta = pd.Series(dtype=float, name=method)
+        return X.map_partitions(_partition_method, light, method, y, kwargs, meta=meta)
+
     def predict_dist(self, X) -> xr.DataArray:
         """Posterior predictive draws of ``y`` at ``X``, dims (chain, draw, obs).
 
         For a mixture this is the full mixture predictive (multimodal where experts
         disagree), not a Gaussian summary. Also stored as ``idata_["predictions"]["y"]``.
         """
+        if _is_dask(X):
+            raise TypeError(
+                "predict_dist draws chains x draws values per row and is not offered for "
+                "dask inputs; use predict / pointwise_log_predictive_density, or a sample "
+                "of rows (X.sample(frac=...).compute())"
+            )
         raw = self._raw(X)
         draws = self._predictive_draws(self.standardizer_.transform_X(raw), salt=1)
         self._store_predictions(raw, y=draws)
@@ -384,7 +422,15 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         With mixing weights :math:`\pi_k`, means :math:`\mu_k` and sds :math:`\sigma_k`:
         :math:`E[y] = E_\theta[\sum_k \pi_k \mu_k]` and
         :math:`E[y^2] = E_\theta[\sum_k \pi_k (\sigma_k^2 + \mu_k^2)]`.
+
+        For a dask DataFrame ``X`` the result is a lazy dask Series (the sd too), computed
+        partition by partition on whatever scheduler is active.
         """
+        if _is_dask(X):
+            mean = self._dask_rows(X, None, "predict")
+            if not return_std:
+                return mean
+            return mean, self._dask_rows(X, None, "predict_std")
         Xw = self._work_X(X)
         logw, mu, sd = self._components(Xw)
         w = np.exp(logw.values)
@@ -401,19 +447,28 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         r"""Held-out log pointwise predictive density, summed over rows.
 
         :math:`\sum_i \log \frac1S \sum_s p(y_i \mid \theta_s)`, computed with
-        log-sum-exp on the original scale of ``y``.
+        log-sum-exp on the original scale of ``y``. For a dask ``X`` (``y`` the name of its
+        target column) a lazy dask scalar.
         """
+        if _is_dask(X):
+            return self.pointwise_log_predictive_density(X, y).sum()
         return float(np.sum(self.pointwise_log_predictive_density(X, y)))
 
     def pointwise_log_predictive_density(self, X, y=None) -> np.ndarray:
-        r"""Held-out :math:`\log \frac1S \sum_s p(y_i \mid \theta_s)` per row, shape (n,)."""
+        r"""Held-out :math:`\log \frac1S \sum_s p(y_i \mid \theta_s)` per row, shape (n,).
+
+        For a dask DataFrame ``X`` with its target column named by ``y``: a lazy dask
+        Series, computed partition by partition.
+        """
+        if _is_dask(X):
+            return self._dask_rows(X, y, "pointwise_log_predictive_density")
         Xw = self._work_X(X)
         yv = validate_target(self._target(X, y), Xw.shape[0], name="y")
         ll = self._pointwise_loglik(Xw, self.standardizer_.transform_y(yv))
         ll = ll - np.log(self.standardizer_.y_scale)  # Jacobian of the standardisation
         S = ll.shape[0] * ll.shape[1]
         flat = ll.values.reshape(S, -1)
-        return logsumexp(flat, axis=0) - np.log(S)
+        return logsumexp_first(flat) - np.log(S)
 
     def _joint(self, Xw, yw) -> xr.DataArray:
         r""":math:`\log \pi_k + \log N(y_i \mid \mu_{ik}, \sigma_k)`, working scale."""
@@ -1057,6 +1112,25 @@ _ESTIMATORS = {
     "MixtureRegression": MixtureRegression,
     "GatedExperts": GatedExperts,
 }
+
+
+def _is_dask(obj) -> bool:
+    from bayesmoe.streaming import is_dask
+
+    return is_dask(obj)
+
+
+def _partition_method(part: pd.DataFrame, est, method: str, target, kwargs) -> pd.Series:
+    """One partition's predictions (run in a dask task on a light estimator copy)."""
+    if target is not None:
+        y = part[target].to_numpy()
+        part = part.drop(columns=[target])
+        values = getattr(est, method)(part, y)
+    elif method == "predict_std":
+        values = est.predict(part, return_std=True)[1]
+    else:
+        values = getattr(est, method)(part, **kwargs)
+    return pd.Series(np.asarray(values, float), index=part.index, name=method)
 
 
 def _versions() -> dict[str, str]:

@@ -200,3 +200,37 @@ def test_read_parquet_errors(tmp_path):
         read_parquet(str(tmp_path / "*.parquet"))
     with pytest.raises(TypeError, match="path"):
         read_parquet(3)
+
+
+def test_predictions_on_a_dask_frame_are_lazy_and_equal_the_in_memory_ones(client, tmp_path):
+    """A model fitted in memory predicts a Parquet data set partition by partition."""
+    import warnings
+
+    import dask.dataframe as dd
+
+    import bayesmoe as bm
+    from tests.conftest import FAST
+
+    rng = np.random.default_rng(6)
+    frame = pd.DataFrame(rng.normal(size=(1200, 2)), columns=["a", "b"])
+    frame["y"] = frame.a - frame.b + 0.5 * frame.a * frame.b + 0.3 * rng.normal(size=1200)
+    for i in range(3):
+        frame.iloc[i * 400 : (i + 1) * 400].to_parquet(tmp_path / f"p{i}.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg = bm.InteractionRegression(**FAST).fit(frame[["a", "b"]], frame.y)
+        gated = bm.GatedExperts(n_experts=2, method="vem", draws=40, random_seed=1)
+        gated.fit(frame[["a", "b"]], frame.y)
+    ddf = read_parquet(tmp_path)
+    for est in (reg, gated):
+        lazy = est.predict(ddf[["a", "b"]])
+        assert isinstance(lazy, dd.Series)
+        np.testing.assert_allclose(lazy.compute().to_numpy(), est.predict(frame[["a", "b"]]))
+        lpd = est.log_predictive_density(ddf, "y")
+        assert float(lpd.compute()) == pytest.approx(
+            est.log_predictive_density(frame[["a", "b"]], frame.y), rel=1e-12
+        )
+    with pytest.raises(TypeError, match="dask"):
+        reg.predict_dist(ddf[["a", "b"]])
+    with pytest.raises(ValueError, match="not a column"):
+        reg.pointwise_log_predictive_density(ddf, "target")

@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["log_softmax_last", "logsumexp_last"]
+__all__ = ["log_softmax_last", "logsumexp_first", "logsumexp_last"]
 
 
 def logsumexp_last(a: np.ndarray, keepdims: bool = False) -> np.ndarray:
@@ -27,6 +27,20 @@ def logsumexp_last(a: np.ndarray, keepdims: bool = False) -> np.ndarray:
     with np.errstate(divide="ignore"):
         out = np.log(total) + m_safe
     return out[..., None] if keepdims else out
+
+
+def logsumexp_first(a: np.ndarray) -> np.ndarray:
+    r""":math:`\log \sum_s \exp a_{s \dots}` over the first (draw) axis, in plain numpy.
+
+    Used per row of held-out data inside dask tasks: ``scipy.special.logsumexp`` goes
+    through its array-API dispatch, which inspects ``sys.modules["jax"]`` and fails when
+    another thread of the same worker is half-way through importing JAX.
+    """
+    a = np.asarray(a, dtype=float)
+    m = a.max(axis=0)
+    m_safe = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(a - m_safe).sum(axis=0)) + m_safe
 
 
 def log_softmax_last(a: np.ndarray) -> np.ndarray:
