@@ -995,7 +995,7 @@ def _weights(spec, name: str, tau, dims: tuple[str, str], centered: bool):
             centered=centered,
             transform=spec.transform,
             sigma=tau,
-            **spec.parameters,
+            **{"mu": 0.0, **spec.parameters},  # non-centred Normals need an explicit mu
         )
     return spec.create_variable(name)
 
