@@ -578,7 +578,8 @@ def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of):
                 centered=centered,
                 transform=s_.transform,
                 sigma=taus[scale_var],
-                **s_.parameters,
+                # a non-centred Normal needs an explicit mu (pymc-extras refuses it without)
+                **{"mu": 0.0, **s_.parameters},
             )
         beta = s_.create_variable(name)
         if name == "beta_base":
