@@ -38,8 +38,11 @@ X3 = _rng.normal(size=(40, 3))
 Y = X3[:, 0] - X3[:, 1] + np.where(X3[:, 2] > 0, 2.0, -2.0) + 0.3 * _rng.normal(size=40)
 
 CONFIGS = {
-    "interaction": lambda p: bm.interaction_regression(X3, Y, priors=p),
-    "interaction_gamma": lambda p: bm.interaction_regression(X3, Y, prior="gamma", priors=p),
+    # collapsed="auto" as in the estimator (collapsed where the weight priors allow it)
+    "interaction": lambda p: bm.interaction_regression(X3, Y, collapsed="auto", priors=p),
+    "interaction_gamma": lambda p: bm.interaction_regression(
+        X3, Y, prior="gamma", collapsed="auto", priors=p
+    ),
     "interaction_rowwise": lambda p: bm.interaction_regression(X3, Y, collapsed=False, priors=p),
     "mixture": lambda p: bm.mixture_regression(X3[:, :2], Y, n_components=2, priors=p),
     "mixture_shared_noise": lambda p: bm.mixture_regression(
