@@ -144,3 +144,227 @@ def test_array_input_gets_default_names(rng):
     assert list(model.coords["feature"]) == ["x0", "x1"]
     assert list(model.coords["interaction"]) == ["x0:x1"]
     assert isinstance(pd.Index(model.coords["obs"]), pd.Index)
+
+
+# ---------------------------------------------------------------- local-global priors
+LOCAL_GLOBAL_FREE = {
+    "horseshoe": {
+        "tau_base", "tau_interaction", "lambda_local_base", "lambda_local_interaction", "c2",
+        "sigma",
+    },
+    "r2d2": {"r2", "phi", "phi_base", "phi_interaction", "sigma"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("collapsed", [True, False])
+@pytest.mark.parametrize("prior", ["horseshoe", "r2d2"])
+def test_local_global_graph_and_finite_logp_and_gradient(frame, prior, collapsed):
+    X, y = frame
+    model = interaction_regression(X, y, prior=prior, collapsed=collapsed)
+    assert model.bayesmoe_spec.collapsed is collapsed
+    assert model.bayesmoe_spec.family == prior
+    free = {v.name for v in model.free_RVs}
+    if collapsed:
+        assert free == LOCAL_GLOBAL_FREE[prior]
+    else:
+        assert LOCAL_GLOBAL_FREE[prior] | {"intercept", "beta_base_offset"} <= free
+    dets = {v.name for v in model.deterministics}
+    assert {"beta_base_scale", "beta_interaction_scale", "tau_base", "tau_interaction"} <= (
+        dets | free
+    )
+    assert model.named_vars_to_dims["beta_base_scale"] == ("feature",)
+    assert model.named_vars_to_dims["beta_interaction_scale"] == ("interaction",)
+    point = model.initial_point()
+    assert np.isfinite(model.compile_logp()(point))
+    assert np.all(np.isfinite(model.compile_dlogp()(point)))
+    if collapsed:  # the weights' prior sds are per coefficient
+        kinds = [(b.kind, b.scale_var) for b in model.bayesmoe_spec.blocks[1:]]
+        assert kinds == [("var", "beta_base_scale"), ("var", "beta_interaction_scale")]
+
+
+def _scales_at(model, point, *names):
+    outs = model.replace_rvs_by_values([model[n] for n in names])
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", point_fn=True)
+    return fn(point)
+
+
+def test_horseshoe_scales_follow_the_regularised_horseshoe(frame, rng):
+    X, y = frame
+    model = interaction_regression(X, y, prior="horseshoe", collapsed=True)
+    point = model.initial_point()
+    tau_b, tau_i, c2, sigma = 0.05, 0.3, 4.0, 0.7
+    lam_b, lam_i = np.exp(rng.normal(0, 3, 3)), np.exp(rng.normal(0, 3, 3))
+    point.update(
+        tau_base_log__=np.log(tau_b), tau_interaction_log__=np.log(tau_i),
+        lambda_local_base_log__=np.log(lam_b), lambda_local_interaction_log__=np.log(lam_i),
+        c2_log__=np.log(c2), sigma_log__=np.log(sigma),
+    )  # fmt: skip
+    sd_b, sd_i = _scales_at(model, point, "beta_base_scale", "beta_interaction_scale")
+    for sd, tau, lam in ((sd_b, tau_b, lam_b), (sd_i, tau_i, lam_i)):
+        # Piironen & Vehtari (2017) eq. 2.8 with the absolute global scale sigma * tau
+        tilde2 = c2 * lam**2 / (c2 + (sigma * tau) ** 2 * lam**2)
+        np.testing.assert_allclose(sd, sigma * tau * np.sqrt(tilde2), rtol=1e-10)
+    assert np.all(sd_b < np.sqrt(c2)) and np.all(sd_i < np.sqrt(c2))  # the slab caps them
+    # defaults: tau_0 = p0 / (D - p0) / sqrt(n) with p0/D = 1/2 (base), 1/10 (interactions)
+    priors = model.bayesmoe_spec.priors
+    n = len(y)
+    assert priors["tau_base"].parameters["beta"] == pytest.approx(1 / np.sqrt(n))
+    assert priors["tau_interaction"].parameters["beta"] == pytest.approx(1 / 9 / np.sqrt(n))
+
+
+def test_r2d2_variances_add_up_to_the_explained_share(frame):
+    X, y = frame
+    model = interaction_regression(X, y, prior="r2d2", collapsed=True)
+    point = model.initial_point()
+    r2, sigma = 0.6, 0.8
+    point.update(r2_logodds__=np.log(r2 / (1 - r2)), sigma_log__=np.log(sigma))
+    sd_b, sd_i, tau_b, tau_i, phi = _scales_at(
+        model, point, "beta_base_scale", "beta_interaction_scale", "tau_base",
+        "tau_interaction", "phi",
+    )  # fmt: skip
+    omega = r2 / (1 - r2)
+    # Var(x^T w) / sigma^2 = R^2 / (1 - R^2) for unit-variance columns, split over groups
+    np.testing.assert_allclose((np.sum(sd_b**2) + np.sum(sd_i**2)) / sigma**2, omega)
+    np.testing.assert_allclose(np.sum(sd_b**2) / sigma**2, omega * phi[0])
+    np.testing.assert_allclose([tau_b**2, tau_i**2], omega * phi)
+
+
+@pytest.mark.parametrize("prior", ["horseshoe", "r2d2"])
+def test_local_global_potential_equals_numpy_marginal_likelihood(frame, prior):
+    X, y = frame
+    model = interaction_regression(X, y, prior=prior, collapsed=True)
+    point = model.initial_point()
+    point.update({k: v + 0.3 for k, v in point.items()})  # off the default start
+    sd_b, sd_i, sigma = _scales_at(
+        model, point, "beta_base_scale", "beta_interaction_scale", "sigma"
+    )
+    potential = model.replace_rvs_by_values([model.potentials[0]])[0]
+    got = float(model.compile_fn(potential, inputs=model.value_vars, point_fn=True)(point))
+    Xv = X.to_numpy()
+    inter = np.column_stack([Xv[:, 0] * Xv[:, 1], Xv[:, 0] * Xv[:, 2], Xv[:, 1] * Xv[:, 2]])
+    A = np.column_stack([np.ones(len(y)), Xv, inter])
+    intercept = model.bayesmoe_spec.priors["intercept"].parameters
+    m0 = np.r_[intercept["mu"], np.zeros(6)]
+    prec = np.r_[intercept["sigma"] ** -2, sd_b**-2, sd_i**-2]
+    expected = log_marginal_likelihood(A.T @ A, A.T @ y, y @ y, len(y), m0, prec, float(sigma))
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_local_global_exact_draws_use_per_coefficient_scales(frame, rng):
+    """complete() draws each weight from N(m_n, Lambda_n^-1) with Lambda_0 = diag(s_j^-2)."""
+    import xarray as xr
+
+    from bayesmoe.numerics.conjugate import ConjugateLinearRegression
+
+    X, y = frame
+    model = interaction_regression(X, y, prior="horseshoe", collapsed=True)
+    spec = model.bayesmoe_spec
+    S = 4000
+    sd_b, sd_i, sigma = np.array([1.0, 0.01, 0.3]), np.array([0.02, 0.5, 2.0]), 0.5
+    posterior = xr.Dataset(
+        {
+            "beta_base_scale": (("chain", "draw", "feature"), np.broadcast_to(sd_b, (1, S, 3))),
+            "beta_interaction_scale": (
+                ("chain", "draw", "interaction"), np.broadcast_to(sd_i, (1, S, 3)),
+            ),
+            "sigma": (("chain", "draw"), np.full((1, S), sigma)),
+        },
+        coords={"chain": [0], "draw": np.arange(S)},
+    )  # fmt: skip
+    draws = spec.complete(posterior, model, np.random.default_rng(2))
+    got = np.concatenate(
+        [draws["intercept"].values[0, :, None], draws["beta_base"].values[0],
+         draws["beta_interaction"].values[0]], axis=1,
+    )  # fmt: skip
+    Xv = X.to_numpy()
+    A = np.column_stack([np.ones(len(y)), Xv, Xv[:, [0, 0, 1]] * Xv[:, [1, 2, 2]]])
+    intercept = spec.priors["intercept"].parameters
+    exact = ConjugateLinearRegression(
+        np.r_[intercept["mu"], np.zeros(6)], np.r_[intercept["sigma"], sd_b, sd_i], sigma
+    ).fit(A[:, 1:], y)
+    mean, cov = exact.mean_, exact.cov_
+    sd = np.sqrt(np.diag(cov))
+    # mean of S exact draws: |error| <= 4 sd / sqrt(S) per coordinate
+    np.testing.assert_array_less(np.abs(got.mean(0) - mean), 4 * sd / np.sqrt(S))
+    # sd: the sample sd's standard error is about sd / sqrt(2 S)
+    np.testing.assert_array_less(np.abs(got.std(0) - sd), 4 * sd / np.sqrt(2 * S))
+
+
+@pytest.mark.parametrize(
+    "prior, priors",
+    [
+        ("horseshoe", {"tau_interaction": Prior("HalfCauchy", beta=0.01), "c2": 9.0}),
+        ("horseshoe", {"lambda_local_base": Prior("HalfStudentT", nu=3, sigma=1.0)}),
+        ("r2d2", {"r2": Prior("Beta", mu=0.3, sigma=0.1), "phi_base": Prior("Dirichlet", a=1.0)}),
+        ("r2d2", {"r2": 0.5, "phi": Prior("Dirichlet", a=[4.0, 1.0])}),
+    ],
+)
+def test_local_global_overrides_build(frame, prior, priors):
+    X, y = frame
+    model = interaction_regression(X, y, prior=prior, priors=priors, collapsed=True)
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
+    for key, value in priors.items():
+        if not isinstance(value, Prior):
+            assert key not in {v.name for v in model.free_RVs}
+
+
+@pytest.mark.parametrize(
+    "prior, priors, match",
+    [
+        ("r2d2", {"r2": Prior("Normal", mu=0.5, sigma=0.1)}, r"priors\['r2'\].*\(0, 1\)"),
+        ("r2d2", {"r2": 1.5}, r"priors\['r2'\] must lie in \(0, 1\)"),
+        ("r2d2", {"r2": Prior("Uniform", lower=0.0, upper=2.0)}, r"priors\['r2'\].*upper <= 1"),
+        ("r2d2", {"phi_base": Prior("Dirichlet", a=[1.0, 1.0])}, r"priors\['phi_base'\]"),
+        ("r2d2", {"tau_base": Prior("HalfNormal", sigma=1.0)}, "unknown key 'tau_base'"),
+        ("horseshoe", {"c2": -1.0}, r"priors\['c2'\]"),
+        ("horseshoe", {"lambda_local_base": Prior("Normal")}, r"lambda_local_base.*positive"),
+    ],
+)
+def test_local_global_bad_overrides_are_refused(frame, prior, priors, match):
+    X, y = frame
+    with pytest.raises((ValueError, TypeError), match=match):
+        interaction_regression(X, y, prior=prior, priors=priors)
+
+
+def test_local_global_base_only_and_single_feature(rng):
+    X = rng.normal(size=(30, 1))
+    y = X[:, 0] + rng.normal(size=30)
+    for prior in ("horseshoe", "r2d2"):
+        model = interaction_regression(X, y, prior=prior, collapsed=True)
+        assert "interaction" not in model.coords and "scale_group" not in model.coords
+        assert np.isfinite(model.compile_logp()(model.initial_point()))
+    assert {v.name for v in model.free_RVs} == {"r2", "sigma"}  # one weight: no split
+
+
+def test_mixtures_refuse_local_global_priors_by_name():
+    from bayesmoe import mixture_regression
+
+    X = np.random.default_rng(0).normal(size=(40, 2))
+    with pytest.raises(ValueError, match="prior='horseshoe' is not available for mixtures"):
+        mixture_regression(X, X[:, 0], n_components=2, prior="horseshoe")
+
+
+@pytest.mark.parametrize("prior", ["horseshoe", "r2d2"])
+def test_local_global_collapsed_and_rowwise_posteriors_agree(frame, prior):
+    """Posterior means of the weights and sigma agree within 4 combined MCSEs."""
+    import warnings
+
+    import arviz as az
+
+    from bayesmoe import fit
+    from tests.conftest import FAST
+
+    X, y = frame
+    means, mcses = {}, {}
+    for collapsed in (True, False):
+        model = interaction_regression(X, y, prior=prior, collapsed=collapsed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = fit(model, **{**FAST, "draws": 500, "tune": 500}, target_accept=0.95)
+        post = idata["posterior"].to_dataset()[["beta_base", "beta_interaction", "sigma"]]
+        means[collapsed] = post.mean(("chain", "draw"))
+        mcses[collapsed] = az.mcse(post)
+    for name in ("beta_base", "beta_interaction", "sigma"):
+        diff = np.abs(means[True][name] - means[False][name]).values
+        tol = 4 * np.sqrt(mcses[True][name] ** 2 + mcses[False][name] ** 2).values
+        np.testing.assert_array_less(diff, tol + 1e-12, err_msg=name)
