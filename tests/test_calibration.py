@@ -90,6 +90,15 @@ def test_sbc_interaction_regression_ci():
     assert result.ok, {k: v for k, v in result.outside.items() if v}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["interaction_horseshoe", "interaction_r2d2"])
+def test_sbc_local_global_priors_ci(case):
+    """40 simulations of each local-global prior (collapsed, exact weight draws)."""
+    result = run_sbc(sbc_cases()[case], 40, progressbar=False)
+    assert result.failed == 0
+    assert result.ok, {k: v for k, v in result.outside.items() if v}
+
+
 @pytest.mark.full
 @pytest.mark.parametrize("case", list(sbc_cases()))
 def test_sbc_full(case):

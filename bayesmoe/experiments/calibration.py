@@ -127,7 +127,9 @@ def _flat(ds: xr.Dataset, name: str) -> np.ndarray:
 
 def _interaction_quantities(ds: xr.Dataset) -> dict[str, np.ndarray]:
     out = {}
-    for name in ("intercept", "beta_base", "beta_interaction", "tau_base", "tau_interaction"):
+    names = ("intercept", "beta_base", "beta_interaction", "tau_base", "tau_interaction")
+    # the local-global priors' global quantities: R^2 (R2-D2) and the slab (horseshoe)
+    for name in (*names, "r2", "c2"):
         if name not in ds:
             continue
         v = _flat(ds, name)
@@ -197,7 +199,11 @@ def _interaction_case(family: str, n_obs: int, n_features: int) -> SBCCase:
     from bayesmoe.priors import interaction_defaults
 
     scales = {"base_scale": 1.0, "interaction_scale": 0.5} if family == "fixed" else {}
-    priors = interaction_defaults(family, y_location=0.0, y_scale=1.0, **scales)
+    q = n_features * (n_features - 1) // 2
+    # the horseshoe's global scale depends on n, R2-D2's Dirichlets on the group sizes:
+    # both are fixed by the case, so the prior is the same for every simulation
+    sizes = dict(n_obs=n_obs, n_features=n_features, n_interactions=q)
+    priors = interaction_defaults(family, y_location=0.0, y_scale=1.0, **scales, **sizes)
 
     def build(X, y, fit_form):
         # fitted in the collapsed form (the default); the prior is drawn from the per-row one
@@ -241,11 +247,12 @@ def _mixture_case(kind: str, n_obs: int, n_experts: int = 2) -> SBCCase:
 
 def sbc_cases(n_obs: int = 40, n_obs_mixture: int = 80) -> dict[str, SBCCase]:
     """The calibrated models: the interaction regression for every prior family
-    (2 features, 1 interaction), a 2-component mixture of regressions and 2 gated experts
-    with a linear gate (1 feature)."""
+    (2 features, 1 interaction; the local-global ones with 3 features and 3 interactions,
+    so that the Dirichlet splits of R2-D2 have two or more weights), a 2-component mixture
+    of regressions and 2 gated experts with a linear gate (1 feature)."""
     cases = {}
-    for family in ("half_cauchy", "gamma", "half_normal", "fixed"):
-        case = _interaction_case(family, n_obs, 2)
+    for family in ("half_cauchy", "gamma", "half_normal", "fixed", "horseshoe", "r2d2"):
+        case = _interaction_case(family, n_obs, 3 if family in ("horseshoe", "r2d2") else 2)
         cases[case.name] = case
     for kind in ("mixture", "gated"):
         case = _mixture_case(kind, n_obs_mixture)
