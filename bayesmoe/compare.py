@@ -10,6 +10,7 @@ screening-then-NUTS search over the number of experts.
 
 from __future__ import annotations
 
+import copy
 import numbers
 import warnings
 from collections.abc import Iterable, Mapping
@@ -19,7 +20,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
-from arviz_stats.utils import ELPDData
+from arviz_stats.utils import ELPDData, ELPDDataLOOSubsample
+from xarray.backends import BackendArray
+from xarray.core import indexing
 
 from bayesmoe.numerics.waic import P_WAIC_MAX, waic_pointwise
 
@@ -112,8 +115,36 @@ def _observed(tree: xr.DataTree) -> np.ndarray | None:
 
 
 def _n_obs(name: str, tree: xr.DataTree) -> int:
+    if _subsample_rows(name, tree) is not None:
+        return int(tree["loo_approximation"]["y"].size)
     ll = _log_lik(name, tree)
     return int(np.prod([size for d, size in ll.sizes.items() if d not in SAMPLE_DIMS]))
+
+
+def _subsample_rows(name: str, tree: xr.DataTree) -> np.ndarray | None:
+    """Row positions of a fit that stores its log-likelihood for a subsample, else None.
+
+    ``bayesmoe.fit(log_likelihood="auto")`` above ``LOG_LIKELIHOOD_AUTO_BYTES`` stores the
+    subsample's rows in ``log_likelihood`` (their positions as its ``row`` coordinate) and
+    every row's approximation in ``loo_approximation``. A group recomputed for every row
+    since (as many rows as the data) makes the fit a full one again.
+    """
+    if tree.attrs.get("bayesmoe_log_likelihood") != "subsample":
+        return None
+    ll = _log_lik(name, tree)
+    m = int(np.prod([size for d, size in ll.sizes.items() if d not in SAMPLE_DIMS]))
+    approx = tree["loo_approximation"] if "loo_approximation" in tree.children else None
+    n = _observed(tree).size if approx is None else int(approx["y"].size)
+    if m == n:
+        return None
+    if "row" not in ll.coords or approx is None or ll["row"].size != m:
+        raise ValueError(
+            f"models[{name!r}] is marked as a subsampled log-likelihood, but its "
+            f"log_likelihood group ({m} rows) has no subsample record (its 'row' "
+            "coordinate and the loo_approximation group); recompute it with "
+            "bayesmoe.add_log_likelihood"
+        )
+    return np.asarray(ll["row"].values, dtype=np.int64).ravel()
 
 
 def check_same_data(trees: Mapping[str, xr.DataTree]) -> None:
@@ -152,21 +183,95 @@ def _obs_labels(da: xr.DataArray, idx: np.ndarray) -> np.ndarray:
     return idx
 
 
+class _StoredRows(BackendArray):
+    """A (chain, draw, obs) log-likelihood of every row that holds only the subsample's.
+
+    :func:`arviz_stats.loo_subsample` takes the pointwise log-likelihood of all N rows but
+    reads only the subsample's (the other rows enter through the approximation). Wrapped
+    in xarray's lazy indexing (the backend-array protocol of xarray's file backends),
+    selecting those rows returns the stored values, and nothing of size draws x N is ever
+    formed; asking for any other row is an error rather than made-up numbers.
+    """
+
+    def __init__(self, values: np.ndarray, rows: np.ndarray, n_rows: int):
+        self.values = values
+        self.shape = (*values.shape[:-1], n_rows)
+        self.dtype = values.dtype
+        self.position = np.full(n_rows, -1, dtype=np.int64)
+        self.position[rows] = np.arange(rows.size)
+
+    def __getitem__(self, key):
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._outer
+        )
+
+    def _outer(self, key: tuple):
+        *lead, last = key
+        position = self.position[np.arange(self.shape[-1])[last]]
+        if np.any(position < 0):
+            raise ValueError(
+                "the pointwise log-likelihood is stored for a row subsample only; a row "
+                "outside it was requested"
+            )
+        out = self.values[..., position]
+        for axis in reversed(range(len(lead))):  # outer indexing, one axis at a time
+            out = out[(slice(None),) * axis + (lead[axis],)]
+        return out
+
+
+def _loo_subsample(tree: xr.DataTree, rows: np.ndarray) -> ELPDData:
+    """:func:`arviz_stats.loo_subsample` of a fit stored with a row subsample."""
+    from arviz_stats import loo_subsample
+
+    ll = tree["log_likelihood"]["y"].transpose(*SAMPLE_DIMS, "obs")
+    approx = tree["loo_approximation"]["y"]
+    n = approx.size
+    lazy = xr.Variable(
+        ll.dims, indexing.LazilyIndexedArray(_StoredRows(np.asarray(ll.values), rows, n))
+    )
+    coords = {d: ll[d].values for d in SAMPLE_DIMS if d in ll.coords}
+    full = xr.DataArray(lazy, coords={**coords, "obs": approx["obs"].values})
+    data = xr.DataTree.from_dict(
+        {
+            "posterior": tree["posterior"].to_dataset(),
+            "observed_data": tree["observed_data"].to_dataset(),
+            "log_likelihood": xr.Dataset({"y": full}),
+        }
+    )
+
+    # "plpd" takes the approximation from a function; ours is the stored one (the density
+    # at the posterior mean, computed by bayesmoe.fit from the model).
+    def stored_approximation(observed, _data):
+        return xr.DataArray(approx.values, dims=["obs"], coords={"obs": observed["obs"].values})
+
+    return loo_subsample(
+        data,
+        observations=rows,
+        pointwise=True,
+        var_name="y",
+        method="plpd",
+        log_lik_fn=stored_approximation,
+    )
+
+
 def _loo(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
+    rows = _subsample_rows(name, tree)
     with warnings.catch_warnings():
         # ArviZ's generic Pareto-k warning is replaced by one naming model and rows
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        elpd = az.loo(tree, pointwise=True)
+        elpd = az.loo(tree, pointwise=True) if rows is None else _loo_subsample(tree, rows)
     k = np.asarray(elpd.pareto_k.values).ravel()
-    bad = np.flatnonzero(~(k <= elpd.good_k))  # NaN k (no tail fit possible) too
+    checked = np.arange(k.size) if rows is None else rows  # k is NaN off the subsample
+    bad = checked[~(k[checked] <= elpd.good_k)]  # NaN k (no tail fit possible) too
     if bad.size:
         labels = _obs_labels(elpd.pareto_k, bad)
         shown = ", ".join(
             f"{lab} (k={k[i]:.2f})" for lab, i in zip(labels[:20], bad[:20], strict=False)
         )
         more = f" and {bad.size - 20} more" if bad.size > 20 else ""
+        of = f"{checked.size} observations" if rows is None else f"{rows.size} subsampled rows"
         warnings.warn(
-            f"PSIS-LOO of model {name!r} is unreliable at {bad.size} of {k.size} observations "
+            f"PSIS-LOO of model {name!r} is unreliable at {bad.size} of {of} "
             f"with Pareto k > {elpd.good_k:.2f}: obs {shown}{more}. These rows are highly "
             "influential; check them, refit without them (arviz.reloo) or use K-fold CV.",
             UserWarning,
@@ -177,6 +282,14 @@ def _loo(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
 
 
 def _waic(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
+    rows = _subsample_rows(name, tree)
+    if rows is not None:
+        raise ValueError(
+            f"ic='waic' needs the pointwise log-likelihood of every row; models[{name!r}] "
+            f"stores it for a subsample of {rows.size} of {_n_obs(name, tree)} rows "
+            "(log_likelihood='auto'). Use ic='loo' (subsampled PSIS-LOO) or refit with "
+            "log_likelihood=True"
+        )
     ll = _log_lik(name, tree)
     obs_dims = [d for d in ll.dims if d not in SAMPLE_DIMS]
     stacked = ll.transpose(*SAMPLE_DIMS, *obs_dims).values
@@ -207,15 +320,30 @@ def _waic(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
     return result, _obs_labels(ll, bad) if bad.size else np.array([], dtype=int)
 
 
-def pointwise_elpd(models: Mapping, ic: str = "loo") -> tuple[dict[str, ELPDData], dict]:
+def pointwise_elpd(
+    models: Mapping, ic: str = "loo", *, every_row: bool = False
+) -> tuple[dict[str, ELPDData], dict]:
     """Pointwise ELPD (ArviZ ``ELPDData``) of each model, after the comparability checks.
 
     Returns the ELPD objects and, per model, the labels of the observations whose
     estimate is unreliable (Pareto k above ArviZ's threshold, or ``p_waic_i > 0.4``).
+    A fit that stores its log-likelihood for a row subsample (``log_likelihood="auto"``
+    on large data) gets :func:`arviz_stats.loo_subsample`'s ``ELPDDataLOOSubsample``,
+    whose ``elpd_i`` is NaN off the subsample; ``every_row=True`` refuses such fits
+    instead (for uses that need every row's LOO density).
     """
     ic = _check_choice("ic", ic, ICS)
     models = _check_models(models)
     trees = {name: _tree(name, m) for name, m in models.items()}
+    if every_row:
+        for name, tree in trees.items():
+            rows = _subsample_rows(name, tree)
+            if rows is not None:
+                raise ValueError(
+                    f"models[{name!r}] stores its pointwise log-likelihood for a subsample of "
+                    f"{rows.size} of {_n_obs(name, tree)} rows (log_likelihood='auto'), but "
+                    "every row's LOO density is needed here; fit it with log_likelihood=True"
+                )
     check_same_data(trees)
     compute = _loo if ic == "loo" else _waic
     elpds, flagged = {}, {}
@@ -319,7 +447,7 @@ def compare(
     ic = _check_choice("ic", ic, ICS)
     _check_models(models, minimum=2)
     elpds, flagged = pointwise_elpd(models, ic)
-    table = az.compare(elpds, method=method, round_to=round_to)
+    table = az.compare(_every_row(elpds), method=method, round_to=round_to)
     figure = None
     if plot:
         import matplotlib.pyplot as plt
@@ -335,6 +463,32 @@ def compare(
             )
         plt.close(figure)  # returned, not shown twice in notebooks
     return Comparison(table, figure, elpds, flagged, ic, method)
+
+
+def _every_row(elpds: dict[str, ELPDData]) -> dict[str, ELPDData]:
+    r"""Subsampled LOO results with every row's ``elpd_i`` estimated, for the weights.
+
+    :func:`arviz.compare` ranks by ``elpd`` / ``se`` and pairs subsampled models by their
+    shared rows, but computes stacking and Bayesian-bootstrap weights from ``elpd_i``,
+    which ``loo_subsample`` leaves NaN off the subsample (the weights then come out as
+    the optimiser's start or NaN). Off the subsample, row i gets the difference
+    estimator's own pointwise value :math:`a_i + \overline{(e - a)}_\text{subsample}`
+    (approximation plus the mean correction), so the filled values sum to the subsampled
+    elpd estimate exactly; on the subsample it keeps the PSIS-LOO value.
+    """
+    out = {}
+    for name, elpd in elpds.items():
+        if not isinstance(elpd, ELPDDataLOOSubsample):
+            out[name] = elpd
+            continue
+        exact = np.asarray(elpd.elpd_i.values, dtype=float)
+        approx = np.asarray(elpd.elpd_loo_approx.values, dtype=float).reshape(exact.shape)
+        known = np.isfinite(exact)
+        correction = float(np.mean(exact[known] - approx[known]))
+        filled = copy.copy(elpd)
+        filled.elpd_i = elpd.elpd_i.copy(data=np.where(known, exact, approx + correction))
+        out[name] = filled
+    return out
 
 
 # ---------------------------------------------------------------------------- averaging

@@ -27,15 +27,19 @@ __all__ = [
     "BFMI_MIN",
     "DIVERGENCES_MAX",
     "ESS_MIN_PER_CHAIN",
+    "LOG_LIKELIHOOD_AUTO_BYTES",
+    "LOO_SUBSAMPLE_ROWS",
     "METHODS",
     "PARETO_K_MAX",
     "RHAT_MAX",
     "SAMPLERS",
     "Diagnostics",
     "DiagnosticsError",
+    "SubsampledLogLikelihoodWarning",
     "add_log_likelihood",
     "diagnose",
     "fit",
+    "subsample_rows",
 ]
 
 METHODS = ("nuts", "advi", "fullrank_advi", "vem")
@@ -45,9 +49,26 @@ SAMPLERS = ("nutpie", "pymc", "numpyro")
 RHAT_MAX = 1.01
 #: Smallest acceptable bulk ESS per chain (so 400 for 4 chains).
 ESS_MIN_PER_CHAIN = 100
-#: Largest pointwise log-likelihood a fit computes unasked-for (rows x draws x experts x
-#: 8 bytes); above it, fit refuses before sampling and says to pass log_likelihood=False.
+#: Largest pointwise log-likelihood ``log_likelihood=True`` computes (rows x draws x
+#: experts x 8 bytes); above it, fit refuses before sampling and says what to pass instead.
 LOG_LIKELIHOOD_MAX_BYTES = 2 * 1024**3
+#: ``log_likelihood="auto"`` stores every row's pointwise log-likelihood up to this size
+#: (rows x draws x experts x 8 bytes) and a row subsample above it. Writing is cheap
+#: (about 3e8 values/s for one expert, 8e7 for three, bayesmoe.numerics.loglik), but what
+#: the values are for is not: ArviZ's PSIS-LOO ran at 1-3e6 values/s on a 2-core machine
+#: (benchmarks/loglik.py), so 256 MiB (3.4e7 values, e.g. 8000 rows x 4000 draws) is
+#: 10-30 s of LOO per model in bayesmoe.compare, while 1 GiB would be about two minutes.
+LOG_LIKELIHOOD_AUTO_BYTES = 256 * 1024**2
+#: Rows of the subsample kept above LOG_LIKELIHOOD_AUTO_BYTES. With the point-estimate
+#: approximation of every row's lpd (``loo_approximation``), 2000 rows gave a subsampling
+#: SE of 0.7 (interaction model) and 0.25 (base model) on an elpd of -3e5 from 2e5 rows
+#: (total SE 330, SE of their difference 130; 1000 rows: 0.9 and 0.26; benchmarks/loglik.py).
+LOO_SUBSAMPLE_ROWS = 2000
+#: Seed of the subsample's rows. Fixed, not the fit's seed: models fitted on the same rows
+#: then share the subsample, which lets arviz compare them with the paired difference
+#: estimator (with different subsamples it falls back to sqrt(se_a^2 + se_b^2), about 3x
+#: the SE of the difference in the measurement above).
+LOO_SUBSAMPLE_SEED = 20_190_611
 #: Settings of method="vem" (passed as keyword arguments of fit, or in fit_kwargs).
 VEM_OPTIONS = ("n_init", "max_iter", "tol")
 #: Most divergent transitions accepted (any divergence means NUTS missed part of the
@@ -99,7 +120,7 @@ def fit(
     chains: int = 4,
     random_seed: int | None = None,
     progressbar: bool = True,
-    log_likelihood: bool = True,
+    log_likelihood: bool | str = "auto",
     advi_iterations: int = 20_000,
     warn_diagnostics: bool = True,
     initvals: str | dict | None = "auto",
@@ -129,10 +150,19 @@ def fit(
         Same seed, same data -> identical draws for every method and sampler.
     progressbar : bool
         Show PyMC's / nutpie's progress bar.
-    log_likelihood : bool
-        Store pointwise log-likelihood (needed by LOO/WAIC). At n = 1e6 rows and 4000 draws
-        it takes 32 GB, so large fits can skip it and call :func:`add_log_likelihood` later
-        on a subset.
+    log_likelihood : {"auto", True, False}
+        Store the pointwise log-likelihood (what LOO/WAIC need) in the ``log_likelihood``
+        group. ``True``: every row (refused above ``LOG_LIKELIHOOD_MAX_BYTES``; 1e6 rows x
+        4000 draws are 32 GB). ``"auto"``: every row while rows x draws x experts x 8 bytes
+        is at most ``LOG_LIKELIHOOD_AUTO_BYTES``; above it ``LOO_SUBSAMPLE_ROWS`` random rows
+        (the same rows for every fit on the same number of rows), plus a point-estimate
+        approximation for every row in ``loo_approximation``, which is what
+        :func:`arviz_stats.loo_subsample` needs; :func:`bayesmoe.compare` then uses it and
+        reports the subsampling SE. The choice is in ``attrs["bayesmoe_log_likelihood"]``
+        (``"full"`` / ``"subsample"``; the subsample's row positions are the ``row``
+        coordinate of ``log_likelihood``); subsampling also warns
+        (:class:`SubsampledLogLikelihoodWarning`). ``False``: none
+        (:func:`add_log_likelihood` adds it later).
     advi_iterations : int
         Optimisation steps for the ADVI methods.
     warn_diagnostics : bool
@@ -172,8 +202,7 @@ def fit(
     spec = _spec(model)
     initvals = _init_synonym(initvals, sampler_kwargs)
     vem_options = _check_method_options(model, method, minibatch, initvals, sampler_kwargs)
-    if log_likelihood:
-        _check_log_likelihood_size(model, draws * chains)
+    ll_rows = _log_likelihood_plan(model, log_likelihood, draws * chains)
     if method == "nuts" and sampler == "numpyro":
         try:
             import numpyro  # noqa: F401
@@ -245,8 +274,8 @@ def fit(
                 .assign_attrs(final_loss=float(loss[-100:].mean()) if loss.size else float("nan"))
             )
     _complete(model, idata, np.random.default_rng(seeds[1]), relabel=relabel)
-    if log_likelihood:
-        add_log_likelihood(idata, model)
+    if ll_rows is not None:
+        add_log_likelihood(idata, model, rows=None if isinstance(ll_rows, str) else ll_rows)
     idata.attrs.update(
         bayesmoe_method=method,
         bayesmoe_sampler=sampler if method == "nuts" else "",
@@ -346,20 +375,78 @@ def _check_method_options(model, method, minibatch, initvals, sampler_kwargs) ->
     return {}
 
 
-def _check_log_likelihood_size(model: pm.Model, n_draws: int) -> None:
-    spec = _spec(model)
-    y = getattr(spec, "y", None)
+class SubsampledLogLikelihoodWarning(UserWarning):
+    """``log_likelihood="auto"`` stored the pointwise log-likelihood of a row subsample."""
+
+
+def _log_likelihood_bytes(model: pm.Model, n_draws: int) -> tuple[int, int, int] | None:
+    """(bytes, rows, experts) of a fit's pointwise log-likelihood; None without a spec."""
+    y = getattr(_spec(model), "y", None)
     if y is None:
+        return None
+    width = getattr(_spec(model), "n_experts", 1)
+    return y.size * n_draws * width * 8, y.size, width
+
+
+def _check_log_likelihood_size(model: pm.Model, n_draws: int) -> None:
+    size = _log_likelihood_bytes(model, n_draws)
+    if size is None:
         return
-    width = getattr(spec, "n_experts", 1)
-    need = y.size * n_draws * width * 8
+    need, n_rows, width = size
     if need > LOG_LIKELIHOOD_MAX_BYTES:
         raise ValueError(
             f"log_likelihood=True would need about {need / 1024**3:.1f} GiB "
-            f"({y.size} rows x {n_draws} draws x {width} experts); pass "
+            f"({n_rows} rows x {n_draws} draws x {width} experts); pass "
+            "log_likelihood='auto' (a row subsample for arviz_stats.loo_subsample), "
             "log_likelihood=False (then bayesmoe.add_log_likelihood on a subset of draws), or "
             "fewer draws"
         )
+
+
+def _log_likelihood_plan(model: pm.Model, log_likelihood, n_draws: int):
+    """What fit stores: None (nothing), "all" (every row) or the subsample's row positions.
+
+    Decided and checked before sampling, so a refusal costs nothing.
+    """
+    if isinstance(log_likelihood, bool | np.bool_):
+        if not log_likelihood:
+            return None
+        _check_log_likelihood_size(model, n_draws)
+        return "all"
+    if not (isinstance(log_likelihood, str) and log_likelihood == "auto"):
+        raise ValueError(f"log_likelihood must be 'auto', True or False, got {log_likelihood!r}")
+    size = _log_likelihood_bytes(model, n_draws)
+    if size is None or size[0] <= LOG_LIKELIHOOD_AUTO_BYTES or size[1] <= LOO_SUBSAMPLE_ROWS:
+        return "all"
+    need, n_rows, width = size
+    rows = subsample_rows(n_rows)
+    warnings.warn(
+        f"log_likelihood='auto': the pointwise log-likelihood of {n_rows} rows x {n_draws} "
+        f"draws x {width} experts would take {need / 1024**3:.2f} GiB (more than "
+        f"LOG_LIKELIHOOD_AUTO_BYTES = {LOG_LIKELIHOOD_AUTO_BYTES / 1024**3:.2f} GiB), so it "
+        f"is stored for a random subsample of {rows.size} rows "
+        "(attrs['bayesmoe_log_likelihood'] = 'subsample', positions in the 'row' "
+        "coordinate of log_likelihood) with a point-estimate approximation for "
+        "every row (group loo_approximation). bayesmoe.compare estimates LOO from it with "
+        "arviz_stats.loo_subsample and reports the subsampling SE; arviz.loo on this fit "
+        "would see only the subsample. Pass log_likelihood=True to store every row",
+        SubsampledLogLikelihoodWarning,
+        stacklevel=3,
+    )
+    return rows
+
+
+def subsample_rows(n_rows: int, size: int | None = None) -> np.ndarray:
+    """The sorted row positions of the LOO subsample of a fit on ``n_rows`` rows.
+
+    ``size`` rows (default ``LOO_SUBSAMPLE_ROWS``, at most ``n_rows``) drawn without
+    replacement with the fixed ``LOO_SUBSAMPLE_SEED``: every fit on the same number of rows
+    gets the same subsample, so subsampled fits compare pairwise.
+    """
+    size = LOO_SUBSAMPLE_ROWS if size is None else _check_count("rows", size, 1)
+    size = min(size, n_rows)
+    rng = np.random.default_rng(LOO_SUBSAMPLE_SEED)
+    return np.sort(rng.choice(n_rows, size=size, replace=False)).astype(np.int64)
 
 
 def _fit_vem(model: pm.Model, n_draws: int, seed: int, options: dict) -> xr.DataTree:
@@ -561,22 +648,76 @@ def _complete(
         )
 
 
-def add_log_likelihood(idata: xr.DataTree, model: pm.Model) -> xr.DataTree:
+def add_log_likelihood(idata: xr.DataTree, model: pm.Model, *, rows=None) -> xr.DataTree:
     """Add (or replace) the pointwise ``log_likelihood`` group of a fit, in place.
 
     Uses the builder's closed form where there is one (fast, and the only way for a
     collapsed model), otherwise :func:`pymc.compute_log_likelihood`.
+
+    Parameters
+    ----------
+    idata : xarray.DataTree
+        A fit of ``model`` by :func:`fit` (working scale, as ``fit`` returns it).
+    model : pymc.Model
+    rows : int or array of int, optional
+        Store it for a row subsample only: that many rows (the fixed subsample of
+        :func:`subsample_rows`) or these row positions. The ``log_likelihood`` group then
+        holds those rows, ``loo_approximation`` holds :math:`\\log p(y_i \\mid \\bar\\theta)`
+        at the posterior mean for every row (the approximation
+        :func:`arviz_stats.loo_subsample` corrects with the subsample), and the group's
+        ``row`` coordinate the positions (a coordinate, not an attribute, so that it
+        survives arithmetic on the group and saving). Needs a bayesmoe builder.
+
+    Returns
+    -------
+    xarray.DataTree
+        ``idata``, with ``attrs["bayesmoe_log_likelihood"]`` set to ``"full"`` or
+        ``"subsample"``.
     """
     spec = _spec(model)
+    obs = idata["observed_data"]["obs"]
+    if "loo_approximation" in idata.children:
+        del idata["loo_approximation"]
     if spec is None:
+        if rows is not None:
+            raise ValueError(
+                "rows (a subsampled log-likelihood) needs a model built by a bayesmoe builder"
+            )
         with model:
             pm.compute_log_likelihood(idata, progressbar=False)
+        idata.attrs["bayesmoe_log_likelihood"] = "full"
         return idata
     posterior = idata["posterior"].to_dataset()
     X = idata["constant_data"]["X_base"].values
     y = idata["observed_data"]["y"].values
-    ll = spec.log_likelihood(posterior, X, y).assign_coords(obs=idata["observed_data"]["obs"])
+    if rows is None:
+        ll = spec.log_likelihood(posterior, X, y).assign_coords(obs=obs)
+        idata["log_likelihood"] = xr.Dataset({"y": ll})
+        idata.attrs["bayesmoe_log_likelihood"] = "full"
+        return idata
+    if isinstance(rows, numbers.Integral) and not isinstance(rows, bool):
+        rows = subsample_rows(y.size, int(rows))
+    rows = np.unique(np.asarray(rows))
+    if rows.dtype.kind not in "iu" or rows.size == 0 or rows[0] < 0 or rows[-1] >= y.size:
+        raise ValueError(
+            f"rows must be a count or positions of rows in 0..{y.size - 1}, got {rows!r}"
+        )
+    ll = spec.log_likelihood(posterior, X[rows], y[rows]).assign_coords(
+        obs=obs.values[rows], row=("obs", rows.astype(np.int64))
+    )
+    # The approximation of every row's lpd that loo_subsample's difference estimator
+    # corrects with the subsample: the density at the posterior mean. Measured against
+    # lpd from 100 thinned draws, its subsampling SE was 7x smaller (no Monte Carlo noise
+    # per row), and it costs one "draw" per row.
+    point = posterior.mean(("chain", "draw")).expand_dims(chain=[0], draw=[0])
+    approx = spec.log_likelihood(point, X, y).values[0, 0]
     idata["log_likelihood"] = xr.Dataset({"y": ll})
+    idata["loo_approximation"] = xr.Dataset(
+        {"y": ("obs", approx)},
+        coords={"obs": obs.values},
+        attrs={"method": "plpd", "point": "posterior mean"},
+    )
+    idata.attrs["bayesmoe_log_likelihood"] = "subsample"
     return idata
 
 

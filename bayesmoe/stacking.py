@@ -150,7 +150,8 @@ class HierarchicalStacking(BayesianRegressor):
             self._check_member_data(name, member, frame, yv)
         gate_cols = self._gate_columns(names)
 
-        elpds, _ = pointwise_elpd(members, "loo")  # warns with the rows of high Pareto k
+        # every_row: the stacking model needs each row's LOO density (no subsampled members)
+        elpds, _ = pointwise_elpd(members, "loo", every_row=True)  # warns at high Pareto k
         lpd = np.column_stack([elpds[n].elpd_i.values.ravel() for n in members])
         table = az.compare(elpds, method="stacking", round_to="none")
         self.global_weights_ = table["weight"].reindex(list(members))

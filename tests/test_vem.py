@@ -274,9 +274,11 @@ def test_log_likelihood_size_is_refused_before_fitting(gated_data, monkeypatch):
     monkeypatch.setattr(fitting, "LOG_LIKELIHOOD_MAX_BYTES", 1000)
     model = bm.gated_experts(gated_data.X, gated_data.y, n_experts=2)
     with pytest.raises(ValueError, match="log_likelihood=False"):
-        bm.fit(model, "vem", draws=10, chains=1)
+        bm.fit(model, "vem", draws=10, chains=1, log_likelihood=True)
     idata = bm.fit(model, "vem", draws=10, chains=1, log_likelihood=False)
     assert "log_likelihood" not in idata.children
+    # the default ("auto") sizes it against LOG_LIKELIHOOD_AUTO_BYTES instead of refusing
+    assert bm.fit(model, "vem", draws=10, chains=1).attrs["bayesmoe_log_likelihood"] == "full"
 
 
 def test_nuts_starts_at_the_vem_solution(gated_data):
