@@ -44,6 +44,13 @@ CONFIGS = {
         X3, Y, prior="gamma", collapsed="auto", priors=p
     ),
     "interaction_rowwise": lambda p: bm.interaction_regression(X3, Y, collapsed=False, priors=p),
+    "interaction_horseshoe": lambda p: bm.interaction_regression(
+        X3, Y, prior="horseshoe", priors=p
+    ),
+    "interaction_r2d2": lambda p: bm.interaction_regression(X3, Y, prior="r2d2", priors=p),
+    "interaction_r2d2_rowwise": lambda p: bm.interaction_regression(
+        X3, Y, prior="r2d2", collapsed=False, priors=p
+    ),
     "mixture": lambda p: bm.mixture_regression(X3[:, :2], Y, n_components=2, priors=p),
     "mixture_shared_noise": lambda p: bm.mixture_regression(
         X3[:, :2], Y, n_components=2, shared_noise=True, priors=p

@@ -295,6 +295,8 @@ def _block_for_collapse(name: str, spec, width: int, scale_var: str | None) -> _
         return None
     mean = np.broadcast_to(np.asarray(mu, float), (width,)).copy()
     sigma = params.get("sigma")
+    if sigma is None and scale_var is None:  # no learned scale (intercept): PyMC's sigma=1
+        sigma = 1.0
     if sigma is None:
         return _Block(name, width, mean, "var", scale_var=scale_var)
     if isinstance(sigma, Prior):
