@@ -516,7 +516,10 @@ def check_prior(
             raise ValueError(f"{where}: a Dirichlet needs a numeric concentration 'a'")
         if shape is not None:
             params["a"] = np.broadcast_to(np.asarray(a, float), shape).copy()
-    if dims == target_dims and params == prior.parameters:
+    unchanged = params.keys() == prior.parameters.keys() and all(
+        params[k] is prior.parameters[k] for k in params
+    )  # identity, not ==: array parameters (a Dirichlet's a) have no single truth value
+    if dims == target_dims and unchanged:
         return prior
     return Prior(
         family, dims=target_dims or None, centered=prior.centered, transform=prior.transform,

@@ -368,3 +368,11 @@ def test_local_global_collapsed_and_rowwise_posteriors_agree(frame, prior):
         diff = np.abs(means[True][name] - means[False][name]).values
         tol = 4 * np.sqrt(mcses[True][name] ** 2 + mcses[False][name] ** 2).values
         np.testing.assert_array_less(diff, tol + 1e-12, err_msg=name)
+
+
+def test_r2d2_defaults_passed_back_as_priors_build(frame):
+    """The defaults given explicitly (as SBC does) pass the checks, Dirichlet arrays too."""
+    X, y = frame
+    defaults = interaction_regression(X, y, prior="r2d2").bayesmoe_spec.priors
+    model = interaction_regression(X, y, prior="r2d2", priors=defaults)
+    assert np.isfinite(model.compile_logp()(model.initial_point()))
