@@ -225,3 +225,14 @@ def test_cli_study_with_nuts_on_two_workers_compiles_once_per_worker(tmp_path):
         assert (out / f"{name}.png").stat().st_size > 10_000
     table = pd.read_csv(out / "headline.csv")
     assert len(table) == n_sizes and set(table["best_model"]) <= {"ols_base", "ols_interaction"}
+
+
+def test_local_global_rows_run_by_name_and_stay_out_of_the_default_study():
+    assert {"learned_horseshoe", "learned_r2d2", "lasso_cv"} <= set(conv.MODELS)
+    assert "learned_horseshoe" not in conv.STUDY_MODELS
+    settings = conv.StudySettings(draws=30, tune=30, chains=1, n_points=2, max_n_train=20)
+    scenario = conv.SCENARIOS["weak_interaction"]
+    rows = conv.run_cell(scenario, 0, "learned_horseshoe", settings)
+    assert len(rows) >= 1 and (rows["status"] == "ok").all()
+    assert np.all(np.isfinite(rows["mse"]))
+    assert np.all(rows["tau_base"] > 0)  # on the raw scale: sigma * tau (relative) mapped back

@@ -56,6 +56,7 @@ import pandas as pd
 from bayesmoe.data import interaction_design
 from bayesmoe.experiments.simulate import make_interaction_data
 from bayesmoe.numerics.blas import single_threaded_blas
+from bayesmoe.priors import LOCAL_GLOBAL_FAMILIES
 
 __all__ = [
     "ADAPTIVE_MODELS",
@@ -64,6 +65,7 @@ __all__ = [
     "LEARNED_MODELS",
     "MODELS",
     "SCENARIOS",
+    "STUDY_MODELS",
     "WORKER_ENV",
     "Scenario",
     "StudySettings",
@@ -349,8 +351,13 @@ def _learned(family: str):
                 else np.zeros(0),
             ]
         )
-        tb = float(post["tau_base"].median())
-        ti = float(post["tau_interaction"].median()) if "tau_interaction" in post else np.nan
+        tb = post["tau_base"]
+        ti = post["tau_interaction"] if "tau_interaction" in post else None
+        if family in LOCAL_GLOBAL_FAMILIES:  # their global scales are relative to sigma
+            tb = tb * post["sigma"]
+            ti = None if ti is None else ti * post["sigma"]
+        tb = float(tb.median())
+        ti = float(ti.median()) if ti is not None else np.nan
         tb, ti = w.raw_scales(tb, ti)
         return _Fit(
             w.predict(coef, X_test),
@@ -396,18 +403,28 @@ def _models():
         "learned_gamma": _learned("gamma"),
         "empirical_bayes": _empirical_bayes,
     }
-    return fixed, adaptive, learned
+    # Issue 18's rows, by name only (not in the default study: two more NUTS fits per
+    # cell): the local-global priors and the lasso baseline.
+    extra = {
+        "learned_horseshoe": _learned("horseshoe"),
+        "learned_r2d2": _learned("r2d2"),
+        "lasso_cv": _sklearn(lambda: lm.LassoCV(cv=5, max_iter=50_000, random_state=0)),
+    }
+    return fixed, adaptive, learned, extra
 
 
-_FIXED, _ADAPTIVE, _LEARNED = _models()
+_FIXED, _ADAPTIVE, _LEARNED, _EXTRA = _models()
 #: Fixed choices (one prior / penalty / model for every scenario and size): the bar's rivals.
 FIXED_MODELS: tuple[str, ...] = tuple(_FIXED)
 #: Baselines that tune their penalty on the data (scikit-learn).
 ADAPTIVE_MODELS: tuple[str, ...] = tuple(_ADAPTIVE)
 #: Models with learned prior scales for base and interaction weights.
 LEARNED_MODELS: tuple[str, ...] = tuple(_LEARNED)
-MODELS: dict[str, Callable] = {**_FIXED, **_ADAPTIVE, **_LEARNED}
-_NUTS_MODELS = ("learned_half_cauchy", "learned_gamma")
+#: Every model the study knows by name; ``run_study(models=None)`` runs
+#: :data:`STUDY_MODELS` (all but the opt-in local-global rows and ``lasso_cv``).
+MODELS: dict[str, Callable] = {**_FIXED, **_ADAPTIVE, **_LEARNED, **_EXTRA}
+STUDY_MODELS: tuple[str, ...] = (*_FIXED, *_ADAPTIVE, *_LEARNED)
+_NUTS_MODELS = ("learned_half_cauchy", "learned_gamma", "learned_horseshoe", "learned_r2d2")
 
 
 # -- one cell ---------------------------------------------------------------------------
@@ -599,7 +616,7 @@ def _resolve_scenarios(scenarios) -> list[Scenario]:
 
 def _resolve_models(models) -> list[str | tuple[str, Callable]]:
     if models is None:
-        return list(MODELS)
+        return list(STUDY_MODELS)
     if isinstance(models, str):
         models = [models]
     items: Iterable = models.items() if isinstance(models, Mapping) else models
