@@ -96,14 +96,15 @@ def test_coverage_floor():
 
 
 def _fake_fit(values: dict):
-    """An object with ``idata_`` holding the given (chain, draw, ...) posterior arrays."""
+    """An estimator stand-in: ``idata_`` (and ``working_view()``) hold the given draws."""
     import xarray as xr
 
     post = xr.Dataset(
         {k: (("chain", "draw", *[f"{k}_dim{i}" for i in range(v.ndim - 2)]), v)
         for k, v in values.items()}
     )  # fmt: skip
-    return type("Fit", (), {"idata_": xr.DataTree.from_dict({"posterior": post})})()
+    tree = xr.DataTree.from_dict({"posterior": post})
+    return type("Fit", (), {"idata_": tree, "working_view": lambda self: tree})()
 
 
 def test_reference_misses_is_nominal_and_clustered():
