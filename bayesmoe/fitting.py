@@ -54,20 +54,21 @@ ESS_MIN_PER_CHAIN = 100
 LOG_LIKELIHOOD_MAX_BYTES = 2 * 1024**3
 #: ``log_likelihood="auto"`` stores every row's pointwise log-likelihood up to this size
 #: (rows x draws x experts x 8 bytes) and a row subsample above it. Writing is cheap
-#: (about 3e8 values/s for one expert, 8e7 for three, bayesmoe.numerics.loglik), but what
-#: the values are for is not: ArviZ's PSIS-LOO ran at 1-3e6 values/s on a 2-core machine
-#: (benchmarks/loglik.py), so 256 MiB (3.4e7 values, e.g. 8000 rows x 4000 draws) is
-#: 10-30 s of LOO per model in bayesmoe.compare, while 1 GiB would be about two minutes.
+#: (2.3e8 values/s for one expert, 7.4e7 for three, bayesmoe.numerics.loglik), but what
+#: the values are for is not: ArviZ's PSIS-LOO ran at 1.4-3.5e6 values/s on a 2-core
+#: machine (benchmarks/loglik.py), so 256 MiB (3.4e7 values, e.g. 8000 rows x 4000 draws)
+#: is 10-25 s of LOO per model in bayesmoe.compare, while 1 GiB would be 40-100 s.
 LOG_LIKELIHOOD_AUTO_BYTES = 256 * 1024**2
-#: Rows of the subsample kept above LOG_LIKELIHOOD_AUTO_BYTES. With the point-estimate
-#: approximation of every row's lpd (``loo_approximation``), 2000 rows gave a subsampling
-#: SE of 0.7 (interaction model) and 0.25 (base model) on an elpd of -3e5 from 2e5 rows
-#: (total SE 330, SE of their difference 130; 1000 rows: 0.9 and 0.26; benchmarks/loglik.py).
+#: Rows of the subsample kept above LOG_LIKELIHOOD_AUTO_BYTES. With the posterior-mean
+#: approximation of every row (``loo_approximation``), 2e5 rows and 1000 draws, 2000 rows
+#: gave subsampling SEs of 0.73 (interaction model) and 0.21 (base model) against a total
+#: SE of 320 and an SE of the two models' difference of 130 (1000 rows: 1.05 and 0.25;
+#: 4000 rows: 0.52 and 0.15), at 0.9 s of loo_subsample per model (benchmarks/loglik.py).
 LOO_SUBSAMPLE_ROWS = 2000
 #: Seed of the subsample's rows. Fixed, not the fit's seed: models fitted on the same rows
 #: then share the subsample, which lets arviz compare them with the paired difference
-#: estimator (with different subsamples it falls back to sqrt(se_a^2 + se_b^2), about 3x
-#: the SE of the difference in the measurement above).
+#: estimator (with different subsamples it falls back to sqrt(se_a^2 + se_b^2), 470
+#: instead of 130 in the measurement above).
 LOO_SUBSAMPLE_SEED = 20_190_611
 #: Settings of method="vem" (passed as keyword arguments of fit, or in fit_kwargs).
 VEM_OPTIONS = ("n_init", "max_iter", "tol")

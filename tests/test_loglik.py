@@ -17,6 +17,7 @@ import bayesmoe as bm
 from bayesmoe import fitting
 from bayesmoe.builders.mixture import logsumexp_over_experts
 from bayesmoe.compare import _loo_subsample, pointwise_elpd
+from bayesmoe.experiments import make_mixture_data
 from bayesmoe.numerics import loglik
 
 # Agreement with the reference formulas: relative 1e-12, plus 1e-12 absolute for values
@@ -210,7 +211,7 @@ def test_interaction_spec_matches_the_xarray_formula(rng):
     ids=["mixture-interactions", "linear-gate", "mlp-gate", "one-expert"],
 )
 def test_mixture_spec_matches_joint_log_density(build, rng):
-    data = bm.experiments.make_mixture_data(400, 2, 2, gate="linear", seed=4)
+    data = make_mixture_data(400, 2, 2, gate="linear", seed=4)
     X, y = np.asarray(data.X), np.asarray(data.y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -423,7 +424,7 @@ def test_diagnose_loo_on_a_subsampled_fit(subsampled_pair):
 
 def test_vem_mixture_subsampled_and_compared(small_threshold):
     """The issue's case: a VEM mixture on data too large for a full log-likelihood."""
-    data = bm.experiments.make_mixture_data(900, 2, 2, gate=None, seed=2)
+    data = make_mixture_data(900, 2, 2, gate=None, seed=2)
     X, y = np.asarray(data.X), np.asarray(data.y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,9 +1,11 @@
 r"""Pointwise Gaussian log-likelihoods of linear predictors, for every draw, at memory speed.
 
 The pointwise log-likelihood of a fit is a (draws x rows) array: 2e8 values for 4000 draws
-of 5e4 rows. Written with xarray and :func:`scipy.stats.norm.logpdf` it ran at about 2e6
-values/s (full-size temporaries, scipy's argument checks and masks), i.e. 50x slower than
-writing the array once. The kernels here produce it block by block:
+of 5e4 rows. Written with xarray and :func:`scipy.stats.norm.logpdf` it ran at 3.8e6
+values/s (full-size temporaries, scipy's argument checks and masks), plain numpy on full
+arrays at 3.3e7, while filling an array runs at 7.5e8 (2-core Xeon, benchmarks/loglik.py).
+The kernels here produce it block by block, at 2.3e8 values/s (one expert, 21 columns)
+and 7.4e7 (three experts):
 
 * the design gets two extra columns, 1 and :math:`y_i`, and each draw's coefficients get
   :math:`b_s` and :math:`-1`, all scaled by :math:`1/(\sqrt2\,\sigma_s)`. One BLAS matrix
@@ -30,18 +32,17 @@ from bayesmoe.numerics.blas import single_threaded_blas
 __all__ = [
     "BLOCK_VALUES",
     "gaussian_linear",
-    "lpd_from_blocks",
     "mixture_gaussian_linear",
     "softmax_gate",
 ]
 
 #: Values (draws x rows) per block: 32768 float64 = 256 KiB per temporary, so the K + 3
 #: temporaries of a three-expert mixture stay inside a 2-4 MiB L2 cache. Measured on a
-#: 2-core Xeon: blocks of 2^13-2^16 values run within 10% of each other; 2^20 (temporaries
-#: in memory) is 1.6x slower.
-BLOCK_VALUES = 1 << 16
+#: 2-core Xeon (benchmarks/loglik.py): 2^14-2^16 values per block within 10% of each
+#: other, 2^12 20-25% slower (per-call overhead of the small products).
+BLOCK_VALUES = 1 << 15
 #: Rows per block (the draws per block follow from BLOCK_VALUES): rows of the output are
-#: contiguous, so each block writes runs of 512 float64 (4 KiB) into it.
+#: contiguous, so each block writes runs of 1024 float64 (8 KiB) into it.
 BLOCK_ROWS = 1024
 
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -353,23 +354,3 @@ def mixture_gaussian_linear(
                 if gated:
                     res -= lse  # log of the softmax's denominator
     return out
-
-
-def lpd_from_blocks(
-    loglik: Callable[[slice], np.ndarray], n_rows: int, rows_per_block: int
-) -> np.ndarray:
-    r""":math:`\log \frac1S \sum_s p(y_i \mid \theta_s)` per row, from row blocks.
-
-    ``loglik(rows)`` returns the (S, len(rows)) log-likelihood of a block of rows; only one
-    block is held at a time, so the memory is ``S * rows_per_block`` values whatever
-    ``n_rows`` is.
-    """
-    lpd = np.empty(n_rows)
-    for i0 in range(0, n_rows, rows_per_block):
-        r = slice(i0, min(i0 + rows_per_block, n_rows))
-        block = loglik(r)
-        top = block.max(axis=0)
-        safe = np.where(np.isfinite(top), top, 0.0)
-        with np.errstate(divide="ignore"):
-            lpd[r] = np.log(np.exp(block - safe).mean(axis=0)) + safe
-    return lpd
