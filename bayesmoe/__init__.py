@@ -14,6 +14,7 @@ from bayesmoe.fitting import DiagnosticsError, add_log_likelihood, diagnose, fit
 from bayesmoe.prior_transfer import prior_from_posterior
 from bayesmoe.priors import Prior
 from bayesmoe.stacking import HierarchicalStacking
+from bayesmoe.streaming import read_parquet
 
 __all__ = [
     "DiagnosticsError",
@@ -34,5 +35,6 @@ __all__ = [
     "mixture_regression",
     "predict_averaged",
     "prior_from_posterior",
+    "read_parquet",
     "select_experts",
 ]

@@ -125,18 +125,24 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         """
         return cls(formula=formula, **params).fit(data)
 
-    def fit(self, X, y=None, *, strict: bool = False) -> BayesianRegressor:
+    def fit(self, X, y=None, *, strict: bool = False, client=None) -> BayesianRegressor:
         """Validate the data, build the model and sample its posterior.
 
         Parameters
         ----------
-        X : array-like or DataFrame of shape (n, p)
-            With ``formula``: the DataFrame holding the formula's columns.
+        X : array-like, DataFrame or dask DataFrame of shape (n, p)
+            With ``formula``: the DataFrame holding the formula's columns. A dask
+            DataFrame (e.g. :func:`bayesmoe.read_parquet`) is fitted without loading it
+            (models that support it: see ``_fit_streamed``).
         y : array-like of shape (n,), optional
-            Not given with ``formula`` (the formula names the target).
+            Not given with ``formula`` (the formula names the target). With a dask ``X``:
+            the name of its target column, or a dask Series.
         strict : bool
             Raise :class:`bayesmoe.fitting.DiagnosticsError` if any diagnostic fails its
             threshold (see :func:`bayesmoe.fit`); the estimator then stays unfitted.
+        client : distributed.Client, optional
+            With a dask ``X``: where the pass over the data runs (default: the active
+            client, else a ``LocalCluster`` started for the pass and closed after it).
 
         Returns
         -------
@@ -145,6 +151,8 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         self._check_settings()
         if not isinstance(strict, bool | np.bool_):
             raise TypeError(f"strict must be True or False, got {strict!r}")
+        if _is_dask(X) or _is_dask(y):
+            return self._fit_streamed(X, y, strict=bool(strict), client=client)
         start = time.perf_counter()
         X, y, design = self._formula_design(X, y)
         if design is None:
@@ -167,6 +175,12 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         # validation, standardisation, design and sufficient statistics: the O(n d^2) pass
         self.idata_.attrs["bayesmoe_data_seconds"] = data_seconds
         return self
+
+    def _fit_streamed(self, X, y, *, strict: bool, client) -> BayesianRegressor:
+        raise TypeError(
+            f"{type(self).__name__} does not fit dask inputs yet; InteractionRegression "
+            "does (streamed sufficient statistics). Compute a sample (X.compute()) instead"
+        )
 
     #: whether the model can be fitted without features (``X=None``)
     _allows_no_features = False
@@ -737,6 +751,129 @@ class InteractionRegression(BayesianRegressor):
     _coef_vars = ("beta_base", "beta_interaction")
     _formula_decides: ClassVar[dict] = {"interactions": "all"}
 
+    def _fit_streamed(self, X, y, *, strict: bool, client) -> InteractionRegression:
+        r"""Fit a dask DataFrame in one validated pass over its partitions.
+
+        The collapsed model needs only the sufficient statistics of the standardised design
+        (:mod:`bayesmoe.numerics.suffstats`, combined pairwise across partitions on a
+        ``dask.distributed`` client, :func:`bayesmoe.streaming.design_pass`), so memory does
+        not grow with the number of rows and the posterior is the one the rows in memory
+        would give. The same pass draws a uniform sample of
+        ``bayesmoe.fitting.LOO_SUBSAMPLE_ROWS`` rows: the model's ``observed_data`` /
+        ``constant_data`` and the rows of the pointwise log-likelihood (subsampled LOO).
+        """
+        from bayesmoe import streaming
+        from bayesmoe.data import resolve_interactions
+        from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+
+        if self.formula is not None:
+            raise ValueError(
+                "formula= with a dask input is not supported; build the design columns in "
+                "the dask frame (e.g. with map_partitions) and name the target"
+            )
+        if self.collapsed is False:
+            raise ValueError(
+                "collapsed=False needs every row in memory; a dask input is fitted in the "
+                "collapsed form (collapsed='auto' or True)"
+            )
+        start = time.perf_counter()
+        frame, target = _dask_frame_and_target(X, y)
+        features = [str(c) for c in frame.columns if c != target]
+        if not features:
+            raise ValueError("X has no feature columns besides the target")
+        pairs, _ = resolve_interactions(features, self.interactions)
+        moments, sample = streaming.design_pass(
+            frame, features, target, pairs, sample_rows=LOO_SUBSAMPLE_ROWS,
+            random_seed=self.random_seed, client=client,
+        )  # fmt: skip
+        self.__dict__.pop("moments_", None)  # a full fit starts the statistics afresh
+        return self._fit_from_moments(moments, sample, features, pairs, strict, start)
+
+    def partial_fit(self, X, y, *, strict: bool = False) -> InteractionRegression:
+        """Add a chunk of rows to the sufficient statistics and refit the posterior.
+
+        The statistics of every chunk seen so far are combined exactly as the partitions
+        of a streamed fit (:mod:`bayesmoe.numerics.suffstats`), so after the last chunk the
+        fit equals ``fit`` on all rows (the standardisation uses all rows seen). Each call
+        samples the posterior of the data so far (a few seconds: the collapsed model's
+        cost does not grow with n). A uniform sample of the rows seen is kept for the
+        pointwise log-likelihood. Call ``fit`` to start afresh.
+        """
+        from bayesmoe.data import resolve_interactions
+        from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+        from bayesmoe.numerics.rowsample import chunk_sample, merge_samples
+        from bayesmoe.numerics.suffstats import chunk_moments, combine
+
+        self._check_settings()
+        if self.formula is not None or self.collapsed is False:
+            raise ValueError("partial_fit needs the collapsed form and no formula")
+        start = time.perf_counter()
+        Xv, names = validate_features(X, name="X", min_rows=1)
+        yv = validate_target(y, Xv.shape[0], name="y")
+        pairs, _ = resolve_interactions(names, self.interactions)
+        rng = np.random.default_rng(self._rng(3).integers(2**63) + getattr(self, "_chunks", 0))
+        part = chunk_sample(Xv, yv, LOO_SUBSAMPLE_ROWS, rng)
+        if getattr(self, "moments_", None) is None:
+            shift = np.concatenate([Xv.mean(axis=0), [yv.mean()]])
+            self.moments_ = chunk_moments(Xv, yv, pairs, shift)
+            self._row_sample, self._chunks, self._partial_names = part, 1, names
+        else:
+            if names != self._partial_names:
+                raise ValueError(
+                    f"X columns {names} differ from the first chunk's {self._partial_names}"
+                )
+            chunk = chunk_moments(Xv, yv, pairs, self.moments_.shift)
+            self.moments_ = combine(self.moments_, chunk)
+            self._row_sample = merge_samples(self._row_sample, part, LOO_SUBSAMPLE_ROWS, rng)
+            self._chunks += 1
+        return self._fit_from_moments(
+            self.moments_, self._row_sample, names, pairs, bool(strict), start
+        )
+
+    def _fit_from_moments(self, moments, sample, features, pairs, strict, start):
+        """Standardise, build from the statistics and sample (streamed and partial fits)."""
+        from bayesmoe.builders.interaction import interaction_regression_from_statistics
+        from bayesmoe.numerics.suffstats import standardized_statistics
+
+        if moments.n < 2:
+            raise ValueError(f"X has {moments.n} rows; at least 2 are needed")
+        const = [f for f, v in zip(features, np.diag(moments.comoment), strict=False) if v == 0]
+        if const:
+            warnings.warn(
+                f"X has constant columns {const}: their weights are confounded with the "
+                "intercept and informed only by the prior",
+                UserWarning,
+                stacklevel=3,
+            )
+        stats = standardized_statistics(moments, standardize=self.standardize)
+        self.standardizer_ = Standardizer(
+            stats["x_mean"], stats["x_scale"], stats["y_mean"], stats["y_scale"]
+        )
+        self.feature_names_in_ = np.asarray(features, dtype=object)
+        self.n_features_in_ = len(features)
+        self.__dict__.pop("formula_design_", None)
+        Xs = self.standardizer_.transform_X(sample.X)
+        self.model_ = interaction_regression_from_statistics(
+            stats, features, sample=(Xs, self.standardizer_.transform_y(sample.y)),
+            interactions=pairs, prior=self.prior, base_scale=self.base_scale,
+            interaction_scale=self.interaction_scale, priors=self.priors,
+        )  # fmt: skip
+        data_seconds = time.perf_counter() - start
+        self.idata_ = self._sample_model(strict=strict)
+        self._to_original_scale(sample.y)
+        self._posterior_to_user_scale()
+        self.idata_.attrs.update(
+            bayesmoe_estimator=type(self).__name__,
+            bayesmoe_data_seconds=data_seconds,
+            bayesmoe_streamed=1,
+            bayesmoe_n_rows=int(moments.n),
+            # observed_data, constant_data and log_likelihood hold a uniform row sample
+            bayesmoe_sample_rows=int(sample.y.size),
+        )
+        if sample.y.size < moments.n and "log_likelihood" in self.idata_.children:
+            self.idata_.attrs["bayesmoe_log_likelihood"] = "subsample"
+        return self
+
     def _summary_vars(self) -> list[str]:
         post = self.idata_["posterior"]
         names = ["intercept", "beta_base", "beta_interaction", "tau_base", "tau_interaction"]
@@ -1112,6 +1249,27 @@ _ESTIMATORS = {
     "MixtureRegression": MixtureRegression,
     "GatedExperts": GatedExperts,
 }
+
+
+def _dask_frame_and_target(X, y):
+    """A dask frame holding the features and the target, and the target's column name."""
+    from bayesmoe.streaming import is_dask
+
+    if not is_dask(X) or not hasattr(X, "columns"):
+        raise TypeError(f"with a dask y, X must be a dask DataFrame, got {type(X).__name__}")
+    if isinstance(y, str):
+        if y not in X.columns:
+            raise ValueError(f"y={y!r} is not a column of X; columns are {list(X.columns)}")
+        return X, y
+    if is_dask(y) and not hasattr(y, "columns"):
+        name = str(y.name) if y.name is not None else "y"
+        if name in X.columns:
+            raise ValueError(f"X already has a column {name!r}; name the target column instead")
+        return X.assign(**{name: y}), name
+    raise TypeError(
+        "with a dask X, y must be the name of its target column or a dask Series, "
+        f"got {type(y).__name__}"
+    )
 
 
 def _is_dask(obj) -> bool:

@@ -234,3 +234,78 @@ def test_predictions_on_a_dask_frame_are_lazy_and_equal_the_in_memory_ones(clien
         reg.predict_dist(ddf[["a", "b"]])
     with pytest.raises(ValueError, match="not a column"):
         reg.pointwise_log_predictive_density(ddf, "target")
+
+
+# ---------------------------------------------------------------- streamed fits
+@pytest.fixture(scope="module")
+def interaction_parquet(tmp_path_factory):
+    from bayesmoe.experiments import make_interaction_data
+
+    folder = tmp_path_factory.mktemp("interaction")
+    data = make_interaction_data(6000, 3, 1.0, 0.3, seed=1)
+    frame = data.X.assign(y=data.y)
+    for i in range(3):
+        frame.iloc[i * 2000 : (i + 1) * 2000].to_parquet(folder / f"part-{i}.parquet")
+    return folder, data
+
+
+def test_streamed_fit_equals_the_in_memory_fit(client, interaction_parquet):
+    """Bar: the same statistics to 1e-10 and posterior means within Monte Carlo error."""
+    import warnings
+
+    import bayesmoe as bm
+    from tests.conftest import FAST
+
+    folder, data = interaction_parquet
+    settings = {**FAST, "draws": 500}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        memory = bm.InteractionRegression(**settings).fit(data.X, data.y)
+        streamed = bm.InteractionRegression(**{**settings, "random_seed": 2})
+        streamed.fit(read_parquet(folder), "y", client=client)
+    for name in ("xtx", "xty", "yty", "n_obs"):
+        a, b = memory.model_[name].get_value(), streamed.model_[name].get_value()
+        assert _rel(b, a) < 1e-10, name
+    np.testing.assert_allclose(streamed.standardizer_.x_mean, memory.standardizer_.x_mean)
+    m, s = memory.summary(), streamed.summary()
+    z = (m["mean"] - s["mean"]) / np.hypot(m["mcse_mean"], s["mcse_mean"])
+    assert np.all(np.abs(z) < 4), z
+    attrs = streamed.idata_.attrs
+    assert attrs["bayesmoe_n_rows"] == 6000 and attrs["bayesmoe_streamed"] == 1
+    assert streamed.idata_["observed_data"]["y"].size == attrs["bayesmoe_sample_rows"]
+    np.testing.assert_allclose(
+        streamed.predict(data.X.iloc[:20]), memory.predict(data.X.iloc[:20]), atol=0.05
+    )
+
+
+def test_partial_fit_gives_the_statistics_of_all_chunks(interaction_parquet):
+    import warnings
+
+    import bayesmoe as bm
+    from tests.conftest import FAST
+
+    _, data = interaction_parquet
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = bm.InteractionRegression(**FAST).fit(data.X, data.y)
+        est = bm.InteractionRegression(**FAST)
+        for rows in (slice(0, 1500), slice(1500, 1501), slice(1501, 6000)):
+            est.partial_fit(data.X.iloc[rows], data.y[rows])
+    assert est.moments_.n == 6000
+    for name in ("xtx", "xty", "yty"):
+        assert _rel(est.model_[name].get_value(), whole.model_[name].get_value()) < 1e-10
+    with pytest.raises(ValueError, match="differ"):
+        est.partial_fit(data.X.iloc[:10, :2], data.y[:10])
+
+
+def test_streamed_fit_refuses_what_it_cannot_do(client, interaction_parquet):
+    import bayesmoe as bm
+
+    folder, _ = interaction_parquet
+    ddf = read_parquet(folder)
+    with pytest.raises(ValueError, match="collapsed"):
+        bm.InteractionRegression(collapsed=False).fit(ddf, "y", client=client)
+    with pytest.raises(ValueError, match="not a column"):
+        bm.InteractionRegression().fit(ddf, "target", client=client)
+    with pytest.raises(TypeError, match="dask inputs"):
+        bm.MixtureRegression().fit(ddf, "y", client=client)

@@ -67,7 +67,7 @@ from bayesmoe.numerics.loglik import gaussian_linear
 from bayesmoe.numerics.rescale import regression_to_user_scale
 from bayesmoe.priors import LOCAL_GLOBAL_FAMILIES, interaction_defaults, merge_priors
 
-__all__ = ["InteractionSpec", "interaction_regression"]
+__all__ = ["InteractionSpec", "interaction_regression", "interaction_regression_from_statistics"]
 
 SAMPLE_DIMS = ("chain", "draw")
 
@@ -412,14 +412,85 @@ def interaction_regression(
     yv = validate_target(y, Xv.shape[0], name="y")
     warn_constant_features(Xv, names)
     pairs, int_names = resolve_interactions(names, interactions)
+    location, spread = float(yv.mean()), float(yv.std())
+    return _build(
+        Xv, yv, None, names, pairs, int_names, location, spread, Xv.shape[0], prior,
+        base_scale, interaction_scale, priors, collapsed, centered,
+    )  # fmt: skip
+
+
+def interaction_regression_from_statistics(
+    statistics: dict,
+    feature_names,
+    *,
+    sample: tuple[np.ndarray, np.ndarray] | None = None,
+    interactions="all",
+    prior: str = "half_cauchy",
+    base_scale: float | None = None,
+    interaction_scale: float | None = None,
+    priors: dict | None = None,
+) -> pm.Model:
+    r"""The collapsed model of :func:`interaction_regression`, from sufficient statistics.
+
+    For data that are never in memory: ``statistics`` holds ``n``, ``xtx`` (of the design
+    :math:`[1, x, (x_a x_b)_{(a,b)}]`, intercept first), ``xty`` and ``yty`` of the data the
+    model sees (standardised or not), as
+    :func:`bayesmoe.numerics.suffstats.standardized_statistics` returns them from one
+    streamed pass. The likelihood is the same function of these statistics as in the
+    collapsed form, so the posterior is the same as with the rows in memory; the default
+    priors use the target's mean :math:`x_{y,0}/n` and sd
+    :math:`\sqrt{y^	op y/n - ar y^2}` read off the statistics.
+
+    Parameters
+    ----------
+    statistics : dict
+    feature_names : sequence of str
+    sample : (X, y), optional
+        Rows of the same data (same scale), e.g. a uniform row sample drawn in the same
+        pass: they become the model's ``obs``, ``X_base`` and ``observed_data``, i.e. the
+        rows a pointwise log-likelihood is computed for. They do not enter the likelihood.
+    interactions, prior, base_scale, interaction_scale, priors
+        As in :func:`interaction_regression`; the weight priors must allow the collapsed
+        form (Normal or Flat).
+    """
+    names = [str(c) for c in feature_names]
+    if not names:
+        raise ValueError("feature_names is empty; InteractionRegression needs a feature")
+    pairs, int_names = resolve_interactions(names, interactions)
+    d = 1 + len(names) + len(pairs)
+    xtx = np.asarray(statistics["xtx"], float)
+    xty = np.asarray(statistics["xty"], float)
+    if xtx.shape != (d, d) or xty.shape != (d,):
+        raise ValueError(
+            f"statistics hold xtx {xtx.shape} and xty {xty.shape}; {len(names)} features and "
+            f"{len(pairs)} interactions need {(d, d)} and {(d,)}"
+        )
+    n, yty = float(statistics["n"]), float(statistics["yty"])
+    location = float(xty[0] / n)
+    spread = float(np.sqrt(max(yty / n - location**2, 0.0)))
+    if sample is None:
+        sample = (np.zeros((0, len(names))), np.zeros(0))
+    Xs = np.asarray(sample[0], float).reshape(-1, len(names))
+    ys = np.asarray(sample[1], float).ravel()
+    return _build(
+        Xs, ys, (xtx, xty, yty, n), names, pairs, int_names, location, spread, int(n), prior,
+        base_scale, interaction_scale, priors, True, False,
+    )  # fmt: skip
+
+
+def _build(
+    Xv, yv, stats, names, pairs, int_names, y_location, y_scale, n_obs, prior, base_scale,
+    interaction_scale, priors, collapsed, centered,
+) -> pm.Model:  # fmt: skip
+    """The model from validated rows ``Xv, yv`` (and, streamed, their statistics ``stats``)."""
     defaults = interaction_defaults(
         prior,
-        y_location=float(yv.mean()),
-        y_scale=float(yv.std()),
+        y_location=y_location,
+        y_scale=y_scale,
         base_scale=base_scale,
         interaction_scale=interaction_scale,
         has_interactions=bool(pairs),
-        n_obs=Xv.shape[0],
+        n_obs=n_obs,
         n_features=len(names),
         n_interactions=len(pairs),
     )
@@ -462,7 +533,11 @@ def interaction_regression(
         bad = [g[0] for g, b in zip(groups, blocks, strict=True) if b is None]
         raise ValueError(
             f"collapsed=True needs Normal or Flat priors on the weights; {bad} are not. "
-            "Use collapsed=False (per-row likelihood) for other priors"
+            + (
+                "Use collapsed=False (per-row likelihood) for other priors"
+                if stats is None
+                else "A streamed fit has no rows for a per-row likelihood"
+            )
         )
     use_collapsed = collapsible and collapsed in (True, "auto")
 
@@ -497,7 +572,10 @@ def interaction_regression(
             sigma = _noise_sd(merged)
         if use_collapsed:
             spec.blocks = blocks
-            _collapsed_likelihood(model, Xv, Xi, yv, blocks, taus, sigma, groups)
+            if stats is None:
+                design = np.column_stack([np.ones(Xv.shape[0]), Xv, Xi])
+                stats = (design.T @ design, design.T @ yv, float(yv @ yv), float(Xv.shape[0]))
+            _collapsed_likelihood(model, stats, blocks, taus, sigma, groups)
         else:
             _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of)
     model.bayesmoe_spec = spec
@@ -592,16 +670,15 @@ def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of):
     pm.Normal("y", mu=mu, sigma=sigma, observed=yv, dims="obs")
 
 
-def _collapsed_likelihood(model, Xv, Xi, yv, blocks, taus, sigma, groups):
-    n = Xv.shape[0]
-    design = np.column_stack([np.ones(n), Xv, Xi])
+def _collapsed_likelihood(model, stats, blocks, taus, sigma, groups):
+    """The log marginal likelihood from ``stats = (xtx, xty, yty, n)`` (module docstring)."""
     model.add_coord(
         "coef", ["intercept", *model.coords["feature"], *model.coords.get("interaction", ())]
     )
-    xtx = pm.Data("xtx", design.T @ design, dims=("coef", "coef_"))
-    xty = pm.Data("xty", design.T @ yv, dims="coef")
-    yty = pm.Data("yty", float(yv @ yv))
-    n_obs = pm.Data("n_obs", float(n))
+    xtx = pm.Data("xtx", stats[0], dims=("coef", "coef_"))
+    xty = pm.Data("xty", stats[1], dims="coef")
+    yty = pm.Data("yty", stats[2])
+    n_obs = pm.Data("n_obs", stats[3])
     sds, means, log_prec_terms = [], [], []
     for block, (_, spec, width, scale_var) in zip(blocks, groups, strict=True):
         means.append(block.mean)
