@@ -417,7 +417,12 @@ def _log_likelihood_plan(model: pm.Model, log_likelihood, n_draws: int):
     if not (isinstance(log_likelihood, str) and log_likelihood == "auto"):
         raise ValueError(f"log_likelihood must be 'auto', True or False, got {log_likelihood!r}")
     size = _log_likelihood_bytes(model, n_draws)
-    if size is None or size[0] <= LOG_LIKELIHOOD_AUTO_BYTES or size[1] <= LOO_SUBSAMPLE_ROWS:
+    if (
+        size is None
+        or size[0] <= LOG_LIKELIHOOD_AUTO_BYTES
+        or size[1] <= LOO_SUBSAMPLE_ROWS
+        or not getattr(_spec(model), "supports_row_subsample", True)
+    ):
         return "all"
     need, n_rows, width = size
     rows = subsample_rows(n_rows)
@@ -676,19 +681,20 @@ def add_log_likelihood(idata: xr.DataTree, model: pm.Model, *, rows=None) -> xr.
         ``"subsample"``.
     """
     spec = _spec(model)
-    obs = idata["observed_data"]["obs"]
-    if "loo_approximation" in idata.children:
+    if rows is not None and not getattr(spec, "supports_row_subsample", spec is not None):
+        raise ValueError(
+            "rows (a subsampled log-likelihood) needs a model built by "
+            "bayesmoe.interaction_regression, mixture_regression or gated_experts"
+        )
+    if "loo_approximation" in idata.children:  # of a subsample this replaces
         del idata["loo_approximation"]
     if spec is None:
-        if rows is not None:
-            raise ValueError(
-                "rows (a subsampled log-likelihood) needs a model built by a bayesmoe builder"
-            )
         with model:
             pm.compute_log_likelihood(idata, progressbar=False)
         idata.attrs["bayesmoe_log_likelihood"] = "full"
         return idata
     posterior = idata["posterior"].to_dataset()
+    obs = idata["observed_data"]["obs"]
     X = idata["constant_data"]["X_base"].values
     y = idata["observed_data"]["y"].values
     if rows is None:

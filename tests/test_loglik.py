@@ -463,3 +463,13 @@ def test_subsampled_estimator_survives_save_and_load(small_threshold, tmp_path):
     a = pointwise_elpd({"a": est})[0]["a"]
     b = pointwise_elpd({"b": back})[0]["b"]
     assert a.elpd == pytest.approx(b.elpd, rel=1e-12)
+
+
+def test_stacking_models_are_never_subsampled(small_threshold):
+    """The stacking score is tied to every row's stored lpd: "auto" keeps all rows."""
+    rng = np.random.default_rng(2)
+    model = bm.hierarchical_stacking(rng.normal(size=(900, 1)), rng.normal(size=(900, 2)) - 1)
+    assert fitting._log_likelihood_plan(model, "auto", 10_000) == "all"
+    idata = xr.DataTree.from_dict({"posterior": xr.Dataset()})
+    with pytest.raises(ValueError, match=r"rows .* needs a model built by"):
+        bm.add_log_likelihood(idata, model, rows=10)

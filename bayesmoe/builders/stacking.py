@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pymc as pm
@@ -93,6 +94,9 @@ class StackingSpec:
     lpd: np.ndarray
     y: np.ndarray
     global_weights: np.ndarray
+    #: the pointwise score is tied to the stored ``lpd`` of every row, so
+    #: ``bayesmoe.fit(log_likelihood="auto")`` never stores it for a row subsample
+    supports_row_subsample: ClassVar[bool] = False
 
     @property
     def free(self) -> list[int]:
