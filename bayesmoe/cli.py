@@ -155,10 +155,49 @@ def _read_table(path: Path):
         raise ValueError(f"could not read {str(path)!r}: {err}") from err
 
 
-def fit_file(args) -> Path:
-    """Fit a user's CSV/Parquet file and write model, summary and diagnostic plots."""
+def _is_parquet_set(data: str) -> bool:
+    """A Parquet folder, glob or file: what ``bayesmoe.read_parquet`` streams."""
+    path = Path(data)
+    return (
+        any(ch in data for ch in "*?[")
+        or path.is_dir()
+        or path.suffix.lower() in (".parquet", ".pq")
+    )
+
+
+def fit_stream(args) -> Path:
+    """InteractionRegression on a Parquet file, folder or glob, streamed (dask.distributed)."""
     import bayesmoe as bm
 
+    try:
+        ddf = bm.read_parquet(args.data)
+    except OSError as err:
+        raise ValueError(str(err)) from err
+    if args.target is None:
+        raise ValueError("give --target COL (a streamed fit takes no --formula)")
+    if args.target not in ddf.columns:
+        raise ValueError(
+            f"--target {args.target!r} is not a column; columns are {list(ddf.columns)}"
+        )
+    features = args.features or [c for c in ddf.columns if c != args.target]
+    missing = [c for c in features if c not in ddf.columns]
+    if missing:
+        raise ValueError(f"--features {missing} are not columns of {args.data}")
+    est = bm.InteractionRegression(**_fit_settings(args))
+    est.fit(ddf[[*features, args.target]], args.target)
+    return _write_fit(est, args)
+
+
+def fit_file(args) -> Path:
+    """Fit a user's CSV/Parquet file and write model, summary and diagnostic plots.
+
+    An InteractionRegression on Parquet (a file, a folder of files or a glob) is streamed:
+    the data are never loaded whole (see :meth:`InteractionRegression.fit` with dask input).
+    """
+    import bayesmoe as bm
+
+    if args.model == "interaction" and args.formula is None and _is_parquet_set(args.data):
+        return fit_stream(args)
     frame = _read_table(Path(args.data))
     if frame.empty:
         raise ValueError(f"{args.data} has no rows")
@@ -264,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     p_demo.add_argument("--n-train", type=int, default=300)
     _add_fit_options(p_demo)
     p_fit = sub.add_parser("fit", help="fit a CSV or Parquet file")
-    p_fit.add_argument("data", help="CSV or Parquet file")
+    p_fit.add_argument("data", help="CSV or Parquet file, or a Parquet folder or glob (streamed)")
     p_fit.add_argument("--target", help="column to predict (or give --formula)")
     p_fit.add_argument(
         "--formula", help="Wilkinson formula, e.g. 'y ~ (a + b + c)**2' (replaces --target)"

@@ -601,11 +601,13 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         Xw = pd.DataFrame(
             tree["constant_data"]["X_base"].values, columns=list(est.feature_names_in_)
         )
+        yw = est.standardizer_.transform_y(tree["observed_data"]["y"].values)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # constant-feature warnings were given at fit time
-            est.model_ = est._build(
-                Xw, est.standardizer_.transform_y(tree["observed_data"]["y"].values)
-            )
+            if tree.attrs.get("bayesmoe_streamed"):
+                est.model_ = est._build_from_saved_statistics(tree, Xw.to_numpy(), yw)
+            else:
+                est.model_ = est._build(Xw, yw)
         if "posterior_working" in tree.children:
             est._set_point_estimates()
         else:  # format 1 (bayesmoe 0.1) stored the working-scale draws as posterior
@@ -862,6 +864,14 @@ class InteractionRegression(BayesianRegressor):
         self.idata_ = self._sample_model(strict=strict)
         self._to_original_scale(sample.y)
         self._posterior_to_user_scale()
+        # the statistics the likelihood used: saved with the fit, so load rebuilds this model
+        const = self.idata_["constant_data"].to_dataset()
+        self.idata_["constant_data"] = const.assign(
+            xtx=(("coef", "coef_"), stats["xtx"]),
+            xty=("coef", stats["xty"]),
+            yty=stats["yty"],
+            n_obs=stats["n"],
+        )
         self.idata_.attrs.update(
             bayesmoe_estimator=type(self).__name__,
             bayesmoe_data_seconds=data_seconds,
@@ -873,6 +883,20 @@ class InteractionRegression(BayesianRegressor):
         if sample.y.size < moments.n and "log_likelihood" in self.idata_.children:
             self.idata_.attrs["bayesmoe_log_likelihood"] = "subsample"
         return self
+
+    def _build_from_saved_statistics(self, tree, Xs, ys) -> pm.Model:
+        """The statistics-based model of a saved streamed fit (its row sample as ``obs``)."""
+        from bayesmoe.builders.interaction import interaction_regression_from_statistics
+
+        const = tree["constant_data"]
+        stats = {k: const[k].values for k in ("xtx", "xty", "yty", "n_obs")}
+        stats["n"] = stats.pop("n_obs")
+        return interaction_regression_from_statistics(
+            stats, list(self.feature_names_in_), sample=(Xs, ys),
+            interactions=self._design_interactions(), prior=self.prior,
+            base_scale=self.base_scale, interaction_scale=self.interaction_scale,
+            priors=self.priors,
+        )  # fmt: skip
 
     def _summary_vars(self) -> list[str]:
         post = self.idata_["posterior"]

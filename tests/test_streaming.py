@@ -309,3 +309,20 @@ def test_streamed_fit_refuses_what_it_cannot_do(client, interaction_parquet):
         bm.InteractionRegression().fit(ddf, "target", client=client)
     with pytest.raises(TypeError, match="dask inputs"):
         bm.MixtureRegression().fit(ddf, "y", client=client)
+
+
+def test_cli_fits_a_parquet_folder_streamed(client, interaction_parquet, tmp_path):
+    from bayesmoe.cli import main
+
+    folder, _ = interaction_parquet
+    small = ["--draws", "200", "--tune", "200", "--chains", "2", "--no-progress"]
+    rc = main(["fit", str(folder), "--target", "y", "--out", str(tmp_path / "o"), *small])
+    assert rc == 0
+    summary = pd.read_csv(tmp_path / "o" / "summary.csv", index_col=0)
+    assert "beta_interaction[x0:x1]" in summary.index
+    import bayesmoe as bm
+
+    loaded = bm.load(tmp_path / "o" / "model.nc")
+    assert loaded.idata_.attrs["bayesmoe_n_rows"] == 6000
+    # the reloaded model is the statistics-based one (all 6000 rows), not the row sample
+    assert float(loaded.model_["n_obs"].get_value()) == 6000
