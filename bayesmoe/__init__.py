@@ -1,40 +1,54 @@
-"""bayesmoe: Bayesian interaction regressions and mixtures of experts on PyMC."""
+"""bayesmoe: Bayesian interaction regressions and mixtures of experts on PyMC.
+
+The public names are imported on first use (PEP 562), so ``import bayesmoe`` and the
+numpy-only kernels that dask workers import (:mod:`bayesmoe.numerics`,
+:mod:`bayesmoe.streaming`) do not load PyMC and PyTensor until a model is built.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from bayesmoe.builders import (
-    gated_experts,
-    hierarchical_stacking,
-    interaction_regression,
-    mixture_regression,
-)
-from bayesmoe.compare import compare, predict_averaged, select_experts
-from bayesmoe.estimators import GatedExperts, InteractionRegression, MixtureRegression, load
-from bayesmoe.fitting import DiagnosticsError, add_log_likelihood, diagnose, fit
-from bayesmoe.prior_transfer import prior_from_posterior
-from bayesmoe.priors import Prior
-from bayesmoe.stacking import HierarchicalStacking
-from bayesmoe.streaming import read_parquet
+# ``compare`` names both a submodule and its main function: importing the submodule binds
+# the package attribute to the module, so the function is bound here, once, after it
+# (this loads ArviZ, not PyMC).
+from bayesmoe.compare import compare
 
-__all__ = [
-    "DiagnosticsError",
-    "GatedExperts",
-    "HierarchicalStacking",
-    "InteractionRegression",
-    "MixtureRegression",
-    "Prior",
-    "__version__",
-    "add_log_likelihood",
-    "compare",
-    "diagnose",
-    "fit",
-    "gated_experts",
-    "hierarchical_stacking",
-    "interaction_regression",
-    "load",
-    "mixture_regression",
-    "predict_averaged",
-    "prior_from_posterior",
-    "read_parquet",
-    "select_experts",
-]
+#: public name -> the module that defines it
+_EXPORTS = {
+    "DiagnosticsError": "bayesmoe.fitting",
+    "GatedExperts": "bayesmoe.estimators",
+    "HierarchicalStacking": "bayesmoe.stacking",
+    "InteractionRegression": "bayesmoe.estimators",
+    "MixtureRegression": "bayesmoe.estimators",
+    "Prior": "bayesmoe.priors",
+    "add_log_likelihood": "bayesmoe.fitting",
+    "diagnose": "bayesmoe.fitting",
+    "fit": "bayesmoe.fitting",
+    "gated_experts": "bayesmoe.builders",
+    "hierarchical_stacking": "bayesmoe.builders",
+    "interaction_regression": "bayesmoe.builders",
+    "load": "bayesmoe.estimators",
+    "mixture_regression": "bayesmoe.builders",
+    "predict_averaged": "bayesmoe.compare",
+    "prior_from_posterior": "bayesmoe.prior_transfer",
+    "read_parquet": "bayesmoe.streaming",
+    "select_experts": "bayesmoe.compare",
+}
+
+__all__ = ["__version__", "compare", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bayesmoe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -64,19 +64,33 @@ def _u(X: np.ndarray, y: np.ndarray, pairs, shift: np.ndarray) -> np.ndarray:
     return np.concatenate(cols, axis=1)
 
 
+#: Rows per block inside a chunk: the block's shifted design (rows x (p + q + 1) doubles,
+#: 3.5 MB for 6 features) stays in cache, which made a 1e6-row partition about 3x faster
+#: than building the whole design at once (and bounds the memory a worker needs).
+BLOCK_ROWS = 16_384
+
+
 def chunk_moments(
     X: np.ndarray, y: np.ndarray, pairs: Sequence[tuple[int, int]], shift: np.ndarray
 ) -> DesignMoments:
-    """The moments of one chunk of rows (float64 arrays ``X`` (n, p), ``y`` (n,))."""
+    """The moments of one chunk of rows (float64 arrays ``X`` (n, p), ``y`` (n,)).
+
+    Blocks of ``BLOCK_ROWS`` rows are centred at their own means and combined with
+    :func:`combine`, so a chunk whose rows drift far from the shift loses no accuracy.
+    """
     pairs = tuple((int(a), int(b)) for a, b in pairs)
     shift = np.asarray(shift, float)
     D = shift.size + len(pairs)
-    if X.shape[0] == 0:
-        return DesignMoments(0, shift, np.zeros(D), np.zeros((D, D)), pairs)
-    u = _u(np.asarray(X, float), np.asarray(y, float), pairs, shift)
-    mean = u.mean(axis=0)
-    centred = u - mean
-    return DesignMoments(X.shape[0], shift, mean, centred.T @ centred, pairs)
+    total = DesignMoments(0, shift, np.zeros(D), np.zeros((D, D)), pairs)
+    X = np.asarray(X, float)
+    y = np.asarray(y, float)
+    for start in range(0, X.shape[0], BLOCK_ROWS):
+        u = _u(X[start : start + BLOCK_ROWS], y[start : start + BLOCK_ROWS], pairs, shift)
+        mean = u.mean(axis=0)
+        u -= mean
+        block = DesignMoments(u.shape[0], shift, mean, u.T @ u, pairs)
+        total = combine(total, block)
+    return total
 
 
 def combine(a: DesignMoments, b: DesignMoments) -> DesignMoments:
