@@ -54,7 +54,7 @@ ESS_MIN_PER_CHAIN = 100
 LOG_LIKELIHOOD_MAX_BYTES = 2 * 1024**3
 #: ``log_likelihood="auto"`` stores every row's pointwise log-likelihood up to this size
 #: (rows x draws x experts x 8 bytes) and a row subsample above it. Writing is cheap
-#: (2.3e8 values/s for one expert, 7.4e7 for three, bayesmoe.numerics.loglik), but what
+#: (2-3e8 values/s for one expert, 1e8 for three, bayesmoe.numerics.loglik), but what
 #: the values are for is not: ArviZ's PSIS-LOO ran at 1.4-3.5e6 values/s on a 2-core
 #: machine (benchmarks/loglik.py), so 256 MiB (3.4e7 values, e.g. 8000 rows x 4000 draws)
 #: is 10-25 s of LOO per model in bayesmoe.compare, while 1 GiB would be 40-100 s.

@@ -207,8 +207,9 @@ def test_interaction_spec_matches_the_xarray_formula(rng):
         lambda X, y: bm.gated_experts(X, y, n_experts=3, gate="linear", shared_noise=True),
         lambda X, y: bm.gated_experts(X, y, n_experts=2, gate="mlp", gate_hidden=3),
         lambda X, y: bm.mixture_regression(X, y, n_components=1),
+        lambda X, y: bm.mixture_regression(None, y, n_components=2),
     ],
-    ids=["mixture-interactions", "linear-gate", "mlp-gate", "one-expert"],
+    ids=["mixture-interactions", "linear-gate", "mlp-gate", "one-expert", "no-features"],
 )
 def test_mixture_spec_matches_joint_log_density(build, rng):
     data = make_mixture_data(400, 2, 2, gate="linear", seed=4)
