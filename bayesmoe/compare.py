@@ -423,7 +423,12 @@ def compare(
     ----------
     models : dict of name -> fitted estimator or DataTree
         All fitted on the same observations, each with a pointwise ``log_likelihood``
-        (an estimator fitted with ``log_likelihood=False`` gets it computed).
+        (an estimator fitted with ``log_likelihood=False`` gets it computed). A fit that
+        stores it for a row subsample (``log_likelihood="auto"`` on large data) is
+        estimated by :func:`arviz_stats.loo_subsample`; the table then has ArviZ's
+        ``subsampling_dse`` column, fits on the same number of rows share their
+        subsample (paired differences), and the weights use, off the subsample, the
+        difference estimator's pointwise values (``ic="waic"`` needs every row).
     ic : {"loo", "waic"}
     method : {"stacking", "bb-pseudo-bma", "pseudo-bma"}
     round_to : int or "none"
