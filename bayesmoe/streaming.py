@@ -77,17 +77,22 @@ def _files(path) -> list[str]:
 
 
 def _read_one(path: str, columns: list[str] | None) -> pd.DataFrame:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        schema = pq.read_schema(path)
-    except Exception as err:  # pyarrow raises several types for a broken file
-        raise OSError(f"{path!r} is not a readable Parquet file: {err}") from err
-    if columns is not None:
-        missing = [c for c in columns if c not in schema.names]
+        table = pq.read_table(path, columns=columns)
+    except (pa.ArrowInvalid, KeyError, OSError) as err:
+        # a missing column or a broken file: say which (the schema read only on failure)
+        try:
+            names = pq.read_schema(path).names
+        except Exception as inner:  # pyarrow raises several types for a broken file
+            raise OSError(f"{path!r} is not a readable Parquet file: {inner}") from err
+        missing = [c for c in columns or () if c not in names]
         if missing:
-            raise PartitionError(f"file {path!r} has no column(s) {missing}")
-    frame = pq.read_table(path, columns=columns).to_pandas()
+            raise PartitionError(f"file {path!r} has no column(s) {missing}") from err
+        raise OSError(f"{path!r} could not be read: {err}") from err
+    frame = table.to_pandas()
     frame.attrs["bayesmoe_source"] = path
     return frame
 

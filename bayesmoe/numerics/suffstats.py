@@ -85,7 +85,8 @@ def chunk_moments(
         stop = min(start + BLOCK_ROWS, X.shape[0])
         u = buffer[: stop - start]
         np.subtract(X[start:stop], shift[:-1], out=u[:, :p])
-        np.multiply(u[:, a], u[:, b], out=u[:, p : p + len(pairs)])
+        for k in range(len(pairs)):  # contiguous columns (Fortran order): no temporaries
+            np.multiply(u[:, a[k]], u[:, b[k]], out=u[:, p + k])
         np.subtract(y[start:stop], shift[-1], out=u[:, -1])
         mean = u.mean(axis=0)
         u -= mean
