@@ -165,6 +165,19 @@ def _is_parquet_set(data: str) -> bool:
     )
 
 
+def _target_and_features(args, columns: list) -> list:
+    """The feature columns, after checking --target and --features against ``columns``."""
+    if args.target is None:
+        raise ValueError("give --target COL (with --features) or --formula 'y ~ ...'")
+    if args.target not in columns:
+        raise ValueError(f"--target {args.target!r} is not a column; columns are {columns}")
+    features = args.features or [c for c in columns if c != args.target]
+    missing = [c for c in features if c not in columns]
+    if missing:
+        raise ValueError(f"--features {missing} are not columns of {args.data}")
+    return features
+
+
 def fit_stream(args) -> Path:
     """InteractionRegression on a Parquet file, folder or glob, streamed (dask.distributed)."""
     import bayesmoe as bm
@@ -173,16 +186,7 @@ def fit_stream(args) -> Path:
         ddf = bm.read_parquet(args.data)
     except OSError as err:
         raise ValueError(str(err)) from err
-    if args.target is None:
-        raise ValueError("give --target COL (a streamed fit takes no --formula)")
-    if args.target not in ddf.columns:
-        raise ValueError(
-            f"--target {args.target!r} is not a column; columns are {list(ddf.columns)}"
-        )
-    features = args.features or [c for c in ddf.columns if c != args.target]
-    missing = [c for c in features if c not in ddf.columns]
-    if missing:
-        raise ValueError(f"--features {missing} are not columns of {args.data}")
+    features = _target_and_features(args, list(ddf.columns))
     est = bm.InteractionRegression(**_fit_settings(args))
     est.fit(ddf[[*features, args.target]], args.target)
     return _write_fit(est, args)
@@ -213,16 +217,7 @@ def fit_file(args) -> Path:
             settings["gate_formula"] = args.gate_formula
         est = getattr(bm, MODELS[args.model])(formula=args.formula, **settings).fit(frame)
         return _write_fit(est, args)
-    if args.target is None:
-        raise ValueError("give --target COL (with --features) or --formula 'y ~ ...'")
-    if args.target not in frame.columns:
-        raise ValueError(
-            f"--target {args.target!r} is not a column; columns are {list(frame.columns)}"
-        )
-    features = args.features or [c for c in frame.columns if c != args.target]
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise ValueError(f"--features {missing} are not columns of {args.data}")
+    features = _target_and_features(args, list(frame.columns))
     est = getattr(bm, MODELS[args.model])(**_fit_settings(args))
     est.fit(frame[features], frame[args.target])
     return _write_fit(est, args)
