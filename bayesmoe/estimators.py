@@ -660,14 +660,22 @@ class InteractionRegression(BayesianRegressor):
         are refused. ``interactions`` must stay at its default.
     interactions : "all", None or sequence of pairs / "a:b" names
         Interactions to include; ``None`` gives the base-effects model.
-    prior : {"half_cauchy", "gamma", "half_normal", "fixed"}
-        Hyperprior family of the two scales (gamma: on the precisions :math:`\tau^{-2}`).
+    prior : {"half_cauchy", "gamma", "half_normal", "fixed", "horseshoe", "r2d2"}
+        Hyperprior family of the two scales (gamma: on the precisions :math:`\tau^{-2}`),
+        or a local-global prior that keeps the two groups: the regularised horseshoe (a
+        global scale per group, a local scale per weight, a shared slab) or R2-D2 (a prior
+        on :math:`R^2` split over the groups, then within them); see
+        :func:`bayesmoe.priors.interaction_defaults` for the math and defaults.
     base_scale, interaction_scale : float, optional
         Prior standard deviations when ``prior="fixed"`` (the seed's fixed-prior model).
     priors : dict, optional
         Overrides keyed by variable name: ``intercept``, ``beta_base``, ``beta_interaction``,
         ``tau_base``, ``tau_interaction`` (``lambda_base``, ``lambda_interaction`` for
-        gamma), ``sigma``; values are :class:`pymc_extras.prior.Prior` or numbers (fixed).
+        gamma), ``sigma``; for the horseshoe also ``lambda_local_base``,
+        ``lambda_local_interaction``, ``c2``; for R2-D2 ``r2``, ``phi``, ``phi_base``,
+        ``phi_interaction``. Values are :class:`pymc_extras.prior.Prior` or numbers
+        (fixed), checked before anything is built (support, parameters, dims: a prior
+        without dims is broadcast over the variable's elements).
     standardize : bool, default True
         Centre and scale each feature and ``y`` before modelling (interactions are formed
         from the standardised features; default priors are set on that scale). The
