@@ -21,12 +21,12 @@ import warnings
 import numpy as np
 import pytensor
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 from pymc.initial_point import make_initial_point_fn
 
 import bayesmoe as bm
-from bayesmoe.priors import Prior
+from bayesmoe.priors import POSITIVE_FAMILIES, Prior
 from tests.conftest import FAST
 
 CASES = int(os.environ.get("BAYESMOE_PRIOR_CASES", "80"))
@@ -107,18 +107,50 @@ values = st.one_of(
 )
 
 
+#: Families a plausible override of each kind of variable uses (half the cases draw from
+#: these with valid parameters, so that many cases build and are checked for finiteness).
+PLAUSIBLE = {
+    "positive": ("HalfNormal", "HalfCauchy", "Gamma", "Exponential", "LogNormal", "HalfStudentT"),
+    "real": ("Normal", "StudentT", "Cauchy", "Laplace"),
+    "simplex": ("Dirichlet",),
+    "unit": ("Beta",),
+}
+
+
+def _kind(default) -> str:
+    family = default.distribution if isinstance(default, Prior) else "HalfNormal"
+    if family in ("Dirichlet",):
+        return "simplex"
+    if family in ("Beta",):
+        return "unit"
+    return "positive" if family in POSITIVE_FAMILIES else "real"
+
+
 @st.composite
 def cases(draw):
     config = draw(st.sampled_from(sorted(CONFIGS)))
     keys = _keys(config)
     key = draw(st.sampled_from(sorted(keys)))
-    family = draw(st.sampled_from(sorted(PARAMS)))
-    names = PARAMS[family]
-    chosen = draw(st.lists(st.sampled_from(names), unique=True)) if names else []
-    params = {name: draw(values) for name in chosen}
     default = keys[key]
     own = tuple(default.dims or ()) if isinstance(default, Prior) else ()
-    dims = draw(st.sampled_from([None, "own", ("feature",), ("expert",), ("grid", "expert")]))
+    if draw(st.booleans()):  # a plausible override: the right kind of family, valid values
+        family = draw(st.sampled_from(PLAUSIBLE[_kind(default)]))
+        names = PARAMS[family]
+        chosen = (
+            [n for n in names if n != "mu" or family == "Normal"]
+            if family != "Gamma"
+            else ["alpha", "beta"]
+        )
+        params = {name: draw(st.floats(0.5, 4.0)) for name in chosen}
+        if family == "Dirichlet":
+            params = {"a": draw(st.floats(0.3, 3.0))}
+        dims = draw(st.sampled_from([None, "own"]))
+    else:  # anything: wrong families, values and dims
+        family = draw(st.sampled_from(sorted(PARAMS)))
+        names = PARAMS[family]
+        chosen = draw(st.lists(st.sampled_from(names), unique=True)) if names else []
+        params = {name: draw(values) for name in chosen}
+        dims = draw(st.sampled_from([None, "own", ("feature",), ("expert",), ("grid", "expert")]))
     dims = (own or None) if dims == "own" else dims
     return config, key, family, params, dims
 
@@ -165,6 +197,7 @@ def check_case(config, key, family, params, dims) -> str:
 def test_every_prior_override_builds_finite_or_is_refused_by_name(case):
     outcome = check_case(*case)
     assume(outcome != "invalid")
+    event(outcome)  # the built / refused split, in --hypothesis-show-statistics
 
 
 # ---------------------------------------------------------------- fits with overrides
