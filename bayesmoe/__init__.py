@@ -11,10 +11,16 @@ import importlib
 
 __version__ = "0.1.0"
 
+# The on-disk compile cache must be set up before PyTensor is imported (its compiledir is
+# read once, at import): bayesmoe.cache only sets PYTENSOR_FLAGS here, importing nothing.
+from bayesmoe import cache as _cache
+
+_cache.configure()
+
 # ``compare`` names both a submodule and its main function: importing the submodule binds
 # the package attribute to the module, so the function is bound here, once, after it
 # (this loads ArviZ, not PyMC).
-from bayesmoe.compare import compare
+from bayesmoe.compare import compare  # noqa: E402 (after the cache set-up)
 
 #: public name -> the module that defines it
 _EXPORTS = {

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -33,12 +35,38 @@ def _fit_settings(args) -> dict:
 
 def _add_fit_options(p: argparse.ArgumentParser, draws: int = 1000) -> None:
     p.add_argument("--method", default="nuts", help="nuts | advi | fullrank_advi | vem (mixtures)")
-    p.add_argument("--sampler", default="nutpie", help="nutpie | pymc | numpyro")
+    p.add_argument(
+        "--sampler", default="auto", help="auto (per model, measured) | nutpie | pymc | numpyro"
+    )
     p.add_argument("--draws", type=int, default=draws)
     p.add_argument("--tune", type=int, default=draws)
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+@contextlib.contextmanager
+def _step(what: str):
+    """Print what the demo is doing, then how long it took (and which sampler ran)."""
+    print(f"{what} ...", flush=True)
+    start = time.perf_counter()
+    yield
+    print(f"{what}: done in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def _print_cache() -> None:
+    from bayesmoe import cache
+
+    folder = cache.cache_dir()
+    if folder is None:
+        print("compile cache: off (BAYESMOE_CACHE_DIR=off)", flush=True)
+        return
+    state = "warm" if any(folder.glob("pytensor/numba/*bayesmoe_logp*")) else "empty"
+    print(
+        f"compile cache: {folder} ({state}; the first run compiles each model once, "
+        "later runs read the compiled code back)",
+        flush=True,
+    )
 
 
 def demo(args) -> Path:
@@ -65,9 +93,10 @@ def demo(args) -> Path:
         "learned_scales": bm.InteractionRegression(standardize=False, **settings),
     }
     fits, preds = {}, {}
-    for name, est in candidates.items():
-        print(f"fitting {name} ...", flush=True)
-        est.fit(train.X, train.y)
+    _print_cache()
+    for i, (name, est) in enumerate(candidates.items(), 1):
+        with _step(f"[{i}/6] fitting {name}"):
+            est.fit(train.X, train.y)
         fits[name] = est.idata_
         preds[name] = est.predict(test.X, return_std=True)
     table = az.compare(fits)
@@ -114,9 +143,9 @@ def _demo_experts(args, settings: dict, out: Path) -> None:
         "gated_experts": bm.GatedExperts(n_experts=2, gate="linear", **settings),
     }
     fits, lpd = {}, {}
-    for name, est in candidates.items():
-        print(f"fitting {name} on two-regime data ...", flush=True)
-        est.fit(train.X, train.y)
+    for i, (name, est) in enumerate(candidates.items(), 4):
+        with _step(f"[{i}/6] fitting {name} on two-regime data"):
+            est.fit(train.X, train.y)
         fits[name] = est.idata_
         lpd[name] = est.log_predictive_density(test.X, test.y) / len(test.y)
     table = az.compare(fits)

@@ -688,7 +688,10 @@ class InteractionRegression(BayesianRegressor):
         Per-row form only: centred instead of non-centred weights under a learned scale
         (better when the data identify the weights strongly, e.g. large n).
     method : {"nuts", "advi", "fullrank_advi"}
-    sampler : {"nutpie", "pymc", "numpyro"}
+    sampler : {"auto", "nutpie", "pymc", "numpyro"}
+        ``"auto"`` (default): per model the NUTS implementation measured fastest to a
+        converged fit in a fresh process (``bayesmoe.fitting.AUTO_SAMPLERS``,
+        ``docs/first_fit/``).
     draws, tune, chains : int
     random_seed : int, optional
     progressbar : bool
@@ -731,7 +734,7 @@ class InteractionRegression(BayesianRegressor):
         collapsed: bool | str = "auto",
         centered: bool = False,
         method: str = "nuts",
-        sampler: str = "nutpie",
+        sampler: str = "auto",
         draws: int = 1000,
         tune: int = 1000,
         chains: int = 4,
@@ -1100,7 +1103,7 @@ class MixtureRegression(_MixtureEstimator):
         standardize: bool = True,
         centered: bool = True,
         method: str = "nuts",
-        sampler: str = "nutpie",
+        sampler: str = "auto",
         draws: int = 1000,
         tune: int = 1000,
         chains: int = 4,
@@ -1218,7 +1221,7 @@ class GatedExperts(_MixtureEstimator):
         standardize: bool = True,
         centered: bool = True,
         method: str = "nuts",
-        sampler: str = "nutpie",
+        sampler: str = "auto",
         draws: int = 1000,
         tune: int = 1000,
         chains: int = 4,

@@ -21,9 +21,11 @@ import numpy as np
 import pymc as pm
 import xarray as xr
 
+import bayesmoe.cache
 from bayesmoe.numerics.blas import single_threaded_blas
 
 __all__ = [
+    "AUTO_SAMPLERS",
     "BFMI_MIN",
     "DIVERGENCES_MAX",
     "ESS_MIN_PER_CHAIN",
@@ -39,11 +41,21 @@ __all__ = [
     "add_log_likelihood",
     "diagnose",
     "fit",
+    "resolve_sampler",
     "subsample_rows",
 ]
 
 METHODS = ("nuts", "advi", "fullrank_advi", "vem")
 SAMPLERS = ("nutpie", "pymc", "numpyro")
+#: What ``sampler="auto"`` runs, per kind of model (:func:`model_kind`). FILLED BELOW.
+AUTO_SAMPLERS = {
+    "interaction_collapsed": "nutpie",
+    "interaction_rows": "nutpie",
+    "mixture": "nutpie",
+    "gated_linear": "nutpie",
+    "gated_mlp": "nutpie",
+    "other": "nutpie",
+}
 
 #: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
 RHAT_MAX = 1.01
@@ -97,8 +109,10 @@ def validate_fit_settings(
     """Refuse bad fit settings before anything is compiled."""
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not known; choose one of {list(METHODS)}")
-    if method == "nuts" and sampler not in SAMPLERS:
-        raise ValueError(f"sampler={sampler!r} is not known; choose one of {list(SAMPLERS)}")
+    if method == "nuts" and sampler != "auto" and sampler not in SAMPLERS:
+        raise ValueError(
+            f"sampler={sampler!r} is not known; choose 'auto' or one of {list(SAMPLERS)}"
+        )
     _check_count("draws", draws, 1)
     _check_count("tune", tune, 0)
     _check_count("chains", chains, 1)
@@ -111,11 +125,34 @@ def _spec(model: pm.Model):
     return getattr(model, "bayesmoe_spec", None)
 
 
+def model_kind(model: pm.Model) -> str:
+    """The key of :data:`AUTO_SAMPLERS` for a model (``"other"`` for plain PyMC models)."""
+    spec = _spec(model)
+    if hasattr(spec, "collapsed"):
+        return "interaction_collapsed" if spec.collapsed else "interaction_rows"
+    if hasattr(spec, "n_experts"):
+        return "mixture" if spec.gate is None else f"gated_{spec.gate}"
+    return "other"
+
+
+def resolve_sampler(model: pm.Model, sampler: str) -> str:
+    """The NUTS implementation ``sampler`` means for ``model`` (``"auto"``: the table)."""
+    if sampler != "auto":
+        return sampler
+    choice = AUTO_SAMPLERS.get(model_kind(model), AUTO_SAMPLERS["other"])
+    if choice == "numpyro":
+        try:
+            import numpyro  # noqa: F401
+        except ImportError:  # the jax extra is optional: the next best needs nothing more
+            return "nutpie"
+    return choice
+
+
 def fit(
     model: pm.Model,
     method: str = "nuts",
     *,
-    sampler: str = "nutpie",
+    sampler: str = "auto",
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 4,
@@ -143,8 +180,11 @@ def fit(
         point estimates (named in ``posterior.attrs["bayesmoe_point_estimates"]``). Its
         settings ``n_init`` (starts, 10), ``max_iter`` (1000) and ``tol`` (1e-8) are
         keyword arguments.
-    sampler : {"nutpie", "pymc", "numpyro"}
-        NUTS implementation. ``numpyro`` needs the ``jax`` extra.
+    sampler : {"auto", "nutpie", "pymc", "numpyro"}
+        NUTS implementation. ``"auto"`` picks per model the one measured fastest to a
+        converged fit in a fresh process, cold and warm (:data:`AUTO_SAMPLERS`, figures in
+        ``docs/first_fit/``). ``numpyro`` needs the ``jax`` extra. nutpie fits of bayesmoe
+        models keep their compiled code in the on-disk cache of :mod:`bayesmoe.cache`.
     draws, tune, chains : int
         Kept draws per chain, tuning steps per chain, and chains.
     random_seed : int, optional
@@ -201,6 +241,7 @@ def fit(
     if not isinstance(strict, bool | np.bool_):
         raise TypeError(f"strict must be True or False, got {strict!r}")
     spec = _spec(model)
+    sampler = resolve_sampler(model, sampler) if method == "nuts" else sampler
     initvals = _init_synonym(initvals, sampler_kwargs)
     vem_options = _check_method_options(model, method, minibatch, initvals, sampler_kwargs)
     ll_rows = _log_likelihood_plan(model, log_likelihood, draws * chains)
@@ -230,7 +271,7 @@ def fit(
             relabel = False  # one labelling by construction
         elif not model.free_RVs:
             idata = _exact_only(model, draws, chains)
-        elif method == "nuts" and sampler == "nutpie" and _cache_key(model) is not None:
+        elif method == "nuts" and sampler == "nutpie" and spec is not None:
             idata = _sample_nutpie_cached(
                 model, draws, tune, chains, sample_seed, progressbar, start_point, **sampler_kwargs
             )
@@ -241,6 +282,8 @@ def fit(
                     sampler_kwargs.setdefault("init", "adapt_diag")  # no jitter off the start
                 elif sampler == "numpyro":
                     sampler_kwargs.setdefault("nuts", {}).setdefault("jitter", False)
+            if sampler == "numpyro":
+                bayesmoe.cache.configure_jax()
             idata = pm.sample(
                 draws=draws,
                 tune=tune,
@@ -530,26 +573,29 @@ def _cache_key(model: pm.Model):
 def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, start=None, **kwargs):
     """Sample with nutpie, compiling each model *structure* once per process.
 
-    Builders whose graph depends on the data only through ``pm.Data`` containers give a
-    ``cache_key`` naming everything else the graph is made of (shapes, priors, names).
-    A second model with the same key reuses the compiled sampler with its own data
-    swapped in (``CompiledModel.with_data``), which skips numba compilation: a fit of
-    the collapsed interaction model then costs about a second instead of about ten.
+    Compilation goes through :func:`bayesmoe.cache.compile_nutpie`, whose numba code a
+    fresh process reads back from the on-disk cache (35 s cold, 1.2 s warm for the
+    demo's collapsed interaction model). Within a process, builders whose graph depends
+    on the data only through ``pm.Data`` containers give a ``cache_key`` naming
+    everything else the graph is made of (shapes, priors, names); a second model with
+    the same key reuses the compiled sampler with its own data swapped in
+    (``CompiledModel.with_data``), which skips the PyTensor graph work as well.
     """
     import nutpie
 
     key = _cache_key(model)
-    compiled = _NUTPIE_CACHE.get(key)
+    compiled = None if key is None else _NUTPIE_CACHE.get(key)
     if compiled is None:
-        compiled = nutpie.compile_pymc_model(model)
+        compiled = bayesmoe.cache.compile_nutpie(model)
     else:
         names = {var.name for var in compiled.shared_var_keys}
         data = {name: model[name].get_value() for name in names}
         compiled = compiled.with_data(**data)
         _NUTPIE_CACHE.move_to_end(key)
-    _NUTPIE_CACHE[key] = compiled
-    while len(_NUTPIE_CACHE) > _NUTPIE_CACHE_SIZE:
-        _NUTPIE_CACHE.popitem(last=False)
+    if key is not None:
+        _NUTPIE_CACHE[key] = compiled
+        while len(_NUTPIE_CACHE) > _NUTPIE_CACHE_SIZE:
+            _NUTPIE_CACHE.popitem(last=False)
     if start:
         compiled = _with_start(compiled, model, start)
     idata = nutpie.sample(

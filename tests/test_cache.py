@@ -1,0 +1,77 @@
+"""The on-disk compile cache: where it lives, and that it never changes a draw."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bayesmoe import cache
+
+#: One fit in a fresh process; prints the draws' checksum and whether numba loaded the
+#: wrappers from disk (a cfunc's cache hits).
+FIT_SCRIPT = """
+import json, sys
+import numpy as np
+import bayesmoe as bm
+from bayesmoe.experiments import make_interaction_data
+import bayesmoe.cache as cache
+import nutpie
+
+hits = []
+orig = cache._cached_cfunc
+def spy(*a, **k):
+    c = orig(*a, **k)
+    hits.append(c.cache_hits)
+    return c
+cache._cached_cfunc = spy
+d = make_interaction_data(120, 3, 1.0, 0.3, seed=0)
+est = bm.InteractionRegression(
+    sampler="nutpie", draws=100, tune=100, chains=2, random_seed=7, progressbar=False
+)
+est.fit(d.X, d.y)
+post = est.idata_["posterior_working"]
+draws = {k: post[k].values.ravel().tolist() for k in ("tau_base", "tau_interaction", "sigma")}
+print(json.dumps({"draws": draws, "hits": hits}))
+"""
+
+
+def _run(tmp: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTENSOR_FLAGS"}
+    env[cache.CACHE_ENV] = str(tmp)
+    out = subprocess.run(
+        [sys.executable, "-c", FIT_SCRIPT], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cache_dir_follows_env_and_versions(monkeypatch, tmp_path):
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    folder = cache.cache_dir()
+    assert folder.parent == tmp_path
+    assert folder.name.startswith("v-")
+    monkeypatch.setattr(cache, "_version", lambda name: "9.9" if name == "numba" else "1")
+    assert cache.cache_dir() != folder  # another numba version, another folder
+    monkeypatch.setenv(cache.CACHE_ENV, "off")
+    assert cache.cache_dir() is None
+
+
+def test_configure_keeps_a_users_compiledir(monkeypatch, tmp_path):
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("PYTENSOR_FLAGS", "base_compiledir=/somewhere")
+    assert cache.configure() is None  # PyTensor is imported here, and the user chose one
+    assert os.environ["PYTENSOR_FLAGS"] == "base_compiledir=/somewhere"
+
+
+@pytest.mark.slow
+def test_cold_and_warm_cache_give_identical_draws(tmp_path):
+    cold = _run(tmp_path)
+    warm = _run(tmp_path)
+    assert cold["hits"] == [0, 0]  # compiled, then written
+    assert warm["hits"] == [1, 1]  # both wrappers read back from disk
+    assert warm["draws"] == cold["draws"]
+    assert any(tmp_path.glob("v-*/pytensor/numba/*bayesmoe_logp*"))
