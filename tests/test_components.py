@@ -78,3 +78,28 @@ def test_bad_shapes_named():
         overlap(np.zeros((3, 2)), np.ones((3, 2)))
     with pytest.raises(ValueError, match="sds"):
         overlap(np.zeros((3, 4, 2)), -np.ones((3, 2)))
+
+
+@pytest.mark.parametrize(("k_true", "k_fit"), [(1, 3), (2, 2), (2, 4)])
+def test_vem_fit_names_emptied_components(k_true, k_fit):
+    # Simulated K_true = 1 (one line) or 2 (well separated: intercepts 6 noise sds apart)
+    # fitted by VEM: the extra components are named emptied, the true ones never flagged.
+    import bayesmoe
+    from bayesmoe.builders.mixture import mixture_regression
+
+    rng = np.random.default_rng(0)
+    n = 400
+    X = rng.uniform(-1, 1, (n, 1))
+    if k_true == 1:
+        y = 1 + 2 * X[:, 0] + 0.5 * rng.standard_normal(n)
+    else:
+        z = rng.random(n) < 0.5
+        y = np.where(z, 3 + 2 * X[:, 0], -3 - X[:, 0]) + 0.5 * rng.standard_normal(n)
+    model = mixture_regression(X, y, n_components=k_fit)
+    idata = bayesmoe.fit(model, method="vem", random_seed=1)
+    d = model.bayesmoe_spec.component_diagnosis(
+        idata["posterior"].to_dataset(), model["X_base"].get_value()
+    )
+    assert d.supported == (k_true, k_true)
+    assert len(d.emptied) == k_fit - k_true and not d.coinciding
+    assert (d.message() == "") == (k_fit == k_true)

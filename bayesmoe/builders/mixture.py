@@ -207,6 +207,21 @@ class MixtureSpec:
             sd = sd.expand_dims(expert=self.experts, axis=-1)
         return sd.transpose(*SAMPLE_DIMS, "expert")
 
+    def component_diagnosis(self, posterior: xr.Dataset, X_base: np.ndarray):
+        """Emptied and coinciding components of (relabelled) draws (issue 20).
+
+        A thin wrapper of :func:`bayesmoe.numerics.components.diagnose_components` on the
+        working-scale weights :math:`\\pi_k(x_i)`, means and sds of every draw.
+        """
+        from bayesmoe.numerics.components import diagnose_components
+
+        flat = posterior.sizes["chain"] * posterior.sizes["draw"]
+        n, K = X_base.shape[0], self.n_experts
+        w = np.exp(self.log_weights(posterior, X_base).values).reshape(flat, n, K)
+        mu = self.component_means(posterior, X_base).values.reshape(flat, n, K)
+        sd = self.component_sd(posterior).values.reshape(flat, K)
+        return diagnose_components(w, mu, sd)
+
     def _value(self, posterior: xr.Dataset, name: str) -> xr.DataArray:
         if name in self.fixed:
             shape = {"chain": posterior["chain"], "draw": posterior["draw"]}
