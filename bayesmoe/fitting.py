@@ -340,12 +340,26 @@ class DiagnosticsError(RuntimeError):
         self.idata = idata
 
 
+def _component_message(idata: xr.DataTree, model: pm.Model) -> str:
+    """The spec's emptied/coinciding-components sentence ('' when none, or not a mixture)."""
+    spec = _spec(model)
+    if not hasattr(spec, "component_diagnosis") or getattr(spec, "n_experts", 1) < 2:
+        return ""
+    posterior = idata["posterior"].to_dataset()
+    return spec.component_diagnosis(posterior, model["X_base"].get_value()).message()
+
+
 def _gate(idata: xr.DataTree, model: pm.Model, method: str, strict: bool, warn: bool) -> None:
     """Run the diagnostics, store them in ``idata.attrs``, then warn or raise."""
     loo = strict and "log_likelihood" in idata.children
     report = diagnose(idata, var_names=_identified(model, idata), loo=loo)
+    report.components = _component_message(idata, model)
     idata.attrs["bayesmoe_diagnostics"] = json.dumps(report.as_dict())
     if report.ok:
+        # Emptied / coinciding components do not fail a fit (the mixture density may be
+        # well estimated), but the user is told which K the data support (issue 20).
+        if report.components and warn:
+            warnings.warn(f"Mixture components: {report.components}", UserWarning, stacklevel=3)
         return
     if strict:
         raise DiagnosticsError(report.message() + " (strict=True)", report, idata)
@@ -791,6 +805,7 @@ class Diagnostics:
     bfmi: float | None = None
     max_pareto_k: float | None = None
     n_high_pareto_k: int | None = None
+    components: str = ""
 
     def failures(self) -> list[str]:
         """One line, with numbers, for each check that fails its threshold."""
@@ -819,7 +834,8 @@ class Diagnostics:
 
     def message(self) -> str:
         parts = self.failures()
-        return "Sampling diagnostics failed: " + "; ".join(parts) if parts else "diagnostics ok"
+        text = "Sampling diagnostics failed: " + "; ".join(parts) if parts else "diagnostics ok"
+        return f"{text}; {self.components}" if self.components else text
 
     def as_dict(self) -> dict:
         """Plain values (JSON-able), as stored in ``idata.attrs["bayesmoe_diagnostics"]``."""

@@ -103,3 +103,21 @@ def test_vem_fit_names_emptied_components(k_true, k_fit):
     assert d.supported == (k_true, k_true)
     assert len(d.emptied) == k_fit - k_true and not d.coinciding
     assert (d.message() == "") == (k_fit == k_true)
+
+
+def test_fit_warns_and_stores_the_component_diagnosis():
+    # The hook in fitting._gate: K_true = 1 fitted with K = 3 by VEM warns with the
+    # sentence and stores it with the diagnostics; the message of the report carries it.
+    import json
+
+    import bayesmoe
+    from bayesmoe.builders.mixture import mixture_regression
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 1))
+    y = 1 + 2 * X[:, 0] + 0.5 * rng.standard_normal(400)
+    model = mixture_regression(X, y, n_components=3)
+    with pytest.warns(UserWarning, match=r"emptied \(occupancy .*the data support K = 1"):
+        idata = bayesmoe.fit(model, method="vem", random_seed=1)
+    stored = json.loads(idata.attrs["bayesmoe_diagnostics"])
+    assert "the data support K = 1: see select_experts" in stored["components"]
