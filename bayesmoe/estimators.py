@@ -58,6 +58,10 @@ def _per_obs(sd: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
     return sd.transpose(*like.dims)
 
 
+#: Target size of the (draws x rows x experts) temporaries of one block of predictions.
+PREDICT_BLOCK_BYTES = 64 * 2**20
+
+
 def _sample_coords(da: xr.DataArray) -> dict:
     return {d: da[d].values for d in SAMPLE_DIMS if d in da.coords}
 
@@ -463,16 +467,29 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
                 return mean
             return mean, self._dask_rows(X, None, "predict_std")
         Xw = self._work_X(X)
-        logw, mu, sd = self._components(Xw)
-        w = np.exp(logw.values)
-        first = (w * mu.values).sum(axis=-1)
-        mean = first.mean(axis=(0, 1))
+        mean, second = np.empty(Xw.shape[0]), np.empty(Xw.shape[0])
+        for rows in self._row_blocks(Xw.shape[0]):
+            logw, mu, sd = self._components(Xw[rows])
+            w = np.exp(logw.values)
+            mean[rows] = (w * mu.values).sum(axis=-1).mean(axis=(0, 1))
+            if return_std:
+                sq = _per_obs(sd, mu).values ** 2 + mu.values**2
+                second[rows] = (w * sq).sum(axis=-1).mean(axis=(0, 1))
         out = self.standardizer_.inverse_y(mean)
         if not return_std:
             return out
-        second = (w * (_per_obs(sd, mu).values ** 2 + mu.values**2)).sum(axis=-1)
-        var = np.maximum(second.mean(axis=(0, 1)) - mean**2, 0.0)
+        var = np.maximum(second - mean**2, 0.0)
         return out, np.sqrt(var) * self.standardizer_.y_scale
+
+    def _row_blocks(self, n: int) -> list[slice]:
+        """Row blocks whose (draws x rows x experts) temporaries stay near
+        ``PREDICT_BLOCK_BYTES``: predictions of many rows never hold all draws of all rows
+        (at 1e5 rows, 4000 draws and 2 experts one such array is 6.4 GB)."""
+        post = self._working_posterior()
+        draws = post.sizes.get("chain", 1) * post.sizes.get("draw", 1)
+        experts = len(self.model_.coords.get("expert", [0]))
+        step = max(1, PREDICT_BLOCK_BYTES // (8 * draws * experts))
+        return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), step)]
 
     def log_predictive_density(self, X, y=None) -> float:
         r"""Held-out log pointwise predictive density, summed over rows.
@@ -495,11 +512,13 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             return self._dask_rows(X, y, "pointwise_log_predictive_density")
         Xw = self._work_X(X)
         yv = validate_target(self._target(X, y), Xw.shape[0], name="y")
-        ll = self._pointwise_loglik(Xw, self.standardizer_.transform_y(yv))
-        ll = ll - np.log(self.standardizer_.y_scale)  # Jacobian of the standardisation
-        S = ll.shape[0] * ll.shape[1]
-        flat = ll.values.reshape(S, -1)
-        return logsumexp_first(flat) - np.log(S)
+        yw = self.standardizer_.transform_y(yv)
+        out = np.empty(Xw.shape[0])
+        for rows in self._row_blocks(Xw.shape[0]):
+            ll = self._pointwise_loglik(Xw[rows], yw[rows]).values
+            S = ll.shape[0] * ll.shape[1]
+            out[rows] = logsumexp_first(ll.reshape(S, -1)) - np.log(S)
+        return out - np.log(self.standardizer_.y_scale)  # Jacobian of the standardisation
 
     def _joint(self, Xw, yw) -> xr.DataArray:
         r""":math:`\log \pi_k + \log N(y_i \mid \mu_{ik}, \sigma_k)`, working scale."""
@@ -981,6 +1000,87 @@ class _MixtureEstimator(BayesianRegressor):
         post = self.idata_["posterior"]
         return [n for n in self.model_.bayesmoe_spec.identified_vars if n in post.data_vars]
 
+    #: rows of the uniform sample a streamed fit builds its model on: the variational
+    #: EM's screening sample and the rows of the pointwise log-likelihood
+    STREAM_SAMPLE_ROWS = 5000
+
+    def _fit_streamed(self, X, y, *, strict: bool, client) -> _MixtureEstimator:
+        r"""Fit a dask DataFrame by variational EM streamed over its partitions.
+
+        One validated pass (:func:`bayesmoe.streaming.design_pass`) gives the
+        standardisation and a uniform sample of ``STREAM_SAMPLE_ROWS`` rows; the model is
+        built on that sample (its MAP-EM start, the starts' screening, ``observed_data``
+        and the pointwise log-likelihood), and the variational EM then runs its E- and
+        M-steps as map-reduce over all partitions on a ``dask.distributed`` client
+        (:class:`bayesmoe.streaming.PartitionRows`): the same iterations as in memory.
+        Only ``method="vem"`` streams; NUTS and ADVI need the rows in memory.
+        """
+        from bayesmoe import streaming
+        from bayesmoe.numerics.suffstats import standardized_statistics
+
+        if self.method != "vem":
+            raise ValueError(
+                f"method={self.method!r} needs every row in memory; a dask input is fitted "
+                "by method='vem' (variational EM streamed over the partitions), or pass a "
+                "sample (X.sample(frac=...).compute()) for NUTS"
+            )
+        if self.formula is not None:
+            raise ValueError(
+                "formula= with a dask input is not supported; build the design columns in "
+                "the dask frame (e.g. with map_partitions) and name the target"
+            )
+        start = time.perf_counter()
+        frame, target = _dask_frame_and_target(X, y)
+        features = [str(c) for c in frame.columns if c != target]
+        if not features and not self._allows_no_features:
+            raise ValueError("X has no feature columns besides the target")
+        with streaming.dask_client(client) as c:
+            moments, sample = streaming.design_pass(
+                frame, features, target, [], sample_rows=self.STREAM_SAMPLE_ROWS,
+                random_seed=self.random_seed, client=c,
+            )  # fmt: skip
+            if moments.n < 2:
+                raise ValueError(f"X has {moments.n} rows; at least 2 are needed")
+            stats = standardized_statistics(moments, standardize=self.standardize)
+            self.standardizer_ = Standardizer(
+                stats["x_mean"], stats["x_scale"], stats["y_mean"], stats["y_scale"]
+            )
+            self.feature_names_in_ = np.asarray(features, dtype=object)
+            self.n_features_in_ = len(features)
+            self.__dict__.pop("formula_design_", None)
+            Xw = pd.DataFrame(self.standardizer_.transform_X(sample.X), columns=features)
+            # the default priors from all rows' moments of y, not the sample's
+            y_moments = (
+                (stats["y_location"] - self.standardizer_.y_mean) / self.standardizer_.y_scale,
+                stats["y_spread"] / self.standardizer_.y_scale,
+            )
+            self.model_ = self._build(
+                Xw, self.standardizer_.transform_y(sample.y), y_moments=y_moments
+            )
+            design = self.model_.bayesmoe_spec.working_design(self.standardizer_)
+            rows = streaming.PartitionRows(
+                frame, features, target, design, client=c, n_rows=moments.n
+            )
+            data_seconds = time.perf_counter() - start
+            try:
+                self.idata_ = self._sample_model(strict=strict, rows=rows)
+            finally:
+                rows.close()
+        self._to_original_scale(sample.y)
+        self._posterior_to_user_scale()
+        self.idata_.attrs.update(
+            bayesmoe_estimator=type(self).__name__,
+            bayesmoe_data_seconds=data_seconds,
+            bayesmoe_streamed=1,
+            bayesmoe_n_rows=int(moments.n),
+            # observed_data, constant_data and log_likelihood hold a uniform row sample
+            bayesmoe_sample_rows=int(sample.y.size),
+            bayesmoe_vem_persisted=int(rows.persisted),
+        )
+        if sample.y.size < moments.n and "log_likelihood" in self.idata_.children:
+            self.idata_.attrs["bayesmoe_log_likelihood"] = "subsample"
+        return self
+
     def predict_proba(self, X, return_draws: bool = False):
         r"""Mixing probabilities :math:`\pi(x)` at ``X``, shape (n, K).
 
@@ -1136,10 +1236,11 @@ class MixtureRegression(_MixtureEstimator):
 
     _allows_no_features = True
 
-    def _build(self, Xw: pd.DataFrame, yw: np.ndarray) -> pm.Model:
+    def _build(self, Xw: pd.DataFrame, yw: np.ndarray, **extra) -> pm.Model:
         return mixture_regression(
             Xw,
             yw,
+            **extra,
             n_components=self.n_components,
             alpha=self.alpha,
             interactions=self._design_interactions(),
@@ -1280,10 +1381,11 @@ class GatedExperts(_MixtureEstimator):
         design = getattr(self, "formula_design_", None)
         return chosen if design is None else getattr(design, part)
 
-    def _build(self, Xw: pd.DataFrame, yw: np.ndarray) -> pm.Model:
+    def _build(self, Xw: pd.DataFrame, yw: np.ndarray, **extra) -> pm.Model:
         return gated_experts(
             Xw,
             yw,
+            **extra,
             n_experts=self.n_experts,
             gate=self.gate,
             gate_hidden=self.gate_hidden,

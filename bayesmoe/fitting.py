@@ -83,7 +83,7 @@ LOO_SUBSAMPLE_ROWS = 2000
 #: instead of 130 in the measurement above).
 LOO_SUBSAMPLE_SEED = 20_190_611
 #: Settings of method="vem" (passed as keyword arguments of fit, or in fit_kwargs).
-VEM_OPTIONS = ("n_init", "max_iter", "tol")
+VEM_OPTIONS = ("n_init", "max_iter", "tol", "rows")
 #: Most divergent transitions accepted (any divergence means NUTS missed part of the
 #: posterior, so the default is none).
 DIVERGENCES_MAX = 0
@@ -536,8 +536,7 @@ def _fit_vem(model: pm.Model, n_draws: int, seed: int, options: dict) -> xr.Data
             stacklevel=3,
         )
     if res.empty:
-        mass = res.responsibilities.sum(axis=0)
-        detail = ", ".join(f"expert {k}: {mass[k]:.2g} rows" for k in res.empty)
+        detail = ", ".join(f"expert {k}: {res.mass[k]:.2g} rows" for k in res.empty)
         warnings.warn(
             f"variational EM emptied {len(res.empty)} of {spec.n_experts} components "
             f"({detail}); their coefficients are draws from the prior, not estimates. "

@@ -25,6 +25,7 @@ from bayesmoe.numerics.suffstats import DesignMoments, chunk_moments, combine
 
 __all__ = [
     "PartitionError",
+    "PartitionRows",
     "dask_client",
     "design_moments",
     "design_pass",
@@ -271,3 +272,157 @@ def design_pass(
                 for i in range(0, len(tasks), 2)
             ]
         return c.compute(tasks[0]).result()
+
+
+# --------------------------------------------------------------------------- streamed VEM
+
+#: ``persist="auto"`` keeps the prepared partitions in the workers' memory when they (and
+#: their responsibilities) take at most this share of it; otherwise every pass re-reads.
+PERSIST_FRACTION = 0.25
+
+
+def _prepared(part: pd.DataFrame, index: int, features, target, prepare):
+    X, y = _checked_arrays(part, index, features, target)
+    return prepare(X, y)
+
+
+def _e_step_task(data, params):
+    from bayesmoe.numerics.vem import e_step_chunk
+
+    return e_step_chunk(*data, params)
+
+
+def _moments_of(result):
+    return result[0]
+
+
+def _gate_task(data, result, theta, hidden):
+    from bayesmoe.numerics.vem import gate_chunk
+
+    return gate_chunk(data[2], result[1], theta, hidden)
+
+
+def _e_step_part(part, index, features, target, prepare, params):
+    return _e_step_task(_prepared(part, index, features, target, prepare), params)[0]
+
+
+def _gate_part(part, index, features, target, prepare, params, theta, hidden):
+    data = _prepared(part, index, features, target, prepare)
+    return _gate_task(data, _e_step_task(data, params), theta, hidden)
+
+
+class PartitionRows:
+    r"""The rows of a dask frame as the variational EM's row source, on a dask client.
+
+    :func:`bayesmoe.numerics.vem.fit_mixture_vem` (``rows=``) runs every E-step as a map
+    of :func:`~bayesmoe.numerics.vem.e_step_chunk` over the partitions, reduced on the
+    client by adding their :class:`~bayesmoe.numerics.vem.Moments` in partition order
+    (the expert statistics, Dirichlet counts and the bound), and every evaluation of the
+    gate's objective and gradient for L-BFGS as a map of
+    :func:`~bayesmoe.numerics.vem.gate_chunk`. Only these small sums travel.
+
+    Parameters
+    ----------
+    ddf : dask.dataframe.DataFrame
+        Holding ``features`` and ``target``.
+    features, target
+        Column names.
+    prepare : callable
+        ``prepare(X, y) -> (Z, y, G)``: one partition's raw arrays to the model's working
+        scale and designs (expert design with its intercept column, gate design or None);
+        picklable, it runs on the workers.
+    client : distributed.Client
+    n_rows : int
+        Rows of ``ddf`` (known from the validating pass).
+    persist : {"auto", True, False}
+        Keep the prepared partitions, and each E-step's responsibilities, in the workers'
+        memory (each pass reads memory; the data must fit) or re-read and re-prepare the
+        partitions every pass (memory stays flat; a gate evaluation then recomputes the
+        responsibilities). ``"auto"`` persists when they take at most
+        ``PERSIST_FRACTION`` of the workers' memory.
+    """
+
+    def __init__(self, ddf, features, target, prepare, *, client, n_rows, persist="auto"):
+        import dask
+
+        self.client = client
+        self.features, self.target, self.prepare = list(features), target, prepare
+        self._n = int(n_rows)
+        self._parts = ddf[[*self.features, target]].to_delayed()
+        if persist == "auto":
+            persist = self.prepared_bytes() <= PERSIST_FRACTION * self.worker_memory()
+        elif not isinstance(persist, bool):
+            raise ValueError(f"persist must be 'auto', True or False, got {persist!r}")
+        self.persisted = bool(persist)
+        self._data = None
+        if self.persisted:
+            tasks = [
+                dask.delayed(_prepared)(part, i, self.features, target, prepare)
+                for i, part in enumerate(self._parts)
+            ]
+            self._data = client.compute(tasks)
+            client.gather(client.map(len, self._data))  # surface errors here, not mid-fit
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    def prepared_bytes(self) -> int:
+        """Bytes of the prepared arrays and responsibilities (estimated from one row)."""
+        width = sum(
+            0 if a is None else (a.shape[1] if a.ndim == 2 else 1)
+            for a in self.prepare(np.zeros((1, len(self.features))), np.zeros(1))
+        )
+        return 8 * self._n * (width + getattr(self.prepare, "n_components", 1))
+
+    def worker_memory(self) -> float:
+        workers = self.client.scheduler_info()["workers"].values()
+        limits = [w.get("memory_limit") or 0 for w in workers]
+        return float(sum(limits)) if all(limits) else float("inf")
+
+    def e_step(self, params):
+        import dask
+
+        if self.persisted:
+            results = self.client.map(_e_step_task, self._data, params=params, pure=False)
+            moments = self.client.gather(self.client.map(_moments_of, results, pure=False))
+            handle = results
+        else:
+            tasks = [
+                dask.delayed(_e_step_part)(p, i, self.features, self.target, self.prepare, params)
+                for i, p in enumerate(self._parts)
+            ]
+            moments = self.client.gather(self.client.compute(tasks))
+            handle = params
+        total = moments[0]
+        for m in moments[1:]:
+            total = total + m
+        return total, handle
+
+    def gate_objective(self, handle, theta, hidden: int):
+        import dask
+
+        if self.persisted:
+            futures = self.client.map(
+                _gate_task, self._data, handle, theta=theta, hidden=hidden, pure=False
+            )
+            parts = self.client.gather(futures)
+        else:
+            tasks = [
+                dask.delayed(_gate_part)(
+                    p, i, self.features, self.target, self.prepare, handle, theta, hidden
+                )
+                for i, p in enumerate(self._parts)
+            ]
+            parts = self.client.gather(self.client.compute(tasks))
+        return sum(v for v, _ in parts), np.sum([g for _, g in parts], axis=0)
+
+    def responsibilities(self, handle) -> None:
+        """None: the responsibilities stay on the workers (n x K would not fit)."""
+        return None
+
+    def close(self) -> None:
+        """Release the persisted partitions from the workers' memory."""
+        if self._data is not None:
+            self.client.cancel(self._data)
+            self._data = None

@@ -77,6 +77,35 @@ EM_ROWS = 5000
 ORDER_SEPARATION = 5.0
 
 
+@dataclass(frozen=True)
+class WorkingDesign:
+    """Raw rows to the variational EM's working-scale arrays ``(Z, y, G)``.
+
+    ``Z = [1, x_e, x_e interactions]`` and ``G`` the gate columns of the standardised
+    features, exactly as :meth:`MixtureSpec.expert_design` / ``gate_design`` build them in
+    memory. Small and picklable: a streamed fit sends it to the workers
+    (:class:`bayesmoe.streaming.PartitionRows`).
+    """
+
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    y_mean: float
+    y_scale: float
+    expert_idx: tuple
+    pairs: tuple
+    gate_idx: tuple | None
+    n_components: int
+
+    def __call__(self, X: np.ndarray, y: np.ndarray):
+        Xw = (X - self.x_mean) / self.x_scale
+        Xe = Xw[:, list(self.expert_idx)]
+        if self.pairs:
+            Xe = np.column_stack([Xe, interaction_design(Xe, list(self.pairs))])
+        Z = np.column_stack([np.ones(len(y)), Xe])
+        G = None if self.gate_idx is None else np.ascontiguousarray(Xw[:, list(self.gate_idx)])
+        return Z, (y - self.y_mean) / self.y_scale, G
+
+
 @dataclass
 class MixtureSpec:
     """What :func:`bayesmoe.fit` and the estimators need to know about a mixture model.
@@ -186,6 +215,19 @@ class MixtureSpec:
     def gate_design(self, X_base: np.ndarray) -> np.ndarray:
         return X_base[:, self.gate_idx]
 
+    def working_design(self, standardizer) -> WorkingDesign:
+        """The map from raw rows to this model's VEM arrays, to run on dask workers."""
+        return WorkingDesign(
+            x_mean=np.asarray(standardizer.x_mean, float),
+            x_scale=np.asarray(standardizer.x_scale, float),
+            y_mean=float(standardizer.y_mean),
+            y_scale=float(standardizer.y_scale),
+            expert_idx=tuple(self.expert_idx),
+            pairs=tuple(tuple(p) for p in self.pairs),
+            gate_idx=tuple(self.gate_idx) if self.gate else None,
+            n_components=self.n_experts,
+        )
+
     # -- mixture components on the working scale ------------------------------------------
     def component_means(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
         """:math:`b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
@@ -216,6 +258,9 @@ class MixtureSpec:
         from bayesmoe.numerics.components import diagnose_components
 
         flat = posterior.sizes["chain"] * posterior.sizes["draw"]
+        if X_base.shape[0] > RELABEL_ROWS:  # (draws x rows x K) arrays: bounded, as relabel
+            rows = np.random.default_rng(0).choice(X_base.shape[0], RELABEL_ROWS, replace=False)
+            X_base = X_base[np.sort(rows)]
         n, K = X_base.shape[0], self.n_experts
         w = np.exp(self.log_weights(posterior, X_base).values).reshape(flat, n, K)
         mu = self.component_means(posterior, X_base).values.reshape(flat, n, K)
@@ -546,7 +591,9 @@ class MixtureSpec:
         if self.ordered:
             order = np.argsort(res.mean[:, 0])
             res.mean, res.cov, res.sigma = res.mean[order], res.cov[order], res.sigma[order]
-            res.responsibilities = res.responsibilities[:, order]
+            res.mass = res.mass[order]
+            if res.responsibilities is not None:
+                res.responsibilities = res.responsibilities[:, order]
             if res.dirichlet is not None:
                 res.dirichlet = res.dirichlet[order]
             res.empty = sorted(int(np.flatnonzero(order == k)[0]) for k in res.empty)
@@ -789,6 +836,7 @@ def _build_mixture(
     random_seed,
     minibatch: int | None = None,
     point: EMResult | None = None,
+    y_moments: tuple[float, float] | None = None,
 ) -> pm.Model:
     # What a minibatch version of this model needs (see MixtureSpec.minibatch_model).
     rebuild = {k: v for k, v in locals().items() if k not in ("minibatch", "point")}
@@ -833,10 +881,14 @@ def _build_mixture(
     if interactions not in (None, "none") and not expert_idx:
         raise ValueError("interactions need expert features; X has none")
 
+    if y_moments is None:
+        y_moments = (float(yv.mean()), float(yv.std()))
+    elif len(y_moments) != 2 or not np.all(np.isfinite(y_moments)) or not y_moments[1] >= 0:
+        raise ValueError(f"y_moments must be (mean, sd) of y, finite, got {y_moments!r}")
     defaults = mixture_defaults(
         prior,
-        y_location=float(yv.mean()),
-        y_scale=float(yv.std()),
+        y_location=float(y_moments[0]),
+        y_scale=float(y_moments[1]),
         n_components=K,
         n_features=len(expert_idx),
         has_interactions=bool(pairs),
@@ -1113,6 +1165,7 @@ def mixture_regression(
     order_by: str | None = "auto",
     centered: bool = True,
     random_seed: int | None = 0,
+    y_moments: tuple[float, float] | None = None,
 ) -> pm.Model:
     r"""Build a finite mixture of (interaction) regressions with Dirichlet weights.
 
@@ -1152,6 +1205,9 @@ def mixture_regression(
         Centred weights under the learned scale (each expert usually sees many rows).
     random_seed : int, optional
         Seed of the multi-start EM that finds the starting point.
+    y_moments : (float, float), optional
+        Mean and sd of ``y`` for the data-based default priors (default: those of
+        ``y``). A streamed fit builds on a row sample and passes the whole data's.
 
     Returns
     -------
@@ -1178,6 +1234,7 @@ def mixture_regression(
         order_by=order_by,
         centered=centered,
         random_seed=random_seed,
+        y_moments=y_moments,
     )
 
 
@@ -1198,6 +1255,7 @@ def gated_experts(
     shared_noise: bool = False,
     centered: bool = True,
     random_seed: int | None = 0,
+    y_moments: tuple[float, float] | None = None,
 ) -> pm.Model:
     r"""Build a mixture of experts whose weights depend on x through a softmax gate.
 
@@ -1227,6 +1285,9 @@ def gated_experts(
         ``gate_hidden_weights``, ``gate_hidden_bias``.
     random_seed : int, optional
         Seed of the multi-start EM that finds the starting point.
+    y_moments : (float, float), optional
+        Mean and sd of ``y`` for the data-based default priors (default: those of
+        ``y``). A streamed fit builds on a row sample and passes the whole data's.
 
     Returns
     -------
@@ -1258,4 +1319,5 @@ def gated_experts(
         order_by=None,
         centered=centered,
         random_seed=random_seed,
+        y_moments=y_moments,
     )

@@ -50,13 +50,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import optimize
 from scipy.special import digamma, gammaln, softmax
 
 from bayesmoe.numerics import em as _em
 from bayesmoe.numerics.blas import single_threaded_blas
 from bayesmoe.numerics.lse import logsumexp_last
 
-__all__ = ["VEMResult", "fit_mixture_vem", "sample_coefficients"]
+__all__ = [
+    "Moments",
+    "RowData",
+    "StepParams",
+    "VEMResult",
+    "e_step_chunk",
+    "fit_mixture_vem",
+    "gate_chunk",
+    "sample_coefficients",
+    "weighted_moments",
+]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 #: Starts are screened to this relative change, and only the best ``_N_REFINE`` are run on
@@ -89,8 +100,11 @@ class VEMResult:
         Concentrations :math:`\alpha + \gamma` of :math:`q(\pi)` (no gate), else None.
     gate_intercept, gate_weights, gate_hidden_weights, gate_hidden_bias : arrays or None
         Point estimates of the gate (see :func:`bayesmoe.numerics.em.gate_logits`).
-    responsibilities : (n, K) array
-        :math:`q(z_i = k)`.
+    responsibilities : (n, K) array or None
+        :math:`q(z_i = k)`; None when the rows were streamed (``rows=``), which keep them
+        on the workers.
+    mass : (K,) array
+        :math:`\gamma_k = \sum_i q(z_i = k)`, the expected rows per component.
     elbo : float
         The lower bound (plus the gate's log prior) at the result.
     history : array
@@ -112,7 +126,8 @@ class VEMResult:
     gate_weights: np.ndarray | None
     gate_hidden_weights: np.ndarray | None
     gate_hidden_bias: np.ndarray | None
-    responsibilities: np.ndarray
+    responsibilities: np.ndarray | None
+    mass: np.ndarray
     elbo: float
     history: np.ndarray
     n_iter: int
@@ -157,12 +172,154 @@ class _Settings:
 
 
 @dataclass
+class Moments:
+    r"""Responsibility-weighted moments of one E-step, summed over rows (a chunk or all).
+
+    For the E-step at means :math:`m_k` (``_State.ref``), with responsibilities
+    :math:`r_{ik}` and residuals :math:`u_{ik} = y_i - m_k^\top Z_i`:
+
+    * ``n`` rows and ``loglik`` :math:`= \sum_i \log\sum_k e^{a_{ik}}`, the E-step's part
+      of the bound;
+    * ``mass`` :math:`\gamma_k = \sum_i r_{ik}`, ``zz`` :math:`\sum_i r_{ik} Z_i Z_i^\top`,
+      ``zu`` :math:`\sum_i r_{ik} u_{ik} Z_i`, ``uu`` :math:`\sum_i r_{ik} u_{ik}^2`.
+
+    They are all the M-step needs: :math:`\sum_i r_{ik} Z_i y_i = zu_k + zz_k m_k`, and the
+    expected squared residuals at new means are expanded about :math:`m_k` (see
+    ``_update_sigma``). Residuals about the E-step's own means, rather than raw
+    :math:`\sum r y^2`, keep that expansion free of cancellation near convergence, where
+    the new means barely move. Moments of chunks add (``+``), so the E-step is a
+    map-reduce over partitions (:class:`bayesmoe.streaming.PartitionRows`).
+    """
+
+    n: int
+    loglik: float
+    mass: np.ndarray  # (K,)
+    zz: np.ndarray  # (K, p, p)
+    zu: np.ndarray  # (K, p)
+    uu: np.ndarray  # (K,)
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(
+            self.n + other.n,
+            self.loglik + other.loglik,
+            self.mass + other.mass,
+            self.zz + other.zz,
+            self.zu + other.zu,
+            self.uu + other.uu,
+        )
+
+
+@dataclass(frozen=True)
+class StepParams:
+    """What an E-step needs: small, so it is sent to every chunk of a streamed fit."""
+
+    mean: np.ndarray  # (K, p)
+    cov: np.ndarray  # (K, p, p)
+    sigma: np.ndarray  # (K,)
+    log_pi: np.ndarray | None  # (K,) E log pi_k under q(pi) (no gate)
+    gate: tuple | None  # (c, V, Wh, bh) of the gate
+
+
+def weighted_moments(Z, y, R, mean) -> Moments:
+    """:class:`Moments` of responsibilities ``R`` about ``mean`` (``loglik`` left at 0)."""
+    resid = y[:, None] - Z @ mean.T  # (n, K)
+    ru = R * resid
+    K = R.shape[1]
+    zz = np.stack([Z.T @ (Z * R[:, k, None]) for k in range(K)])
+    return Moments(
+        n=len(y),
+        loglik=0.0,
+        mass=R.sum(axis=0),
+        zz=zz,
+        zu=ru.T @ Z,
+        uu=np.einsum("ik,ik->k", ru, resid),
+    )
+
+
+def e_step_chunk(Z, y, G, params: StepParams) -> tuple[Moments, np.ndarray]:
+    r"""The E-step on one chunk of rows: its :class:`Moments` and responsibilities (n, K).
+
+    :math:`r_{ik} \propto \exp a_{ik}`, :math:`a_{ik} = E\log\pi_{ik} - \tfrac12\log 2\pi
+    - \log\sigma_k - e_{ik}/(2\sigma_k^2)`, with the expected squared residual
+    :math:`e_{ik} = u_{ik}^2 + Z_i^\top S_k Z_i`. A pure numpy function of the chunk.
+    """
+    resid = y[:, None] - Z @ params.mean.T
+    # (Z S_k) * Z summed over columns: one BLAS product per expert (einsum was 10x slower).
+    quad = np.stack([np.einsum("ij,ij->i", Z @ S, Z) for S in params.cov], axis=1)
+    if params.gate is None:
+        log_pi = params.log_pi[None, :]
+    else:
+        eta = _em.gate_logits(G, *params.gate)
+        log_pi = _em._log_softmax_rows(np.asfortranarray(eta))
+    sig = params.sigma
+    a = log_pi - 0.5 * _LOG_2PI - np.log(sig) - 0.5 * (resid**2 + quad) / sig**2
+    log_norm = logsumexp_last(a)
+    R = np.exp(a - log_norm[:, None])
+    m = weighted_moments(Z, y, R, params.mean)
+    # With r at its optimum, E[log p(y, z | .)] + H[q(z)] = sum_i logsumexp_k a_ik.
+    m.loglik = float(log_norm.sum())
+    return m, R
+
+
+def gate_chunk(G, R, theta, hidden: int) -> tuple[float, np.ndarray]:
+    r"""Minus :math:`\sum_{ik} r_{ik}\log\pi_k(G_i; \theta)` on one chunk, and its gradient.
+
+    The gate's M-step objective without its prior (added once, by the caller); a pure
+    numpy function of the chunk.
+    """
+    GT, RT = np.ascontiguousarray(G.T), np.ascontiguousarray(R.T)
+    return _em._gate_neg_objective_t(theta, GT, RT, hidden, np.inf, np.inf)
+
+
+def _gate_penalty(theta, g: int, K: int, hidden: int, gate_sd: float, hidden_sd: float):
+    """Minus the gate's Gaussian log prior (up to a constant) and its gradient."""
+    c, V, Wh, bh = _em._gate_unpack(theta, g, K, hidden)
+    value = (c @ c + np.vdot(V, V)) / (2.0 * gate_sd**2)
+    grads = [c / gate_sd**2, V.ravel() / gate_sd**2]
+    if Wh is not None:
+        value += (np.vdot(Wh, Wh) + bh @ bh) / (2.0 * hidden_sd**2)
+        grads += [Wh.ravel() / hidden_sd**2, bh / hidden_sd**2]
+    return float(value), np.concatenate(grads)
+
+
+class RowData:
+    """Rows in memory: the row source of in-memory fits and of the screening subsample.
+
+    A row source runs the E-step over all its rows (``e_step``: summed :class:`Moments`
+    and a handle on the responsibilities), the gate's objective for those
+    responsibilities (``gate_objective``) and returns the responsibilities where it keeps
+    them (``responsibilities``). :class:`bayesmoe.streaming.PartitionRows` is the same
+    on the partitions of a dask frame.
+    """
+
+    def __init__(self, Z: np.ndarray, y: np.ndarray, G: np.ndarray | None):
+        self.Z, self.y, self.G = Z, y, G
+        self.GT = None if G is None else np.ascontiguousarray(G.T)
+
+    @property
+    def n(self) -> int:
+        return int(self.y.size)
+
+    def e_step(self, params: StepParams) -> tuple[Moments, np.ndarray]:
+        return e_step_chunk(self.Z, self.y, self.G, params)
+
+    def gate_objective(self, R: np.ndarray, theta, hidden: int) -> tuple[float, np.ndarray]:
+        RT = np.ascontiguousarray(R.T)
+        return _em._gate_neg_objective_t(theta, self.GT, RT, hidden, np.inf, np.inf)
+
+    def responsibilities(self, R: np.ndarray) -> np.ndarray:
+        return R
+
+
+@dataclass
 class _State:
     mean: np.ndarray
     cov: np.ndarray
     sigma: np.ndarray
     prior_var: np.ndarray
-    R: np.ndarray
+    moments: Moments | None = None  # of the last E-step, about the means ``ref``
+    ref: np.ndarray | None = None
+    resp: object = None  # the row source's handle on that E-step's responsibilities
     conc: np.ndarray | None = None  # Dirichlet concentrations of q(pi) (no gate)
     gate: _em._Params | None = None  # c, V, Wh, bh of the gate (coef unused)
     history: list[float] = field(default_factory=list)
@@ -176,14 +333,15 @@ class _State:
 # --------------------------------------------------------------------------- updates
 
 
-def _update_coefficients(Z, y, state: _State, s: _Settings) -> None:
+def _update_coefficients(state: _State, s: _Settings) -> None:
     """Gaussian :math:`q(\\theta_k)` given responsibilities, noise and prior (eq. 15)."""
+    m = state.moments
     prior_prec = 1.0 / state.prior_var
     for k in range(s.K):
-        rz = Z * state.R[:, k, None]
-        prec = Z.T @ rz / state.sigma[k] ** 2
+        prec = m.zz[k] / state.sigma[k] ** 2
         prec[np.diag_indices_from(prec)] += prior_prec
-        rhs = prior_prec * s.prior_mean + rz.T @ y / state.sigma[k] ** 2
+        zy = m.zu[k] + m.zz[k] @ state.ref[k]  # sum_i r_ik Z_i y_i
+        rhs = prior_prec * s.prior_mean + zy / state.sigma[k] ** 2
         chol = np.linalg.cholesky(prec)
         inv_chol = np.linalg.solve(chol, np.eye(len(rhs)))
         cov = inv_chol.T @ inv_chol
@@ -191,28 +349,32 @@ def _update_coefficients(Z, y, state: _State, s: _Settings) -> None:
         state.mean[k] = state.cov[k] @ rhs
 
 
-def _expected_sq_residuals(Z, y, state: _State) -> np.ndarray:
-    """:math:`e_{ik} = (y_i - m_k^\\top Z_i)^2 + Z_i^\\top S_k Z_i`, shape (n, K)."""
-    resid = y[:, None] - Z @ state.mean.T
-    # (Z S_k) * Z summed over columns: one BLAS product per expert (einsum was 10x slower).
-    quad = np.stack([np.einsum("ij,ij->i", Z @ S, Z) for S in state.cov], axis=1)
-    return resid**2 + quad
+def _update_sigma(state: _State, s: _Settings) -> None:
+    r""":math:`\sigma_k^2 = \sum_i r_{ik} e_{ik} / \gamma_k` at the new :math:`q(\theta_k)`.
 
-
-def _update_sigma(E: np.ndarray, state: _State, s: _Settings) -> None:
+    With :math:`\delta_k = m_k - m_k^{\text{E-step}}`, :math:`\sum_i r_{ik} e_{ik} =
+    uu_k - 2\delta_k^\top zu_k + \delta_k^\top zz_k \delta_k + \mathrm{tr}(S_k zz_k)`.
+    """
     if s.sigma_fixed is not None:
         state.sigma[:] = s.sigma_fixed
         return
+    m = state.moments
+    d = state.mean - state.ref
+    sq = (
+        m.uu
+        - 2.0 * np.einsum("kp,kp->k", d, m.zu)
+        + np.einsum("kp,kpq,kq->k", d, m.zz, d)
+        + np.einsum("kpq,kqp->k", state.cov, m.zz)
+    )
     floor2 = s.floor**2
     if s.shared_noise:
-        state.sigma[:] = np.sqrt(max(float(np.sum(state.R * E)) / E.shape[0], floor2))
+        state.sigma[:] = np.sqrt(max(float(sq.sum()) / m.n, floor2))
         return
-    mass = state.R.sum(axis=0)
     for k in range(s.K):
-        if mass[k] > _MIN_MASS:
+        if m.mass[k] > _MIN_MASS:
             # The objective is unimodal in sigma_k^2, so the clipped maximiser is the
             # maximiser under the floor.
-            state.sigma[k] = np.sqrt(max(float(state.R[:, k] @ E[:, k]) / mass[k], floor2))
+            state.sigma[k] = np.sqrt(max(float(sq[k]) / m.mass[k], floor2))
 
 
 def _update_prior_var(state: _State, s: _Settings) -> None:
@@ -225,30 +387,52 @@ def _update_prior_var(state: _State, s: _Settings) -> None:
         state.prior_var[cols] = max(float(second[:, cols].mean()), _MIN_PRIOR_VAR)
 
 
-def _expected_log_pi(state: _State, s: _Settings, G) -> np.ndarray:
-    """(1, K) or (n, K) :math:`E_q \\log \\pi_{ik}`."""
+def _step_params(state: _State, s: _Settings) -> StepParams:
     if s.gate is None:
         conc = state.conc
-        return (digamma(conc) - digamma(conc.sum()))[None, :]
+        return StepParams(
+            state.mean.copy(), state.cov.copy(), state.sigma.copy(),
+            digamma(conc) - digamma(conc.sum()), None,
+        )  # fmt: skip
     p = state.gate
-    eta = _em.gate_logits(G, p.c, p.V, p.Wh, p.bh)
-    return _em._log_softmax_rows(np.asfortranarray(eta))
+    return StepParams(
+        state.mean.copy(), state.cov.copy(), state.sigma.copy(), None, (p.c, p.V, p.Wh, p.bh)
+    )
 
 
-def _update_gate(G, state: _State, s: _Settings, maxiter: int) -> None:
-    em_settings = _em_settings(s)
-    _em._update_gate(state.gate, G, state.R, em_settings, maxiter)
+def _update_gate(rows, state: _State, s: _Settings, maxiter: int) -> None:
+    """Generalised M-step for the gate: warm-started L-BFGS-B, kept only if it improves.
+
+    Each evaluation is one pass of the row source (``gate_objective``) plus the prior.
+    """
+    p = state.gate
+    g = p.V.shape[0] if p.Wh is None else p.Wh.shape[0]
+
+    def objective(theta):
+        value, grad = rows.gate_objective(state.resp, theta, s.hidden)
+        pen, pen_grad = _gate_penalty(theta, g, s.K, s.hidden, s.gate_sd, s.hidden_sd)
+        return value + pen, grad + pen_grad
+
+    theta0 = _em._gate_pack(p)
+    f0, _ = objective(theta0)
+    res = optimize.minimize(
+        objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
+    )
+    # L-BFGS-B only accepts sufficient-decrease steps, but a failed line search can leave
+    # it anywhere; the guard keeps the ascent monotone whatever the optimiser reports.
+    if np.isfinite(res.fun) and res.fun <= f0:
+        c, V, Wh, bh = _em._gate_unpack(np.asarray(res.x), g, s.K, s.hidden)
+        p.c, p.V = c.copy(), V.copy()
+        if Wh is not None:
+            p.Wh, p.bh = Wh.copy(), bh.copy()
 
 
-def _e_step(Z, y, G, state: _State, s: _Settings) -> float:
-    """Update :math:`q(z)` and return the objective at the new state."""
-    E = _expected_sq_residuals(Z, y, state)
-    log_pi = _expected_log_pi(state, s, G)
-    a = log_pi - 0.5 * _LOG_2PI - np.log(state.sigma) - 0.5 * E / state.sigma**2
-    log_norm = logsumexp_last(a)
-    state.R = np.exp(a - log_norm[:, None])
-    # With r at its optimum, E[log p(y, z | .)] + H[q(z)] = sum_i logsumexp_k a_ik.
-    return float(log_norm.sum()) + _rest_of_bound(state, s)
+def _e_step(rows, state: _State, s: _Settings) -> float:
+    """Update :math:`q(z)` on the row source and return the objective at the new state."""
+    params = _step_params(state, s)
+    state.moments, state.resp = rows.e_step(params)
+    state.ref = params.mean
+    return state.moments.loglik + _rest_of_bound(state, s)
 
 
 def _rest_of_bound(state: _State, s: _Settings) -> float:
@@ -276,21 +460,23 @@ def _rest_of_bound(state: _State, s: _Settings) -> float:
     return out
 
 
-def _iterate(Z, y, G, state: _State, s: _Settings, gate_maxiter: int) -> float:
-    """One coordinate-ascent sweep; returns the objective after it."""
-    _update_coefficients(Z, y, state, s)
-    _update_sigma(_expected_sq_residuals(Z, y, state), state, s)
+def _iterate(rows, state: _State, s: _Settings, gate_maxiter: int) -> float:
+    """One coordinate-ascent sweep (M-step from the last E-step's moments, then E-step)."""
+    _update_coefficients(state, s)
+    _update_sigma(state, s)
     _update_prior_var(state, s)
     if s.gate is None:
-        state.conc = s.alpha + state.R.sum(axis=0)  # q(pi) = Dir(alpha + gamma), eq. 15
+        state.conc = s.alpha + state.moments.mass  # q(pi) = Dir(alpha + gamma), eq. 15
     else:
-        _update_gate(G, state, s, gate_maxiter)
-    return _e_step(Z, y, G, state, s)
+        _update_gate(rows, state, s, gate_maxiter)
+    return _e_step(rows, state, s)
 
 
-def _run(Z, y, G, state: _State, s: _Settings, max_iter: int, tol: float) -> _State:
+def _run(rows, state: _State, s: _Settings, max_iter: int, tol: float, progress=None) -> _State:
     while len(state.history) - 1 < max_iter:
-        state.history.append(_iterate(Z, y, G, state, s, _em._GATE_INNER_MAXITER))
+        state.history.append(_iterate(rows, state, s, _em._GATE_INNER_MAXITER))
+        if progress is not None:
+            progress(len(state.history) - 1, state.history[-1])
         if _em._small_change(state.history, tol):
             state.converged = True
             break
@@ -314,22 +500,26 @@ def _em_settings(s: _Settings) -> _em._Settings:
     )
 
 
-def _initial_state(Z, y, G, R, s: _Settings, rng, gate: _em._Params | None = None) -> _State:
+def _initial_state(rows: RowData, R, s: _Settings, rng, gate: _em._Params | None = None) -> _State:
     """A state whose responsibilities are ``R``; coefficients, noise and gate fitted to them."""
+    Z, y, G = rows.Z, rows.y, rows.G
     K, p = s.K, Z.shape[1]
+    R = np.asarray(R, float)
     sd0 = max(float(y.std()), s.floor)
     state = _State(
         mean=np.zeros((K, p)),
         cov=np.zeros((K, p, p)),
         sigma=np.full(K, sd0) if s.sigma_fixed is None else s.sigma_fixed.copy(),
         prior_var=s.prior_var0.copy(),
-        R=np.asarray(R, float),
+        moments=weighted_moments(Z, y, R, np.zeros((K, p))),
+        ref=np.zeros((K, p)),
+        resp=R,
     )
     if s.gate is None:
-        state.conc = s.alpha + state.R.sum(axis=0)
+        state.conc = s.alpha + state.moments.mass
     else:
         if gate is None:
-            em_params = _em._initial_params(Z, y, G, state.R, _em_settings(s), rng)
+            em_params = _em._initial_params(Z, y, G, R, _em_settings(s), rng)
             gate = _em._Params(
                 coef=em_params.coef, sigma=em_params.sigma,
                 c=em_params.c, V=em_params.V, Wh=em_params.Wh, bh=em_params.bh,
@@ -342,25 +532,24 @@ def _initial_state(Z, y, G, R, s: _Settings, rng, gate: _em._Params | None = Non
         )  # fmt: skip
     # Twice, so that the noise used to weigh the data against the prior is data-based.
     for _ in range(2):
-        _update_coefficients(Z, y, state, s)
-        _update_sigma(_expected_sq_residuals(Z, y, state), state, s)
-    state.history.append(_e_step(Z, y, G, state, s))
+        _update_coefficients(state, s)
+        _update_sigma(state, s)
+    state.history.append(_e_step(rows, state, s))
     return state
 
 
-def _rerun_on(Z, y, G, state: _State, s: _Settings) -> _State:
+def _rerun_on(rows, state: _State, s: _Settings) -> _State:
     """Continue a subsample's state on other rows: keep q(theta), noise, scales and gate."""
     new = _State(
         mean=state.mean.copy(),
         cov=state.cov.copy(),
         sigma=state.sigma.copy(),
         prior_var=state.prior_var.copy(),
-        R=np.zeros((len(y), s.K)),
         gate=state.gate,
     )
     if s.gate is None:  # the subsample's counts, scaled up to all rows
-        new.conc = s.alpha + len(y) * state.R.mean(axis=0)
-    new.history.append(_e_step(Z, y, G, new, s))
+        new.conc = s.alpha + rows.n * state.moments.mass / state.moments.n
+    new.history.append(_e_step(rows, new, s))
     return new
 
 
@@ -423,6 +612,8 @@ def fit_mixture_vem(
     screen_rows: int = 5000,
     init=None,
     random_state: int | np.random.Generator | None = None,
+    rows=None,
+    progress=None,
 ) -> VEMResult:
     r"""Variational EM for a mixture of regressions or a gated mixture of experts.
 
@@ -475,6 +666,17 @@ def fit_mixture_vem(
         An extra first start (e.g. the MAP-EM estimate): anything with ``intercept``,
         ``beta``, ``sigma`` and ``weights`` or the gate attributes.
     random_state : int or numpy.random.Generator, optional
+    rows : row source, optional
+        All rows, when they are not ``X, y, G``: e.g. a
+        :class:`bayesmoe.streaming.PartitionRows` over the partitions of a dask frame, on
+        the same working scale and design. ``X, y, G`` are then the screening sample (a
+        uniform sample of those rows, used whole): starts are screened on it and the best
+        refined on ``rows``, each iteration one map-reduce E-step (and one per gate
+        objective evaluation). With the same sample as screening rows the result equals
+        the in-memory fit's to rounding.
+    progress : callable, optional
+        Called as ``progress(iteration, objective)`` after each refinement iteration on
+        all rows (e.g. to update a progress bar).
 
     Returns
     -------
@@ -531,23 +733,28 @@ def fit_mixture_vem(
     )
     Z = np.column_stack([np.ones(n), X])
     with single_threaded_blas():
-        best = _multi_start(Z, y, G, s, int(n_init), int(max_iter), float(tol), init, rng,
-                            int(screen_rows))  # fmt: skip
-    return _result(best, s, n)
+        if rows is None:
+            everything = RowData(Z, y, G)
+            if n > screen_rows:
+                pick = np.sort(rng.choice(n, int(screen_rows), replace=False))
+                sample = RowData(Z[pick], y[pick], None if G is None else G[pick])
+            else:
+                sample = everything
+        else:
+            everything, sample = rows, RowData(Z, y, G)
+        best = _multi_start(sample, everything, s, int(n_init), int(max_iter), float(tol),
+                            init, rng, progress)  # fmt: skip
+    return _result(best, s, everything)
 
 
-def _multi_start(Z, y, G, s, n_init, max_iter, tol, init, rng, screen_rows) -> _State:
-    n = y.size
-    rows = np.arange(n)
-    if n > screen_rows:
-        rows = np.sort(rng.choice(n, screen_rows, replace=False))
-    Zs, ys, Gs = Z[rows], y[rows], None if G is None else G[rows]
+def _multi_start(sample, everything, s, n_init, max_iter, tol, init, rng, progress) -> _State:
     screen_tol = max(tol, _SCREEN_TOL)
     states = []
+    Zs, ys, Gs = sample.Z, sample.y, sample.G
     if init is not None and s.K > 1:
         R0 = _point_responsibilities(init, Zs, ys, Gs, s)
-        gate0 = _start_gate_from_em(init, s, s.K, Z.shape[1])
-        states.append(_initial_state(Zs, ys, Gs, R0, s, rng, gate0))
+        gate0 = _start_gate_from_em(init, s, s.K, Zs.shape[1])
+        states.append(_initial_state(sample, R0, s, rng, gate0))
     kinds = _em._start_kinds(n_init + 1, s.gate is not None) if s.K > 1 else ["one"]
     if init is not None:
         # The given point is already the best of a multi-start EM that began with greedy
@@ -559,24 +766,29 @@ def _multi_start(Z, y, G, s, n_init, max_iter, tol, init, rng, screen_rows) -> _
             labels = np.zeros(len(ys), int)
         else:
             labels = _em._initial_labels(kind, Zs, ys, Gs, s.K, em_settings, rng)
-        states.append(_initial_state(Zs, ys, Gs, np.eye(s.K)[labels], s, rng))
+        states.append(_initial_state(sample, np.eye(s.K)[labels], s, rng))
     for st in states:
-        _run(Zs, ys, Gs, st, s, max_iter, screen_tol)
+        _run(sample, st, s, max_iter, screen_tol)
     order = sorted(range(len(states)), key=lambda i: -states[i].objective)
     best = None
     for i in order[:_N_REFINE]:
-        st = states[i] if len(rows) == n else _rerun_on(Z, y, G, states[i], s)
-        if len(rows) == n:
+        if everything is sample:
+            st = states[i]
             st.converged = False
-        st = _run(Z, y, G, st, s, max_iter, tol)
+            # the state's last E-step ran on these rows, but other starts ran since: the
+            # responsibilities it holds are its own, so it continues as it stands
+        else:
+            st = _rerun_on(everything, states[i], s)
+        st = _run(everything, st, s, max_iter, tol, progress)
         if best is None or st.objective > best.objective:
             best = st
     return best
 
 
-def _result(st: _State, s: _Settings, n: int) -> VEMResult:
-    mass = st.R.sum(axis=0)
+def _result(st: _State, s: _Settings, rows) -> VEMResult:
+    mass = np.asarray(st.moments.mass, float)
     gate = st.gate
+    R = rows.responsibilities(st.resp)
     return VEMResult(
         mean=st.mean.copy(),
         cov=st.cov.copy(),
@@ -587,12 +799,13 @@ def _result(st: _State, s: _Settings, n: int) -> VEMResult:
         gate_weights=None if gate is None else gate.V.copy(),
         gate_hidden_weights=None if gate is None or gate.Wh is None else gate.Wh.copy(),
         gate_hidden_bias=None if gate is None or gate.bh is None else gate.bh.copy(),
-        responsibilities=np.ascontiguousarray(st.R),
+        responsibilities=None if R is None else np.ascontiguousarray(R),
+        mass=mass,
         elbo=float(st.objective),
         history=np.asarray(st.history),
         n_iter=len(st.history) - 1,
         converged=bool(st.converged),
-        empty=[int(k) for k in np.flatnonzero(mass < EMPTY_SHARE * n)],
+        empty=[int(k) for k in np.flatnonzero(mass < EMPTY_SHARE * rows.n)],
     )
 
 
