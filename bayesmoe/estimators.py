@@ -186,6 +186,19 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             "does (streamed sufficient statistics). Compute a sample (X.compute()) instead"
         )
 
+    def _streamed_columns(self, X, y) -> tuple:
+        """``(frame, target, features)`` of a dask input, refusing what cannot stream."""
+        if getattr(self, "formula", None) is not None:
+            raise ValueError(
+                "formula= with a dask input is not supported; build the design columns in "
+                "the dask frame (e.g. with map_partitions) and name the target"
+            )
+        frame, target = _dask_frame_and_target(X, y)
+        features = [str(c) for c in frame.columns if c != target]
+        if not features and not self._allows_no_features:
+            raise ValueError("X has no feature columns besides the target")
+        return frame, target, features
+
     #: whether the model can be fitted without features (``X=None``)
     _allows_no_features = False
     #: settings a formula decides, with their defaults (they must be left at them)
@@ -819,21 +832,13 @@ class InteractionRegression(BayesianRegressor):
         from bayesmoe.data import resolve_interactions
         from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
 
-        if self.formula is not None:
-            raise ValueError(
-                "formula= with a dask input is not supported; build the design columns in "
-                "the dask frame (e.g. with map_partitions) and name the target"
-            )
         if self.collapsed is False:
             raise ValueError(
                 "collapsed=False needs every row in memory; a dask input is fitted in the "
                 "collapsed form (collapsed='auto' or True)"
             )
         start = time.perf_counter()
-        frame, target = _dask_frame_and_target(X, y)
-        features = [str(c) for c in frame.columns if c != target]
-        if not features:
-            raise ValueError("X has no feature columns besides the target")
+        frame, target, features = self._streamed_columns(X, y)
         pairs, _ = resolve_interactions(features, self.interactions)
         moments, sample = streaming.design_pass(
             frame, features, target, pairs, sample_rows=LOO_SUBSAMPLE_ROWS,
@@ -1024,16 +1029,8 @@ class _MixtureEstimator(BayesianRegressor):
                 "by method='vem' (variational EM streamed over the partitions), or pass a "
                 "sample (X.sample(frac=...).compute()) for NUTS"
             )
-        if self.formula is not None:
-            raise ValueError(
-                "formula= with a dask input is not supported; build the design columns in "
-                "the dask frame (e.g. with map_partitions) and name the target"
-            )
         start = time.perf_counter()
-        frame, target = _dask_frame_and_target(X, y)
-        features = [str(c) for c in frame.columns if c != target]
-        if not features and not self._allows_no_features:
-            raise ValueError("X has no feature columns besides the target")
+        frame, target, features = self._streamed_columns(X, y)
         with streaming.dask_client(client) as c:
             moments, sample = streaming.design_pass(
                 frame, features, target, [], sample_rows=self.STREAM_SAMPLE_ROWS,
