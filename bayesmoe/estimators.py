@@ -199,6 +199,19 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("X has no feature columns besides the target")
         return frame, target, features
 
+    def _standardize_from_moments(self, moments, features) -> dict:
+        """Standardisation and feature names of a streamed fit, from its design moments."""
+        from bayesmoe.numerics.suffstats import standardized_statistics
+
+        stats = standardized_statistics(moments, standardize=self.standardize)
+        self.standardizer_ = Standardizer(
+            stats["x_mean"], stats["x_scale"], stats["y_mean"], stats["y_scale"]
+        )
+        self.feature_names_in_ = np.asarray(features, dtype=object)
+        self.n_features_in_ = len(features)
+        self.__dict__.pop("formula_design_", None)
+        return stats
+
     #: whether the model can be fitted without features (``X=None``)
     _allows_no_features = False
     #: settings a formula decides, with their defaults (they must be left at them)
@@ -891,7 +904,6 @@ class InteractionRegression(BayesianRegressor):
     def _fit_from_moments(self, moments, sample, features, pairs, strict, start):
         """Standardise, build from the statistics and sample (streamed and partial fits)."""
         from bayesmoe.builders.interaction import interaction_regression_from_statistics
-        from bayesmoe.numerics.suffstats import standardized_statistics
 
         if moments.n < 2:
             raise ValueError(f"X has {moments.n} rows; at least 2 are needed")
@@ -903,13 +915,7 @@ class InteractionRegression(BayesianRegressor):
                 UserWarning,
                 stacklevel=3,
             )
-        stats = standardized_statistics(moments, standardize=self.standardize)
-        self.standardizer_ = Standardizer(
-            stats["x_mean"], stats["x_scale"], stats["y_mean"], stats["y_scale"]
-        )
-        self.feature_names_in_ = np.asarray(features, dtype=object)
-        self.n_features_in_ = len(features)
-        self.__dict__.pop("formula_design_", None)
+        stats = self._standardize_from_moments(moments, features)
         Xs = self.standardizer_.transform_X(sample.X)
         self.model_ = interaction_regression_from_statistics(
             stats, features, sample=(Xs, self.standardizer_.transform_y(sample.y)),
@@ -1021,7 +1027,6 @@ class _MixtureEstimator(BayesianRegressor):
         Only ``method="vem"`` streams; NUTS and ADVI need the rows in memory.
         """
         from bayesmoe import streaming
-        from bayesmoe.numerics.suffstats import standardized_statistics
 
         if self.method != "vem":
             raise ValueError(
@@ -1038,13 +1043,7 @@ class _MixtureEstimator(BayesianRegressor):
             )  # fmt: skip
             if moments.n < 2:
                 raise ValueError(f"X has {moments.n} rows; at least 2 are needed")
-            stats = standardized_statistics(moments, standardize=self.standardize)
-            self.standardizer_ = Standardizer(
-                stats["x_mean"], stats["x_scale"], stats["y_mean"], stats["y_scale"]
-            )
-            self.feature_names_in_ = np.asarray(features, dtype=object)
-            self.n_features_in_ = len(features)
-            self.__dict__.pop("formula_design_", None)
+            stats = self._standardize_from_moments(moments, features)
             Xw = pd.DataFrame(self.standardizer_.transform_X(sample.X), columns=features)
             # the default priors from all rows' moments of y, not the sample's
             y_moments = (
