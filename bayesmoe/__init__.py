@@ -47,7 +47,30 @@ _EXPORTS = {
 __all__ = ["__version__", "compare", *sorted(_EXPORTS)]
 
 
+#: submodules reachable as attributes (``bm.data.Standardizer``) without an explicit import,
+#: as in SciPy's lazy submodules
+_SUBMODULES = frozenset(
+    {
+        "builders",
+        "cli",
+        "data",
+        "estimators",
+        "experiments",
+        "fitting",
+        "formula",
+        "numerics",
+        "plots",
+        "prior_transfer",
+        "priors",
+        "stacking",
+        "streaming",
+    }
+)
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"bayesmoe.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'bayesmoe' has no attribute {name!r}")
@@ -57,4 +80,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+    return sorted(set(globals()) | set(_EXPORTS) | _SUBMODULES)
