@@ -17,11 +17,6 @@ from bayesmoe import cache as _cache
 
 _cache.configure()
 
-# ``compare`` names both a submodule and its main function: importing the submodule binds
-# the package attribute to the module, so the function is bound here, once, after it
-# (this loads ArviZ, not PyMC).
-from bayesmoe.compare import compare  # noqa: E402 (after the cache set-up)
-
 #: public name -> the module that defines it
 _EXPORTS = {
     "DiagnosticsError": "bayesmoe.fitting",
@@ -31,6 +26,7 @@ _EXPORTS = {
     "MixtureRegression": "bayesmoe.estimators",
     "Prior": "bayesmoe.priors",
     "add_log_likelihood": "bayesmoe.fitting",
+    "compare": "bayesmoe.comparison",
     "diagnose": "bayesmoe.fitting",
     "fit": "bayesmoe.fitting",
     "gated_experts": "bayesmoe.builders",
@@ -38,13 +34,13 @@ _EXPORTS = {
     "interaction_regression": "bayesmoe.builders",
     "load": "bayesmoe.estimators",
     "mixture_regression": "bayesmoe.builders",
-    "predict_averaged": "bayesmoe.compare",
+    "predict_averaged": "bayesmoe.comparison",
     "prior_from_posterior": "bayesmoe.prior_transfer",
     "read_parquet": "bayesmoe.streaming",
-    "select_experts": "bayesmoe.compare",
+    "select_experts": "bayesmoe.comparison",
 }
 
-__all__ = ["__version__", "compare", *sorted(_EXPORTS)]
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 #: submodules reachable as attributes (``bm.data.Standardizer``) without an explicit import,
@@ -53,6 +49,7 @@ _SUBMODULES = frozenset(
     {
         "builders",
         "cli",
+        "comparison",
         "data",
         "estimators",
         "experiments",

@@ -267,7 +267,7 @@ def fit(
     # per gradient on a busy 2-core machine (measured in the convergence study).
     with model, single_threaded_blas():
         if method == "vem":
-            idata = _fit_vem(model, draws * chains, sample_seed, vem_options)
+            idata = _fit_vem(model, draws * chains, sample_seed, vem_options, progressbar)
             relabel = False  # one labelling by construction
         elif not model.free_RVs:
             idata = _exact_only(model, draws, chains)
@@ -512,11 +512,38 @@ def subsample_rows(n_rows: int, size: int | None = None) -> np.ndarray:
     return np.sort(rng.choice(n_rows, size=size, replace=False)).astype(np.int64)
 
 
-def _fit_vem(model: pm.Model, n_draws: int, seed: int, options: dict) -> xr.DataTree:
-    """Variational EM, reported as draws from q with the point estimates named."""
+def _fit_vem(
+    model: pm.Model, n_draws: int, seed: int, options: dict, progressbar: bool = False
+) -> xr.DataTree:
+    """Variational EM, reported as draws from q with the point estimates named.
+
+    With ``progressbar`` a bar counts the iterations on all rows (each one a pass over the
+    partitions when the rows are streamed) and shows the objective and its last change;
+    the multi-start screening on the row sample runs before it.
+    """
+    from tqdm.auto import tqdm
+
     spec = _spec(model)
     rng = np.random.default_rng(seed)
-    res = spec.run_vem(model["X_base"].get_value(), rng=rng, **options)
+    options = dict(options)
+    bar = None
+    if progressbar and "progress" not in options:
+        # no total: it stops on the ELBO's change, usually long before max_iter
+        bar = tqdm(desc="variational EM", unit="it")
+        last = [None]
+
+        def progress(iteration: int, objective: float) -> None:
+            change = np.nan if last[0] is None else objective - last[0]
+            last[0] = objective
+            bar.update(1)
+            bar.set_postfix_str(f"ELBO {objective:.8g}, change {change:.2g}", refresh=False)
+
+        options["progress"] = progress
+    try:
+        res = spec.run_vem(model["X_base"].get_value(), rng=rng, **options)
+    finally:
+        if bar is not None:
+            bar.close()
     posterior, points = spec.vem_posterior(res, n_draws, rng)
     info = dict(
         bayesmoe_point_estimates=",".join(points),

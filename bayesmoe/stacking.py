@@ -18,7 +18,7 @@ import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
 from bayesmoe.builders.stacking import hierarchical_stacking
-from bayesmoe.compare import pointwise_elpd
+from bayesmoe.comparison import pointwise_elpd
 from bayesmoe.data import Standardizer, validate_features, validate_target
 from bayesmoe.estimators import (
     _ESTIMATORS,

@@ -224,7 +224,7 @@ def part_fits() -> pd.DataFrame:
 def part_subsample() -> pd.DataFrame:
     import arviz as az
 
-    from bayesmoe.compare import _loo_subsample
+    from bayesmoe.comparison import _loo_subsample
 
     n = 200_000
     X, y = _interaction_data(n, seed=3)

@@ -75,3 +75,19 @@ def test_cold_and_warm_cache_give_identical_draws(tmp_path):
     assert warm["hits"] == [1, 1]  # both wrappers read back from disk
     assert warm["draws"] == cold["draws"]
     assert any(tmp_path.glob("v-*/pytensor/numba/*bayesmoe_logp*"))
+
+
+def test_import_loads_neither_pymc_nor_arviz():
+    # A CLI call, a dask worker or `bm.__version__` should not pay PyMC's and ArviZ's
+    # ~2 s of imports; the public names load their modules on first use.
+    code = (
+        "import sys, bayesmoe as bm; "
+        "heavy = sorted(m for m in ('pymc', 'pytensor', 'arviz', 'arviz_stats', 'nutpie', "
+        "'matplotlib') if m in sys.modules); print(','.join(heavy)); "
+        "f = bm.compare; print(f.__module__, callable(f))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[0] == ""
+    assert out[1] == "bayesmoe.comparison True"

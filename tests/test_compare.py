@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 import bayesmoe as bm
-from bayesmoe.compare import select_experts
+from bayesmoe.comparison import select_experts
 from bayesmoe.numerics.waic import waic_pointwise
 
 

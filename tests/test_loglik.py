@@ -16,7 +16,7 @@ from scipy.special import log_softmax, logsumexp
 import bayesmoe as bm
 from bayesmoe import fitting
 from bayesmoe.builders.mixture import logsumexp_over_experts
-from bayesmoe.compare import _loo_subsample, pointwise_elpd
+from bayesmoe.comparison import _loo_subsample, pointwise_elpd
 from bayesmoe.experiments import make_mixture_data
 from bayesmoe.numerics import loglik
 

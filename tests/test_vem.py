@@ -212,6 +212,23 @@ def test_vem_same_seed_same_draws_and_other_seed_other_draws(vem_fit, gated_data
     )
 
 
+def test_vem_progress_bar_counts_the_iterations_and_shows_the_elbo(vem_fit, gated_data, capsys):
+    est = bm.GatedExperts(n_experts=2, method="vem", draws=250, chains=2, random_seed=5)
+    est.fit(gated_data.X, gated_data.y)  # progressbar=True is the default
+    err = capsys.readouterr().err
+    assert "variational EM" in err
+    # The bar's last state: the refinement iterations on all rows (of the best starts, one
+    # after the other) and the ELBO of the last; the result is the best start's ELBO.
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert int(last.split("variational EM: ")[1].split("it")[0]) >= 1
+    shown = float(last.split("ELBO ")[1].split(",")[0])
+    elbo = est.idata_["posterior"].attrs["bayesmoe_vem_elbo"]
+    assert shown <= elbo + 1e-7 * abs(elbo)  # printed to 8 significant digits
+    quiet = bm.GatedExperts(n_experts=2, method="vem", draws=250, chains=2, random_seed=5)
+    quiet.set_params(progressbar=False).fit(gated_data.X, gated_data.y)
+    assert "variational EM" not in capsys.readouterr().err
+
+
 def test_vem_mixture_with_interactions_and_gamma_scales():
     from bayesmoe.experiments import make_mixture_data
 
