@@ -981,7 +981,10 @@ def _build_mixture(
             transform=pm.distributions.transforms.ordered if spec.ordered else None,
             initval=spec.point.intercept if spec.ordered else None,
         )
-        mu = pt.zeros((rows, K)) + intercept
+        # The row count from the data (symbolic), not a constant: a constant vector of n
+        # ones tied the compiled graph to one n, so a data set of another size recompiled
+        # it (3 numba graphs; none now, measured with NUMBA_DEBUG_CACHE)
+        mu = pt.broadcast_to(intercept, (y_rows.shape[0], K))
         if expert_idx:
             taus = _scales(merged, "base")
             beta = _weights(merged["beta"], "beta", taus, ("expert", "expert_feature"), centered)
