@@ -973,7 +973,6 @@ def _build_mixture(
             X_rows, y_rows = batch[0], batch[1]
             Xi_rows = batch[2] if pairs else None
             total = yv.size
-        rows = int(minibatch) if minibatch else yv.size
         intercept = _create(
             merged["intercept"],
             "intercept",
