@@ -598,12 +598,18 @@ class ExpertSelection:
         LOO comparison of the screening fits.
     models : dict of name -> fitted estimator
         The final fits (``models[f"K={n_experts}"]`` is the chosen one).
+    components : DataFrame
+        The component diagnosis of every fit (the evidence of the fits' own warnings and
+        ``check()``): rows ``K=<k>``, columns ``stage`` ("screening" / "final"),
+        ``supported_min``, ``supported_max`` (the K the fit's posterior supports) and
+        ``message`` ('' when every component is occupied and distinct).
     """
 
     n_experts: int
     comparison: Comparison
     screening: Comparison
     models: dict = field(repr=False)
+    components: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def table(self) -> pd.DataFrame:
@@ -629,15 +635,45 @@ def _check_k_range(k_range) -> list[int]:
     return sorted(int(k) for k in ks)
 
 
-def _choose(table: pd.DataFrame, rule: str) -> int:
-    """The chosen K from a comparison table with rows ``K=<k>``."""
-    ks = {name: int(name.split("=")[1]) for name in table.index}
+def _choose(table: pd.DataFrame, rule: str, allowed: Iterable[str] | None = None) -> int:
+    """The chosen K from a comparison table with rows ``K=<k>``, among ``allowed`` rows.
+
+    ``allowed`` (default all) are the fits whose posterior supports their own K; the
+    others have emptied or coinciding components, so their K overstates what they fit.
+    """
+    allowed = set(table.index if allowed is None else allowed) or set(table.index)
+    names = [n for n in table.index if n in allowed]
+    ks = {name: int(name.split("=")[1]) for name in names}
     if rule == "best":
-        return ks[table.index[0]]
+        return ks[names[0]]
     # one_se: the fewest experts whose elpd is within one standard error of the
     # difference from the best (an extra expert must earn its keep).
-    close = [ks[n] for n in table.index if -table.loc[n, "elpd_diff"] <= table.loc[n, "dse"]]
-    return min(close)
+    close = [ks[n] for n in names if -table.loc[n, "elpd_diff"] <= table.loc[n, "dse"]]
+    return min(close) if close else ks[names[0]]
+
+
+def _supported(est) -> tuple[int, int, str]:
+    """(min, max) of the K a fitted mixture's posterior supports, and the sentence."""
+    k = est.model_.bayesmoe_spec.n_experts
+    if k < 2:
+        return 1, 1, ""
+    d = est.component_diagnosis()
+    lo, hi = d.supported if not d.ok else (k, k)
+    return lo, hi, d.message()
+
+
+def _components_table(fits: dict, stage: str) -> pd.DataFrame:
+    keys = ("supported_min", "supported_max", "message")
+    rows = {name: dict(zip(keys, _supported(est), strict=True)) for name, est in fits.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").assign(stage=stage)[
+        ["stage", "supported_min", "supported_max", "message"]
+    ]
+
+
+def _self_consistent(components: pd.DataFrame) -> list[str]:
+    """The fits whose posterior supports the K they were fitted with."""
+    ks = {name: int(name.split("=")[1]) for name in components.index}
+    return [n for n in components.index if components.loc[n, "supported_max"] >= ks[n]]
 
 
 def select_experts(
@@ -662,6 +698,14 @@ def select_experts(
     2. Refit the best ``n_final`` with NUTS, compare them again, and choose K by
        ``selection``: ``"one_se"`` (default) the fewest experts whose ELPD is within one
        standard error of the difference from the best, ``"best"`` the highest ELPD.
+
+    Both stages use the evidence of the fits' own diagnosis
+    (:meth:`~bayesmoe.MixtureRegression.component_diagnosis`, the sentence of their
+    warnings and ``check()``): a fit whose components empty or coincide supports fewer
+    than its K, so it is passed over for the finalists and for the choice while a fit
+    that supports its own K remains. The choice and the diagnosis therefore agree: the
+    chosen fit never reports "the data support K = ..." below its own K unless no
+    candidate did better. ``result.components`` tabulates the diagnosis of every fit.
 
     Parameters
     ----------
@@ -729,12 +773,22 @@ def select_experts(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Pareto k of rough fits: only a ranking
         screening = compare(screened)
-    finalists = list(screening.table.index)[:n_final]
+    # The same evidence as the fits' own diagnosis (issue 20): a screened K whose fit
+    # empties or merges components describes no more than a smaller K, so the finalists
+    # are the best-ranked fits that support their own K (then the others, in rank order).
+    screen_components = _components_table(screened, "screening")
+    consistent = set(_self_consistent(screen_components))
+    ranked = list(screening.table.index)
+    finalists = (
+        [n for n in ranked if n in consistent] + [n for n in ranked if n not in consistent]
+    )[:n_final]
 
     final = {}
     for name in tqdm(finalists, desc="final fits (NUTS)", disable=not progressbar):
         k = int(name.split("=")[1])
         final[name] = make(k, {**(final_kwargs or {}), "method": "nuts"}).fit(X, y)
     comparison = compare(final)
-    chosen = _choose(comparison.table, selection)
-    return ExpertSelection(chosen, comparison, screening, final)
+    final_components = _components_table(final, "final")
+    chosen = _choose(comparison.table, selection, _self_consistent(final_components))
+    components = pd.concat([screen_components, final_components])
+    return ExpertSelection(chosen, comparison, screening, final, components)

@@ -1011,6 +1011,40 @@ class _MixtureEstimator(BayesianRegressor):
         post = self.idata_["posterior"]
         return [n for n in self.model_.bayesmoe_spec.identified_vars if n in post.data_vars]
 
+    def component_diagnosis(self):
+        r"""Which components the data support: emptied and coinciding ones (issue 20).
+
+        From the posterior draws on the training rows (relabelled): the occupancy
+        :math:`\bar\pi_k = E[\frac1n \sum_i \pi_k(x_i)]` of every component and the mean
+        Bhattacharyya overlap of every pair of predictive normals
+        :math:`N(\mu_k(x_i), \sigma_k^2)`; see :mod:`bayesmoe.numerics.components`.
+        A component is emptied when its occupancy is below ``EMPTY_WEIGHT_MAX``, two
+        coincide when their overlap is at least ``OVERLAP_MIN``.
+
+        Returns
+        -------
+        bayesmoe.numerics.components.ComponentDiagnosis
+            ``.supported`` is the range of K the fit itself supports, ``.message()`` the
+            sentence that :meth:`check` and the fit's warning show.
+        """
+        check_is_fitted(self, "idata_")
+        spec = self.model_.bayesmoe_spec
+        return spec.component_diagnosis(
+            self._working_posterior(), self.model_["X_base"].get_value()
+        )
+
+    def check(self, loo: bool | None = None) -> Diagnostics:
+        """Diagnostics report of the fit, with the emptied/coinciding components named.
+
+        As :meth:`BayesianRegressor.check`; for K >= 2 the report's ``components`` holds
+        the sentence of :meth:`component_diagnosis` ('' when every component is occupied
+        and distinct), which ``print(report)`` and ``report.message()`` show.
+        """
+        report = super().check(loo)
+        if self.model_.bayesmoe_spec.n_experts >= 2:
+            report.components = self.component_diagnosis().message()
+        return report
+
     #: rows of the uniform sample a streamed fit builds its model on: the variational
     #: EM's screening sample and the rows of the pointwise log-likelihood
     STREAM_SAMPLE_ROWS = 5000

@@ -49,7 +49,9 @@ else:
     if model == "mixture":
         est = bm.MixtureRegression(n_components=2, **kw)
     else:
-        est = bm.GatedExperts(n_experts=2, gate=model.split("_")[1], **kw)
+        gate = model.split("_")[1]
+        hidden = {"gate_hidden": 3} if gate == "mlp" else {}
+        est = bm.GatedExperts(n_experts=2, gate=gate, **hidden, **kw)
 sampling = [0.0]
 if sampler == "nutpie_jax":
     import nutpie

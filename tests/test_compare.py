@@ -203,6 +203,15 @@ def test_select_experts_finds_true_k():
     assert "K=1" in result.screening.table.index
     assert set(result.table.index) <= {"K=1", "K=2", "K=3"} and len(result.table) == 2
     assert result.best.n_experts == 2
+    # the component diagnosis of every fit: the chosen K = 2 supports its own K, and a
+    # screened K = 3 fit of K_true = 2 data does not (an emptied or merged component)
+    comp = result.components
+    assert set(comp["stage"]) == {"screening", "final"}
+    final = comp[comp["stage"] == "final"]
+    assert final.loc["K=2", "supported_max"] >= 2 and final.loc["K=2", "message"] == ""
+    screen = comp[comp["stage"] == "screening"]
+    assert screen.loc["K=3", "supported_max"] <= 2
+    assert "the data support K" in screen.loc["K=3", "message"]
 
 
 @pytest.mark.slow
@@ -222,3 +231,31 @@ def test_one_expert_fits_with_advi():
     ).fit(data.X, data.y)
     ll = est.idata_["log_likelihood"]["y"]
     assert ll.sizes["obs"] == 60 and np.isfinite(ll.values).all()
+
+
+def test_choose_restricted_to_self_consistent_fits():
+    import pandas as pd
+
+    from bayesmoe.comparison import _choose, _self_consistent
+
+    # ranked K=3 (best), K=2, K=1: K=2 within one SE, K=1 not
+    table = pd.DataFrame(
+        {"elpd_diff": [0.0, -1.0, -30.0], "dse": [0.0, 2.0, 5.0]}, index=["K=3", "K=2", "K=1"]
+    )
+    assert _choose(table, "best") == 3
+    assert _choose(table, "one_se") == 2
+    components = pd.DataFrame(
+        {"supported_min": [1, 1, 2], "supported_max": [1, 1, 2]}, index=["K=1", "K=2", "K=3"]
+    )
+    # K=2 and K=3 empty components (they support fewer than their K): only K=1 remains
+    allowed = _self_consistent(components)
+    assert allowed == ["K=1"]
+    assert _choose(table, "best", allowed) == 1
+    # one_se with no allowed fit close to the best falls back to the best allowed one
+    assert _choose(table, "one_se", allowed) == 1
+    # K=3 supports its K: the best; within one SE of it among allowed: none but itself
+    components.loc["K=3", "supported_max"] = 3
+    assert _self_consistent(components) == ["K=1", "K=3"]
+    assert _choose(table, "one_se", _self_consistent(components)) == 3
+    # no fit supports its own K: the choice falls back to the whole table
+    assert _choose(table, "one_se", []) == 2

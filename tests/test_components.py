@@ -121,3 +121,41 @@ def test_fit_warns_and_stores_the_component_diagnosis():
         idata = bayesmoe.fit(model, method="vem", random_seed=1)
     stored = json.loads(idata.attrs["bayesmoe_diagnostics"])
     assert "the data support K = 1: see select_experts" in stored["components"]
+
+
+@pytest.mark.parametrize("estimator", ["MixtureRegression", "GatedExperts"])
+def test_estimator_check_names_emptied_components(estimator):
+    # K_true = 1 fitted with K = 3 by VEM: the estimator's check() (not only the fit's
+    # warning) names the emptied components and the K the data support.
+    import warnings
+
+    import bayesmoe as bm
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 1))
+    y = 1 + 2 * X[:, 0] + 0.5 * rng.standard_normal(400)
+    kwargs = {"n_components": 3} if estimator == "MixtureRegression" else {"n_experts": 3}
+    est = getattr(bm, estimator)(method="vem", random_seed=1, progressbar=False, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        est.fit(X, y)
+    d = est.component_diagnosis()
+    assert d.supported == (1, 1) and len(d.emptied) == 2
+    report = est.check()
+    assert "emptied" in report.components
+    assert "the data support K = 1" in report.components
+    assert report.components in report.message()
+
+
+def test_estimator_check_is_silent_on_distinct_components():
+    # Two well-separated lines fitted with K = 2: nothing to report.
+    import bayesmoe as bm
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 1))
+    z = rng.random(400) < 0.5
+    y = np.where(z, 3 + 2 * X[:, 0], -3 - X[:, 0]) + 0.5 * rng.standard_normal(400)
+    est = bm.MixtureRegression(n_components=2, method="vem", random_seed=1, progressbar=False)
+    est.fit(X, y)
+    assert est.component_diagnosis().ok
+    assert est.check().components == ""
