@@ -311,6 +311,24 @@ def _gate_part(part, index, features, target, prepare, params, theta, hidden):
     return _gate_task(data, _e_step_task(data, params), theta, hidden)
 
 
+def _worker_slots(client, n: int) -> list[str]:
+    """A worker address for each of ``n`` partitions, in proportion to the workers' threads.
+
+    Every E-step waits for its slowest worker, so the persisted partitions are spread
+    evenly: left to the scheduler, the first worker ready takes more of them (6 of 10
+    files on 2 workers, measured), and the fit then runs at the pace of its 6.
+    """
+    workers = client.scheduler_info()["workers"]
+    threads = {addr: max(int(w.get("nthreads") or 1), 1) for addr, w in sorted(workers.items())}
+    # one round over the workers per thread, so a data set of few partitions still spreads
+    slots = [
+        a for r in range(max(threads.values(), default=1)) for a, t in threads.items() if t > r
+    ]
+    if not slots:
+        raise RuntimeError("the dask client has no workers")
+    return [slots[i % len(slots)] for i in range(n)]
+
+
 class PartitionRows:
     r"""The rows of a dask frame as the variational EM's row source, on a dask client.
 
@@ -360,7 +378,10 @@ class PartitionRows:
                 dask.delayed(_prepared)(part, i, self.features, target, prepare)
                 for i, part in enumerate(self._parts)
             ]
-            self._data = client.compute(tasks)
+            self._data = [
+                client.compute(task, workers=[slot], allow_other_workers=True)
+                for task, slot in zip(tasks, _worker_slots(client, len(tasks)), strict=True)
+            ]
             client.gather(client.map(len, self._data))  # surface errors here, not mid-fit
 
     @property

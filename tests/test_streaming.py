@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -369,6 +370,9 @@ def test_streamed_vem_iterates_exactly_as_in_memory(client, gated_parquet, gate,
         persist=persist,
     )  # fmt: skip
     assert rows.persisted is persist
+    if persist:  # the 4 persisted partitions spread evenly over the 2 workers
+        held = client.who_has(rows._data)
+        assert sorted(Counter(w[0] for w in held.values()).values()) == [2, 2]
     try:
         got = fit_mixture_vem(Z[pick, 1:], yw[pick], 2, rows=rows, **kw)
     finally:
@@ -381,6 +385,24 @@ def test_streamed_vem_iterates_exactly_as_in_memory(client, gated_parquet, gate,
     np.testing.assert_allclose(got.sigma, ref.sigma, rtol=1e-9)
     np.testing.assert_allclose(got.mass, ref.mass, rtol=1e-9)
     assert got.responsibilities is None and ref.responsibilities.shape == (len(y), 2)
+
+
+def test_worker_slots_follow_the_workers_threads():
+    from bayesmoe.streaming import _worker_slots
+
+    class FakeClient:
+        def __init__(self, workers):
+            self.workers = workers
+
+        def scheduler_info(self):
+            return {"workers": self.workers}
+
+    two = FakeClient({"tcp://b": {"nthreads": 1}, "tcp://a": {"nthreads": 1}})
+    assert _worker_slots(two, 5) == ["tcp://a", "tcp://b", "tcp://a", "tcp://b", "tcp://a"]
+    uneven = FakeClient({"tcp://a": {"nthreads": 2}, "tcp://b": {"nthreads": 1}})
+    assert _worker_slots(uneven, 6) == ["tcp://a", "tcp://b", "tcp://a"] * 2
+    with pytest.raises(RuntimeError, match="no workers"):
+        _worker_slots(FakeClient({}), 3)
 
 
 def test_gated_experts_fit_a_parquet_folder_by_streamed_vem(client, gated_parquet):
