@@ -25,14 +25,14 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bayesmoe.builders.interaction import interaction_regression
-from bayesmoe.builders.mixture import gated_experts, mixture_regression
+from bayesmoe.builders.mixture import DEFAULT_ALPHA, gated_experts, mixture_regression
 from bayesmoe.data import (
     Standardizer,
     validate_features,
     validate_predict_features,
     validate_target,
 )
-from bayesmoe.fitting import Diagnostics, diagnose, fit, validate_fit_settings
+from bayesmoe.fitting import Diagnostics, diagnose, fit, model_diagnostics, validate_fit_settings
 from bayesmoe.formula import FormulaDesign, design_from_formula
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_first, logsumexp_last
 from bayesmoe.priors import priors_from_json, priors_to_json
@@ -1014,12 +1014,14 @@ class _MixtureEstimator(BayesianRegressor):
     def component_diagnosis(self):
         r"""Which components the data support: emptied and coinciding ones (issue 20).
 
-        From the posterior draws on the training rows (relabelled): the occupancy
-        :math:`\bar\pi_k = E[\frac1n \sum_i \pi_k(x_i)]` of every component and the mean
-        Bhattacharyya overlap of every pair of predictive normals
-        :math:`N(\mu_k(x_i), \sigma_k^2)`; see :mod:`bayesmoe.numerics.components`.
-        A component is emptied when its occupancy is below ``EMPTY_WEIGHT_MAX``, two
-        coincide when their overlap is at least ``OVERLAP_MIN``.
+        For every posterior draw on the training rows, the fewest components that fit
+        them as well: a component is dropped, or two merged into one normal, while the
+        log-likelihood lost is below the component's parameter count (Akaike's
+        criterion); the count left, :math:`K_+`, does not depend on labels. The
+        reductions most draws take are named, with the occupancy
+        :math:`\bar\pi_k = E[\frac1n \sum_i \pi_k(x_i)]` and the Bhattacharyya overlap
+        of the predictive normals :math:`N(\mu_k(x_i), \sigma_k^2)`; see
+        :mod:`bayesmoe.numerics.components`.
 
         Returns
         -------
@@ -1030,7 +1032,9 @@ class _MixtureEstimator(BayesianRegressor):
         check_is_fitted(self, "idata_")
         spec = self.model_.bayesmoe_spec
         return spec.component_diagnosis(
-            self._working_posterior(), self.model_["X_base"].get_value()
+            self._working_posterior(),
+            self.model_["X_base"].get_value(),
+            n_rows=self.idata_.attrs.get("bayesmoe_n_rows"),
         )
 
     def check(self, loo: bool | None = None) -> Diagnostics:
@@ -1038,12 +1042,23 @@ class _MixtureEstimator(BayesianRegressor):
 
         As :meth:`BayesianRegressor.check`; for K >= 2 the report's ``components`` holds
         the sentence of :meth:`component_diagnosis` ('' when every component is occupied
-        and distinct), which ``print(report)`` and ``report.message()`` show.
+        and distinct), which ``print(report)`` and ``report.message()`` show. When fewer
+        components fit as well, the components are not identified: R-hat and ESS are
+        then those of the mixture density (``report.identified`` says so; the components'
+        own max R-hat is ``report.component_max_rhat``), as in the fit's own diagnostics
+        (:func:`bayesmoe.fitting.model_diagnostics`).
         """
-        report = super().check(loo)
-        if self.model_.bayesmoe_spec.n_experts >= 2:
-            report.components = self.component_diagnosis().message()
-        return report
+        check_is_fitted(self, "idata_")
+        if loo is None:
+            loo = "log_likelihood" in self.idata_.children
+        if not isinstance(loo, bool | np.bool_):
+            raise TypeError(f"loo must be True, False or None, got {loo!r}")
+        return model_diagnostics(
+            self.working_view(),
+            self.model_,
+            loo=bool(loo),
+            n_rows=self.idata_.attrs.get("bayesmoe_n_rows"),
+        )
 
     #: rows of the uniform sample a streamed fit builds its model on: the variational
     #: EM's screening sample and the rows of the pointwise log-likelihood
@@ -1190,7 +1205,9 @@ class MixtureRegression(_MixtureEstimator):
     n_components : int
         K, from 1 to the number of rows.
     alpha : float
-        Dirichlet concentration (``alpha < 1``: sparse weights, unneeded components empty).
+        Dirichlet concentration; the default 0.1 (sparse: unneeded components empty, so a
+        K larger than the data support still converges on the identified quantities;
+        measured in ``bayesmoe.builders.mixture.DEFAULT_ALPHA``). ``alpha=1`` is uniform.
     interactions, prior, base_scale, interaction_scale
         As in :class:`InteractionRegression`, for every expert.
     priors : dict, optional
@@ -1222,7 +1239,7 @@ class MixtureRegression(_MixtureEstimator):
         *,
         formula: str | None = None,
         n_components: int = 2,
-        alpha: float = 1.0,
+        alpha: float = DEFAULT_ALPHA,
         interactions=None,
         prior: str = "half_cauchy",
         base_scale: float | None = None,

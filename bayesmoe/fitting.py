@@ -41,6 +41,7 @@ __all__ = [
     "add_log_likelihood",
     "diagnose",
     "fit",
+    "model_diagnostics",
     "resolve_sampler",
     "subsample_rows",
 ]
@@ -340,20 +341,55 @@ class DiagnosticsError(RuntimeError):
         self.idata = idata
 
 
-def _component_message(idata: xr.DataTree, model: pm.Model) -> str:
-    """The spec's emptied/coinciding-components sentence ('' when none, or not a mixture)."""
+def model_diagnostics(
+    idata: xr.DataTree, model: pm.Model, *, loo: bool = False, n_rows: int | None = None
+) -> Diagnostics:
+    """:func:`diagnose` on the quantities of ``model`` that are identified.
+
+    ``idata``'s posterior holds the working-scale draws. For a mixture (K >= 2) the
+    component diagnosis runs first (:meth:`MixtureSpec.component_diagnosis`); when fewer
+    components fit the rows as well in more than 5% of the draws, the components are not
+    identified (no relabelling makes a superfluous component's parameters agree between
+    chains), so R-hat and ESS are computed on what is: the mixture's log density at
+    ``DENSITY_POINTS`` training rows and the prior scales. The per-component max R-hat
+    is kept in the report (``component_max_rhat``) and the message says what was
+    dropped. ``n_rows``: the rows a streamed fit's sample stands for.
+    """
+    report = diagnose(idata, var_names=_identified(model, idata), loo=loo)
     spec = _spec(model)
     if not hasattr(spec, "component_diagnosis") or getattr(spec, "n_experts", 1) < 2:
-        return ""
+        return report
     posterior = idata["posterior"].to_dataset()
-    return spec.component_diagnosis(posterior, model["X_base"].get_value()).message()
+    if n_rows is None:
+        n_rows = posterior.attrs.get("bayesmoe_vem_rows")
+    X_base = model["X_base"].get_value()
+    found = spec.component_diagnosis(posterior, X_base, n_rows=n_rows)
+    report.components = found.message()
+    if found.ok:
+        return report
+    density = spec.mixture_log_density(posterior, X_base, spec.y)
+    scales = [n for n in _identified(model, idata) or [] if n.startswith(("tau_", "lambda_"))]
+    groups = {"posterior": posterior[scales].assign(mixture_log_density=density)}
+    if "sample_stats" in idata.children:
+        groups["sample_stats"] = idata["sample_stats"].to_dataset()
+    if "log_likelihood" in idata.children:
+        groups["log_likelihood"] = idata["log_likelihood"].to_dataset()
+    on_density = diagnose(xr.DataTree.from_dict(groups), loo=loo)
+    on_density.components = report.components
+    on_density.component_max_rhat = report.max_rhat
+    on_density.identified = (
+        f"the mixture density at {density.sizes['density_row']} training rows"
+        + (f" and {', '.join(scales)}" if scales else "")
+        + f" (the {spec.n_experts} components' parameters, not identified here, dropped: "
+        f"their max R-hat {report.max_rhat:.3f})"
+    )
+    return on_density
 
 
 def _gate(idata: xr.DataTree, model: pm.Model, method: str, strict: bool, warn: bool) -> None:
     """Run the diagnostics, store them in ``idata.attrs``, then warn or raise."""
     loo = strict and "log_likelihood" in idata.children
-    report = diagnose(idata, var_names=_identified(model, idata), loo=loo)
-    report.components = _component_message(idata, model)
+    report = model_diagnostics(idata, model, loo=loo)
     idata.attrs["bayesmoe_diagnostics"] = json.dumps(report.as_dict())
     if report.ok:
         # Emptied / coinciding components do not fail a fit (the mixture density may be
@@ -553,6 +589,8 @@ def _fit_vem(
         bayesmoe_vem_last_change=res.last_change,
         bayesmoe_vem_empty=",".join(str(k) for k in res.empty),
     )
+    if options.get("rows") is not None:  # streamed: the model holds a sample of the rows
+        info["bayesmoe_vem_rows"] = int(options["rows"].n)
     posterior.attrs.update(info, inference_library="bayesmoe.numerics.vem")
     if not res.converged:
         warnings.warn(
@@ -832,6 +870,8 @@ class Diagnostics:
     max_pareto_k: float | None = None
     n_high_pareto_k: int | None = None
     components: str = ""
+    component_max_rhat: float | None = None
+    identified: str = ""
 
     def failures(self) -> list[str]:
         """One line, with numbers, for each check that fails its threshold."""
@@ -861,6 +901,8 @@ class Diagnostics:
     def message(self) -> str:
         parts = self.failures()
         text = "Sampling diagnostics failed: " + "; ".join(parts) if parts else "diagnostics ok"
+        if self.identified:
+            text += f" (R-hat and ESS on {self.identified})"
         return f"{text}; {self.components}" if self.components else text
 
     def as_dict(self) -> dict:

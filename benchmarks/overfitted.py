@@ -3,27 +3,33 @@
 For K_true in {1, 2} (``make_mixture_data``: one feature, constant weights, intercepts
 ``--separation`` apart, noise sd 0.5; K_true = 2 is well separated at the default 3.0) and
 ``--seeds`` seeds, ``MixtureRegression`` is fitted with the defaults (NUTS, 4 x 1000,
-Dirichlet(alpha) weights, ``--alpha`` default 1) at K = K_true, K_true + 1 and K_true + 2 on
-``--n`` rows, and scored on 2000 fresh rows of the same truth. Per fit:
+Dirichlet(alpha) weights, ``--alpha`` default the library's, 0.1) at K = K_true,
+K_true + 1 and K_true + 2 on ``--n`` rows, and scored on 2000 fresh rows of the same
+truth. Per fit:
 
-* ``max R-hat`` / ``min ESS``: the diagnostics on the identified quantities (relabelled);
+* ``max R-hat`` / ``min ESS``: the fit's diagnostics on the identified quantities: the
+  relabelled components, or (``on density``) the mixture density at 20 training rows
+  when the component diagnosis finds fewer components fit as well; ``component R-hat``
+  is the components' own max R-hat either way;
 * ``components``: the emptied/coinciding-components sentence of the diagnostics (with
   the supported K), '' when none;
 * ``outcome``: for K > K_true, ``converged`` (R-hat <= 1.01), ``named`` (R-hat above
   1.01 but the warning names the components and the supported K) or ``SILENT`` (neither:
-  the failure the bar forbids); for K = K_true, ``clean`` or ``FALSE COINCIDE`` (a
+  the failure the bar forbids); for K = K_true, ``clean`` or ``FALSE FLAG`` (a
   components message on a fit of the true K);
-* ``lpd``: held-out log predictive density per row, and ``d lpd / se`` its paired
-  difference to the K_true fit of the same seed over its paired s.e. (bar: within 2).
+* ``lpd``: held-out log predictive density per row; ``d lpd / se`` its paired difference
+  to the K_true fit of the same seed over the paired s.e. of that difference, and
+  ``d lpd / se(lpd)`` the same difference over the s.e. of the K_true fit's held-out lpd
+  (bar: within 2).
 
 Bar: for each (K_true, K > K_true), >= 9 of 10 seeds ``converged`` or ``named``, none
-``SILENT``; no ``FALSE COINCIDE``; every |d lpd / se| <= 2.
+``SILENT``; no ``FALSE FLAG``; every |d lpd| within 2 s.e.
 
-    python benchmarks/overfitted.py                      # 2 x 10 seeds x 3 fits
-    python benchmarks/overfitted.py --alpha 0.1 --out docs/overfitted/alpha0.1
+    python benchmarks/overfitted.py              # the default alpha (0.1): 2 x 10 seeds x 3 fits
+    python benchmarks/overfitted.py --alpha 1    # the uniform Dirichlet, for comparison
 
 Writes ``overfitted.csv``, ``overfitted.txt`` and ``overfitted.png`` to ``--out``
-(default ``docs/overfitted``).
+(default ``docs/overfitted/alpha<alpha>``); about 5 minutes each here.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import bayesmoe as bm
+from bayesmoe.builders.mixture import DEFAULT_ALPHA
 from bayesmoe.experiments import make_mixture_data
 
 RHAT_MAX = 1.01
@@ -68,7 +75,7 @@ def one_seed(k_true: int, seed: int, args) -> list[dict]:
         said = " | ".join(str(w.message) for w in caught)
         components = diag.get("components", "")
         if k == k_true:
-            outcome = "FALSE COINCIDE" if "coincide" in components else "clean"
+            outcome = "FALSE FLAG" if components else "clean"
         elif diag["max_rhat"] <= RHAT_MAX:
             outcome = "converged"
         elif "the data support K" in said:  # the diagnostics warning, with the components
@@ -82,12 +89,18 @@ def one_seed(k_true: int, seed: int, args) -> list[dict]:
                 "seed": seed,
                 "K": k,
                 "max R-hat": round(diag["max_rhat"], 4),
+                "on density": bool(diag.get("identified")),
+                "component R-hat": round(diag.get("component_max_rhat") or diag["max_rhat"], 4),
                 "min ESS": round(diag["min_ess_bulk"]),
                 "divergences": diag["divergences"],
                 "outcome": outcome,
                 "lpd": round(float(lpd[k].mean()), 5),
                 "d lpd / se": (
                     0.0 if k == k_true else round(d.mean() / (d.std(ddof=1) / np.sqrt(d.size)), 2)
+                ),
+                # the same difference over the s.e. of the K_true fit's held-out lpd
+                "d lpd / se(lpd)": round(
+                    d.mean() / (lpd[k_true].std(ddof=1) / np.sqrt(d.size)), 2
                 ),
                 "components": components,
                 "fit s": round(seconds, 1),
@@ -105,13 +118,14 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         silent=("outcome", lambda s: int((s == "SILENT").sum())),
         max_rhat=("max R-hat", "max"),
         max_abs_dlpd_se=("d lpd / se", lambda s: float(np.abs(s).max())),
+        max_abs_dlpd_se_lpd=("d lpd / se(lpd)", lambda s: float(np.abs(s).max())),
     )
     exact = (
         df[df["K"] == df["K_true"]]
         .groupby("K_true")
         .agg(
             seeds=("seed", "size"),
-            false_coincide=("outcome", lambda s: int((s == "FALSE COINCIDE").sum())),
+            false_flag=("outcome", lambda s: int((s == "FALSE FLAG").sum())),
             max_rhat=("max R-hat", "max"),
         )
     )
@@ -147,12 +161,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--n", type=int, default=300)
-    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     parser.add_argument("--separation", type=float, default=3.0)
     parser.add_argument("--k-true", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--out", default=str(Path(__file__).parent.parent / "docs/overfitted"))
+    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    docs = Path(__file__).parent.parent / "docs/overfitted"
+    out = Path(args.out) if args.out else docs / f"alpha{args.alpha:g}"
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     cells = [(k, s) for k in args.k_true for s in range(args.seeds)]

@@ -3,14 +3,11 @@
 import numpy as np
 import pytest
 
-from bayesmoe.numerics.components import (
-    OVERLAP_MIN,
-    diagnose_components,
-    overlap,
-)
+from bayesmoe.numerics.components import diagnose_components, overlap, reduce_components
 
 
-def _draws(mus, sds, weights, S=200, n=50, jitter=0.02, seed=0):
+def _draws(mus, sds, weights, S=200, n=300, jitter=0.02, seed=0):
+    """Posterior-like draws around given components, and rows from the true clusters."""
     rng = np.random.default_rng(seed)
     K = len(mus)
     means = (
@@ -23,6 +20,12 @@ def _draws(mus, sds, weights, S=200, n=50, jitter=0.02, seed=0):
     return w, means, sd
 
 
+def _rows(mus, sds, weights, n=300, seed=1):
+    rng = np.random.default_rng(seed)
+    z = rng.choice(len(mus), size=n, p=np.asarray(weights) / np.sum(weights))
+    return np.asarray(mus)[z] + np.asarray(sds)[z] * rng.standard_normal(n)
+
+
 def test_overlap_matches_closed_form_equal_sds():
     # Equal sds, means d apart: BC = exp(-d^2 / 8) exactly (no jitter).
     d = 1.5
@@ -33,23 +36,65 @@ def test_overlap_matches_closed_form_equal_sds():
 
 
 def test_well_separated_components_are_not_flagged():
-    # Means 3 sd apart (BC 0.32): the K = K_true fit must never say "coincide".
-    d = diagnose_components(*_draws([0.0, 3.0], [1.0, 1.0], [0.5, 0.5]))
+    # Clusters 3 sd apart, 150 rows each: merging or dropping either loses ~100
+    # log-likelihood units, far above a component's 3 parameters.
+    truth = ([0.0, 3.0], [1.0, 1.0], [0.5, 0.5])
+    d = diagnose_components(*_draws(*truth), _rows(*truth), penalty=3)
     assert d.ok and d.message() == "" and d.supported == (2, 2)
+    assert d.k_plus[2] == 1.0 and not d.emptied and not d.coinciding
 
 
 def test_coinciding_and_emptied_are_named_with_numbers():
-    # K_true = 2 fitted with K = 4: components 0 and 2 describe the same cluster, 3 is empty.
-    w, mu, sd = _draws([0.0, 4.0, 0.1, 9.0], [1.0, 1.0, 1.0, 1.0], [0.3, 0.5, 0.195, 0.005])
-    d = diagnose_components(w, mu, sd)
+    # Two clusters fitted with K = 4: components 0 and 2 split cluster 0 (means 0.1 sd
+    # apart), component 3 sits far from every row with weight 0.005.
+    truth = ([0.0, 4.0], [1.0, 1.0], [0.5, 0.5])
+    fit = _draws([0.0, 4.0, 0.1, 9.0], [1.0, 1.0, 1.0, 1.0], [0.3, 0.5, 0.195, 0.005])
+    d = diagnose_components(*fit, _rows(*truth), penalty=3)
     assert [(j, k) for j, k, _ in d.coinciding] == [(0, 2)]
-    assert d.coinciding[0][2] >= OVERLAP_MIN
-    assert d.emptied == [3]
-    assert d.supported == (2, 3)
+    assert [k for k, _ in d.emptied] == [3]
+    assert d.supported == (2, 2) and d.k_plus[2] > 0.95 and not d.ok
     msg = d.message()
-    assert f"components 0 and 2 coincide (overlap {d.coinciding[0][2]:.2f})" in msg
-    assert f"component 3 is emptied (occupancy {d.occupancy[3]:.3f})" in msg
-    assert "K = 2-3: see select_experts" in msg
+    assert f"components 0 and 2 coincide (merged in {d.coinciding[0][2]:.0%} of draws" in msg
+    assert f"overlap {d.overlap[0, 2]:.2f})" in msg
+    assert f"component 3 is emptied (dropped in {d.emptied[0][1]:.0%} of draws" in msg
+    assert f"occupancy {d.occupancy[3]:.3f})" in msg
+    assert "the data support K = 2: see select_experts" in msg
+
+
+def test_reduction_does_not_depend_on_labels():
+    # Per-draw label permutations (label switching) give the same counts K_+.
+    truth = ([0.0, 4.0], [1.0, 1.0], [0.5, 0.5])
+    w, mu, sd = _draws([0.0, 4.0, 0.1], [1.0, 1.0, 1.0], [0.3, 0.5, 0.2])
+    y = _rows(*truth)
+    S, K = w.shape
+    perm = np.argsort(np.random.default_rng(3).random((S, K)), axis=1)
+
+    def counts(w, mu, sd):
+        full = (np.broadcast_to(a[:, None, :], mu.shape) for a in (w, sd))
+        w_full, sd_full = full
+        return reduce_components(w_full, mu, sd_full, y, penalty=3)[0]
+
+    original = counts(w, mu, sd)
+    switched = counts(
+        np.take_along_axis(w, perm, 1),
+        np.take_along_axis(mu, perm[:, None, :], 2),
+        np.take_along_axis(sd, perm, 1),
+    )
+    np.testing.assert_array_equal(original, switched)
+    assert np.all(original == 2)
+
+
+def test_rows_represented_count_as_evidence():
+    # Two clusters 2 sds apart, 50 rows each at their normal quantiles (no sampling
+    # noise): merging them loses 1.2 log-likelihood units, below the penalty, but the
+    # same rows standing for 1e4 (a streamed fit's sample) make the difference real.
+    from scipy.stats import norm
+
+    truth = ([0.0, 0.6], [0.3, 0.3], [0.5, 0.5])
+    q = norm.ppf((np.arange(50) + 0.5) / 50)
+    fit, y = _draws(*truth, n=100, jitter=0.0), np.concatenate([0.3 * q, 0.6 + 0.3 * q])
+    assert diagnose_components(*fit, y, penalty=3).supported[0] == 1
+    assert diagnose_components(*fit, y, penalty=3, scale=100).ok
 
 
 def test_gated_weights_per_row():
@@ -60,20 +105,25 @@ def test_gated_weights_per_row():
     w[..., 1] = 0.005
     mu = np.zeros((S, n, 2))
     mu[..., 1] = 5.0
-    d = diagnose_components(w, mu, np.ones((S, 2)))
-    assert d.emptied == [1] and d.supported == (1, 1)
+    y = np.random.default_rng(0).standard_normal(n)
+    d = diagnose_components(w, mu, np.ones((S, 2)), y, penalty=4)
+    assert [k for k, _ in d.emptied] == [1] and d.supported == (1, 1)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"overlap_min": 0.0}, "overlap_min"), ({"empty_max": 1.0}, "empty_max")],
+    [({"penalty": 0.0}, "penalty"), ({"penalty": 3, "scale": 0.5}, "scale")],
 )
-def test_bad_thresholds_named(kwargs, match):
+def test_bad_arguments_named(kwargs, match):
+    truth = ([0.0, 3.0], [1.0, 1.0], [0.5, 0.5])
     with pytest.raises(ValueError, match=match):
-        diagnose_components(*_draws([0.0, 3.0], [1.0, 1.0], [0.5, 0.5]), **kwargs)
+        diagnose_components(*_draws(*truth), _rows(*truth), **kwargs)
 
 
 def test_bad_shapes_named():
+    truth = ([0.0, 3.0], [1.0, 1.0], [0.5, 0.5])
+    with pytest.raises(ValueError, match="y must have shape"):
+        diagnose_components(*_draws(*truth), _rows(*truth)[:10], penalty=3)
     with pytest.raises(ValueError, match="means"):
         overlap(np.zeros((3, 2)), np.ones((3, 2)))
     with pytest.raises(ValueError, match="sds"):
@@ -117,7 +167,7 @@ def test_fit_warns_and_stores_the_component_diagnosis():
     X = rng.uniform(-1, 1, (400, 1))
     y = 1 + 2 * X[:, 0] + 0.5 * rng.standard_normal(400)
     model = mixture_regression(X, y, n_components=3)
-    with pytest.warns(UserWarning, match=r"emptied \(occupancy .*the data support K = 1"):
+    with pytest.warns(UserWarning, match=r"emptied \(dropped in .*the data support K = 1"):
         idata = bayesmoe.fit(model, method="vem", random_seed=1)
     stored = json.loads(idata.attrs["bayesmoe_diagnostics"])
     assert "the data support K = 1: see select_experts" in stored["components"]
@@ -145,6 +195,42 @@ def test_estimator_check_names_emptied_components(estimator):
     assert "emptied" in report.components
     assert "the data support K = 1" in report.components
     assert report.components in report.message()
+    # the components are not identified: the report says R-hat/ESS are the density's
+    assert report.identified.startswith("the mixture density at 20 training rows")
+    assert report.component_max_rhat is not None
+    assert f"(R-hat and ESS on {report.identified})" in report.message()
+
+
+@pytest.mark.slow
+def test_nuts_fit_of_too_many_components_is_diagnosed_on_the_density():
+    # One line fitted with K = 2 by NUTS (defaults): the chains disagree on the
+    # components (label-free K_+ = 1 in most draws), so the stored diagnostics are those
+    # of the mixture density, the components' own R-hat kept, and the warning names
+    # the supported K (issue 20's bar: never a silent pass).
+    import json
+    import warnings
+
+    import bayesmoe as bm
+    from bayesmoe.experiments import make_mixture_data
+
+    data = make_mixture_data(300, 1, 1, gate=None, noise=0.5, separation=3.0, seed=2)
+    est = bm.MixtureRegression(n_components=2, random_seed=2, progressbar=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(data.X, data.y)
+    stored = json.loads(est.idata_.attrs["bayesmoe_diagnostics"])
+    assert stored["identified"].startswith("the mixture density at 20 training rows")
+    assert stored["component_max_rhat"] > 1.01  # label switching between chains
+    said = " | ".join(str(w.message) for w in caught)
+    assert stored["max_rhat"] <= 1.01 or "the data support K = 1" in said
+    assert est.component_diagnosis().supported == (1, 1)
+    # a fit of the true K on well-separated clusters is not flagged
+    two = make_mixture_data(300, 2, 1, gate=None, noise=0.5, separation=3.0, seed=2)
+    est2 = bm.MixtureRegression(n_components=2, random_seed=2, progressbar=False)
+    est2.fit(two.X, two.y)
+    stored2 = json.loads(est2.idata_.attrs["bayesmoe_diagnostics"])
+    assert stored2["identified"] == "" and stored2["components"] == ""
+    assert est2.check().ok
 
 
 def test_estimator_check_is_silent_on_distinct_components():

@@ -70,6 +70,18 @@ SAMPLE_DIMS = ("chain", "draw")
 GATES = ("linear", "mlp")
 #: Quantiles of each gate feature at which ``gate_probability_grid`` is evaluated.
 GRID_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: Default Dirichlet concentration of a mixture's weights: sparse, so that components the
+#: data do not need empty out (Rousseau & Mengersen 2011; Malsiner-Walli et al. 2016).
+#: Measured (benchmarks/overfitted.py, 300 rows, K_true 1 or 2 fitted with K_true + 1
+#: and + 2, 10 seeds each, NUTS 4 x 1000): R-hat <= 1.01 on the identified quantities in
+#: 36 of 40 overfitted fits at 0.1 against 10 of 40 at 1, a held-out log density at most
+#: 0.06 s.e. below the true-K fit's (1.43 s.e. at 1), and fits of the true K unchanged
+#: (max R-hat 1.0035 vs 1.0049, no divergences). The price: superfluous components leave
+#: divergences (median 44, up to 760 of 4000 draws) that the diagnostics report.
+DEFAULT_ALPHA = 0.1
+#: Training rows at which the mixture density stands in for the components' R-hat and ESS
+#: when they are not identified (too many components for the data; issue 20).
+DENSITY_POINTS = 20
 #: Rows used to relabel draws and to find the EM starting point (subsampled above this).
 RELABEL_ROWS = 1000
 EM_ROWS = 5000
@@ -249,23 +261,46 @@ class MixtureSpec:
             sd = sd.expand_dims(expert=self.experts, axis=-1)
         return sd.transpose(*SAMPLE_DIMS, "expert")
 
-    def component_diagnosis(self, posterior: xr.Dataset, X_base: np.ndarray):
-        """Emptied and coinciding components of (relabelled) draws (issue 20).
+    @property
+    def params_per_component(self) -> int:
+        """Free parameters one more expert adds: its coefficients, sd and weight (or gate)."""
+        n = 1 + len(self.expert_idx) + len(self.pairs)  # intercept, slopes, interactions
+        n += 0 if self.shared_noise else 1
+        if self.gate is None:
+            return n + 1  # its Dirichlet weight
+        if self.gate == "mlp":
+            return n + self.gate_hidden + 1  # its output weights on the hidden units
+        return n + len(self.gate_idx) + 1  # its gate intercept and weights
 
-        A thin wrapper of :func:`bayesmoe.numerics.components.diagnose_components` on the
-        working-scale weights :math:`\\pi_k(x_i)`, means and sds of every draw.
+    def component_diagnosis(
+        self,
+        posterior: xr.Dataset,
+        X_base: np.ndarray,
+        y: np.ndarray | None = None,
+        n_rows: int | None = None,
+    ):
+        """Emptied and coinciding components of the draws (issue 20).
+
+        :func:`bayesmoe.numerics.components.diagnose_components` on the working-scale
+        weights :math:`\\pi_k(x_i)`, means and sds of every draw at the training rows
+        (``y`` defaults to the model's own), with the penalty of a component its
+        :attr:`params_per_component`. ``n_rows``: the rows the fit stands for when the
+        model was built on a sample of them (a streamed fit).
         """
         from bayesmoe.numerics.components import diagnose_components
 
+        y = self.y if y is None else np.asarray(y, dtype=float)
         flat = posterior.sizes["chain"] * posterior.sizes["draw"]
-        if X_base.shape[0] > RELABEL_ROWS:  # (draws x rows x K) arrays: bounded, as relabel
-            rows = np.random.default_rng(0).choice(X_base.shape[0], RELABEL_ROWS, replace=False)
-            X_base = X_base[np.sort(rows)]
+        n_all = X_base.shape[0]
+        if n_all > RELABEL_ROWS:  # (draws x rows x K) arrays: bounded, as relabel
+            rows = np.sort(np.random.default_rng(0).choice(n_all, RELABEL_ROWS, replace=False))
+            X_base, y = X_base[rows], y[rows]
         n, K = X_base.shape[0], self.n_experts
         w = np.exp(self.log_weights(posterior, X_base).values).reshape(flat, n, K)
         mu = self.component_means(posterior, X_base).values.reshape(flat, n, K)
         sd = self.component_sd(posterior).values.reshape(flat, K)
-        return diagnose_components(w, mu, sd)
+        scale = max(n_rows or n_all, n_all) / n
+        return diagnose_components(w, mu, sd, y, penalty=self.params_per_component, scale=scale)
 
     def _value(self, posterior: xr.Dataset, name: str) -> xr.DataArray:
         if name in self.fixed:
@@ -378,6 +413,23 @@ class MixtureSpec:
         resid = (y[None, None, :, None] - mu.values) / sd.values
         log_norm = -0.5 * resid**2 - np.log(sd.values) - 0.5 * np.log(2 * np.pi)
         return self.log_weights(posterior, X_base) + log_norm
+
+    def mixture_log_density(self, posterior, X_base, y, n_points: int = DENSITY_POINTS):
+        r""":math:`\log p(y_i \mid x_i, \theta)` at ``n_points`` training rows, per draw.
+
+        The rows sit at evenly spaced ranks of ``y`` (deterministic). The mixture density
+        does not depend on the labels, so its R-hat and ESS mean something when the
+        components themselves are not identified (dims chain, draw, density_row).
+        """
+        y = np.asarray(y, dtype=float)
+        order = np.argsort(y, kind="stable")
+        rows = order[
+            np.unique(np.linspace(0, y.size - 1, min(n_points, y.size)).round().astype(int))
+        ]
+        joint = self.joint_log_density(posterior, X_base[rows], y[rows])
+        top = joint.max("expert")
+        out = top + np.log(np.exp(joint - top).sum("expert"))
+        return out.rename(obs="density_row").assign_coords(density_row=rows)
 
     # -- the user's scale -------------------------------------------------------------------
     def to_user_scale(self, posterior: xr.Dataset, standardizer) -> xr.Dataset:
@@ -1157,7 +1209,7 @@ def mixture_regression(
     y,
     *,
     n_components: int = 2,
-    alpha: float = 1.0,
+    alpha: float = DEFAULT_ALPHA,
     interactions=None,
     prior: str = "half_cauchy",
     base_scale: float | None = None,
@@ -1186,8 +1238,10 @@ def mixture_regression(
     n_components : int
         K, between 1 and n.
     alpha : float
-        Dirichlet concentration; ``alpha < 1`` favours sparse weights, so components the
-        data do not need can empty out.
+        Dirichlet concentration; the default ``DEFAULT_ALPHA = 0.1`` (below 1) favours
+        sparse weights, so that components the data do not need empty out and an
+        overfitted K still converges on the identified quantities; ``alpha=1`` is the
+        uniform prior on the simplex.
     interactions : "all", None or pairs
         Pairwise interactions inside every expert (as in InteractionRegression).
     prior : {"half_cauchy", "gamma", "half_normal", "fixed"}
