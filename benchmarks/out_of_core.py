@@ -25,7 +25,7 @@ linear softmax gate on 3 features, ``make_mixture_data``) by streamed variationa
   (bar: under 2 GiB);
 * the reference for that ratio, measured in the same run: the per-chunk kernels
   (``e_step_chunk`` and ``gate_chunk`` on 1e6 rows) in 1 process and in 2 processes at
-  once, without dask: the most 2 workers can gain on this machine (1.70 measured on the
+  once, without dask: the most 2 workers can gain on this machine (1.68-1.80 measured on the
   2-core VM: two processes each run 18% slower than one alone);
 * at the smallest size, the in-memory fit on the same rows (pandas) and the relative
   difference of the ELBO per row (bar: 1e-8). The two start from different screening
