@@ -97,6 +97,22 @@ def test_rows_represented_count_as_evidence():
     assert diagnose_components(*fit, y, penalty=3, scale=100).ok
 
 
+def test_a_collapsing_noise_sd_is_named():
+    # A component through tied rows with its sd shrinking to ~0 (rounded real data):
+    # named with its ratio to the sd of y and the number of repeated values, never ok.
+    truth = ([0.0, 3.0], [1.0, 1.0], [0.5, 0.5])
+    w, mu, sd = _draws([0.0, 3.0], [1.0, 1e-9], [0.5, 0.5])
+    y = np.round(_rows(*truth), 1)
+    d = diagnose_components(w, mu, sd, y, penalty=3)
+    assert [k for k, _ in d.collapsed] == [1] and d.collapsed[0][1] < 1e-8
+    assert d.repeated == y.size - np.unique(y).size > 0
+    assert not d.ok
+    msg = d.message()
+    ratio = d.collapsed[0][1]
+    assert f"component 1's noise sd collapses to 0 (posterior median {ratio:.2g}" in msg
+    assert f"y has {d.repeated} repeated values" in msg and "InverseGamma" in msg
+
+
 def test_gated_weights_per_row():
     # Per-row gate weights: component 1 is used by no row.
     S, n = 50, 40
@@ -202,8 +218,42 @@ def test_estimator_check_names_emptied_components(estimator):
 
 
 @pytest.mark.slow
+def test_real_data_with_ties_names_the_collapsing_component():
+    # Iris (sklearn): petal length on petal width, 150 rows rounded to 0.1 cm (107 values of
+    # y repeat). With the default HalfNormal noise prior a K = 2 fit puts a component of
+    # sd ~1e-14 through the tied setosa rows and the chains disagree (R-hat ~3): the
+    # warning names the collapse and the remedy. With the zero-avoiding prior it names,
+    # the fit is no longer degenerate, and the diagnosis says what the data support.
+    import warnings
+
+    from pymc_extras.prior import Prior
+    from sklearn.datasets import load_iris
+
+    import bayesmoe as bm
+
+    iris = load_iris(as_frame=True).frame
+    X, y = iris[["petal width (cm)"]], iris["petal length (cm)"]
+    est = bm.MixtureRegression(n_components=2, random_seed=0, progressbar=False)
+    with pytest.warns(UserWarning, match=r"noise sd collapses to 0 .*InverseGamma"):
+        est.fit(X, y)
+    assert len(est.component_diagnosis().collapsed) == 1
+    sigma = Prior("InverseGamma", alpha=3.0, beta=1.0, dims="expert")
+    fixed = bm.MixtureRegression(
+        n_components=2, random_seed=0, progressbar=False, priors={"sigma": sigma}
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fixed.fit(X, y)
+    d = fixed.component_diagnosis()
+    assert not d.collapsed
+    report = fixed.check()
+    said = " | ".join(str(w.message) for w in caught)
+    assert report.max_rhat <= 1.01 or "the data support K" in said  # never silent
+
+
+@pytest.mark.slow
 def test_nuts_fit_of_too_many_components_is_diagnosed_on_the_density():
-    # One line fitted with K = 2 by NUTS (defaults): the chains disagree on the
+    # One line fitted with K = 2 by NUTS: the chains disagree on the
     # components (label-free K_+ = 1 in most draws), so the stored diagnostics are those
     # of the mixture density, the components' own R-hat kept, and the warning names
     # the supported K (issue 20's bar: never a silent pass).
@@ -214,7 +264,8 @@ def test_nuts_fit_of_too_many_components_is_diagnosed_on_the_density():
     from bayesmoe.experiments import make_mixture_data
 
     data = make_mixture_data(300, 1, 1, gate=None, noise=0.5, separation=3.0, seed=2)
-    est = bm.MixtureRegression(n_components=2, random_seed=2, progressbar=False)
+    # alpha = 1 (not the sparse default), where the chains disagree on the components
+    est = bm.MixtureRegression(n_components=2, alpha=1.0, random_seed=2, progressbar=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         est.fit(data.X, data.y)
