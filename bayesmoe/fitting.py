@@ -257,6 +257,9 @@ def fit(
     if method == "nuts":
         for key, value in getattr(_spec(model), "sampler_defaults", {}).items():
             sampler_kwargs.setdefault(key, value)
+        if sampler == "nutpie":
+            for key, value in getattr(_spec(model), "nutpie_defaults", {}).items():
+                sampler_kwargs.setdefault(key, value)
     seeds = np.random.SeedSequence(random_seed).spawn(2)
     sample_seed = int(seeds[0].generate_state(1)[0])
     start = time.perf_counter()

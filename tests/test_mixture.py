@@ -297,3 +297,30 @@ def test_gate_grid_has_no_repeated_points():
     grid = _gate_grid(G)
     assert len(np.unique(grid, axis=0)) == len(grid) == 1 + 3 * (len(GRID_QUANTILES) - 1)
     np.testing.assert_allclose(grid[0], np.median(G, axis=0))
+
+
+def test_nutpie_gets_the_low_rank_mass_matrix_unless_the_user_says_otherwise(monkeypatch):
+    # MixtureSpec.nutpie_defaults reach nutpie (and only nutpie); a user's fit_kwargs win.
+    import bayesmoe
+    from bayesmoe import fitting
+    from bayesmoe.builders.mixture import mixture_regression
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(model, draws, tune, chains, seed, progressbar, start=None, **kwargs):
+        seen.append(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(fitting, "_sample_nutpie_cached", capture)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 1))
+    model = mixture_regression(X, X[:, 0] + rng.normal(size=60), n_components=2)
+    with pytest.raises(Stop):
+        bayesmoe.fit(model, sampler="nutpie")
+    with pytest.raises(Stop):
+        bayesmoe.fit(model, sampler="nutpie", low_rank_modified_mass_matrix=False)
+    assert seen[0]["low_rank_modified_mass_matrix"] is True
+    assert seen[1]["low_rank_modified_mass_matrix"] is False

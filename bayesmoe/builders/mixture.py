@@ -196,6 +196,22 @@ class MixtureSpec:
         return {"target_accept": 0.95} if self.gate == "mlp" else {}
 
     @property
+    def nutpie_defaults(self) -> dict:
+        """nutpie settings this model needs by default (the user's ``fit_kwargs`` win).
+
+        nutpie's low-rank modified mass matrix (diagonal plus the leading eigenvectors of
+        the draws' and gradients' covariance) follows the correlations that a diagonal
+        one cannot: the ordered intercepts' transform couples the first intercept with
+        the log-increments. Measured (4 x 1000, seed 0 unless noted): min bulk ESS per draw
+        0.48 / 0.47 -> 1.36 / 1.33 for K = 3 linear regressions (n = 1000, 2 features,
+        intercepts 4 apart; seeds 0, 1: issue 17's bar of 0.8), 1.12 -> 1.47 and
+        0.96 -> 1.60 for linear-gated K = 2, 3 and 0.38 -> 0.45 for the mlp gate (n = 2000,
+        3 features), with R-hat <= 1.005 and no divergences either way, at about the same
+        sampling time (mlp: 138 -> 159 s, the same ESS per second).
+        """
+        return {"low_rank_modified_mass_matrix": True}
+
+    @property
     def cache_key(self) -> tuple:
         """Everything the graph is made of except its ``pm.Data`` (see bayesmoe.fitting)."""
         import bayesmoe
