@@ -47,6 +47,13 @@ __all__ = [
 ]
 
 METHODS = ("nuts", "advi", "fullrank_advi", "vem")
+#: nutpie's arguments that choose the mass matrix (``adaptation`` and its deprecated flags)
+_NUTPIE_MASS_MATRIX_ARGS = {
+    "adaptation",
+    "low_rank_modified_mass_matrix",
+    "transform_adapt",
+    "use_grad_based_mass_matrix",
+}
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 #: What ``sampler="auto"`` runs, per kind of model (:func:`model_kind`). FILLED BELOW.
 AUTO_SAMPLERS = {
@@ -257,7 +264,8 @@ def fit(
     if method == "nuts":
         for key, value in getattr(_spec(model), "sampler_defaults", {}).items():
             sampler_kwargs.setdefault(key, value)
-        if sampler == "nutpie":
+        # a user's own choice of nutpie's mass matrix (its older flags included) wins
+        if sampler == "nutpie" and not _NUTPIE_MASS_MATRIX_ARGS & set(sampler_kwargs):
             for key, value in getattr(_spec(model), "nutpie_defaults", {}).items():
                 sampler_kwargs.setdefault(key, value)
     seeds = np.random.SeedSequence(random_seed).spawn(2)

@@ -4,8 +4,8 @@ Issue 17's bar: a mixture of K = 3 linear regressions (n = 1000, 2 features, int
 apart, noise sd 0.5) reaches min bulk ESS >= 0.8 x draws at the defaults (4 x 1000) with
 R-hat <= 1.01, and gated experts K = 2, 3 keep >= 0.7. For each configuration and seed the
 script fits with the defaults (nutpie with its low-rank modified mass matrix) and, as the
-in-run reference, with ``low_rank_modified_mass_matrix=False`` (the diagonal mass matrix
-the library used before), and prints min bulk ESS / draws over the identified quantities,
+in-run reference, with ``adaptation="diag"`` (the diagonal mass matrix the library used
+before), and prints min bulk ESS / draws over the identified quantities,
 max R-hat, divergences and the sampling seconds (``bayesmoe_fit_seconds``), with the
 ratio of ESS per second of the two, and whether the component diagnosis flagged the fit
 (every fit here has the true K: a flag would be false).
@@ -54,7 +54,7 @@ def one(config: str, seed: int, low_rank: bool) -> dict:
         data = make_mixture_data(n, K, p, gate=extra["gate"], seed=seed)
         est = bm.GatedExperts(n_experts=K, **extra, random_seed=seed, progressbar=False)
     if not low_rank:
-        est.set_params(fit_kwargs={"low_rank_modified_mass_matrix": False})
+        est.set_params(fit_kwargs={"adaptation": "diag"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est.fit(data.X, data.y)

@@ -318,9 +318,10 @@ def test_nutpie_gets_the_low_rank_mass_matrix_unless_the_user_says_otherwise(mon
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 1))
     model = mixture_regression(X, X[:, 0] + rng.normal(size=60), n_components=2)
-    with pytest.raises(Stop):
-        bayesmoe.fit(model, sampler="nutpie")
-    with pytest.raises(Stop):
-        bayesmoe.fit(model, sampler="nutpie", low_rank_modified_mass_matrix=False)
-    assert seen[0]["low_rank_modified_mass_matrix"] is True
-    assert seen[1]["low_rank_modified_mass_matrix"] is False
+    for kwargs in ({}, {"adaptation": "diag"}, {"low_rank_modified_mass_matrix": False}):
+        with pytest.raises(Stop):
+            bayesmoe.fit(model, sampler="nutpie", **kwargs)
+    assert seen[0]["adaptation"] == "low_rank"
+    assert seen[1]["adaptation"] == "diag"
+    # nutpie's older flag, set off by the user, is not overridden by the default
+    assert "adaptation" not in seen[2] and seen[2]["low_rank_modified_mass_matrix"] is False
