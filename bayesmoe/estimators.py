@@ -590,7 +590,10 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             loo = "log_likelihood" in self.idata_.children
         if not isinstance(loo, bool | np.bool_):
             raise TypeError(f"loo must be True, False or None, got {loo!r}")
-        return diagnose(self.working_view(), var_names=self._summary_vars(), loo=bool(loo))
+        return self._diagnose(bool(loo))
+
+    def _diagnose(self, loo: bool) -> Diagnostics:
+        return diagnose(self.working_view(), var_names=self._summary_vars(), loo=loo)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
@@ -1048,15 +1051,13 @@ class _MixtureEstimator(BayesianRegressor):
         own max R-hat is ``report.component_max_rhat``), as in the fit's own diagnostics
         (:func:`bayesmoe.fitting.model_diagnostics`).
         """
-        check_is_fitted(self, "idata_")
-        if loo is None:
-            loo = "log_likelihood" in self.idata_.children
-        if not isinstance(loo, bool | np.bool_):
-            raise TypeError(f"loo must be True, False or None, got {loo!r}")
+        return super().check(loo)
+
+    def _diagnose(self, loo: bool) -> Diagnostics:
         return model_diagnostics(
             self.working_view(),
             self.model_,
-            loo=bool(loo),
+            loo=loo,
             n_rows=self.idata_.attrs.get("bayesmoe_n_rows"),
         )
 

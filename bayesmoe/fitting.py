@@ -383,9 +383,11 @@ def model_diagnostics(
     groups = {"posterior": posterior[scales].assign(mixture_log_density=density)}
     if "sample_stats" in idata.children:
         groups["sample_stats"] = idata["sample_stats"].to_dataset()
-    if "log_likelihood" in idata.children:
-        groups["log_likelihood"] = idata["log_likelihood"].to_dataset()
-    on_density = diagnose(xr.DataTree.from_dict(groups), loo=loo)
+    on_density = diagnose(xr.DataTree.from_dict(groups))  # PSIS-LOO: the report's already
+    on_density.max_pareto_k, on_density.n_high_pareto_k = (
+        report.max_pareto_k,
+        report.n_high_pareto_k,
+    )
     on_density.components = report.components
     on_density.component_max_rhat = report.max_rhat
     on_density.identified = (
