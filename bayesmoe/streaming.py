@@ -33,9 +33,6 @@ __all__ = [
     "read_parquet",
 ]
 
-#: Rows of the first partition used to centre the moments (see numerics.suffstats).
-SHIFT_ROWS = 10_000
-
 
 class PartitionError(ValueError):
     """Bad data in one partition of a dask/Parquet input (names column and partition)."""
@@ -98,6 +95,20 @@ def _read_one(path: str, columns: list[str] | None) -> pd.DataFrame:
     return frame
 
 
+def _meta(path: str, columns: list[str] | None) -> pd.DataFrame:
+    """The empty frame of a file's schema (its footer only; the rows stay unread)."""
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+        if columns is not None and not set(columns) <= set(schema.names):
+            raise KeyError(columns)
+        table = schema.empty_table()
+        return (table if columns is None else table.select(columns)).to_pandas()
+    except Exception:  # name what is wrong the way a read of the file does
+        return _read_one(path, columns).iloc[:0]
+
+
 def read_parquet(path, *, columns: Sequence[str] | None = None):
     """A Parquet data set as a dask DataFrame with one partition per file.
 
@@ -119,7 +130,7 @@ def read_parquet(path, *, columns: Sequence[str] | None = None):
 
     files = _files(path)
     cols = None if columns is None else [str(c) for c in columns]
-    meta = _read_one(files[0], cols).iloc[:0]
+    meta = _meta(files[0], cols)
     ddf = dd.from_map(_read_one, files, columns=cols, meta=meta, enforce_metadata=False)
     return ddf
 
@@ -182,22 +193,15 @@ def _checked_arrays(part: pd.DataFrame, index: int, features, target):
     return X, y
 
 
-def _partition_pass(part: pd.DataFrame, index: int, features, target, pairs, shift, k, seed):
+def _partition_pass(part: pd.DataFrame, index: int, features, target, pairs, k, seed):
     X, y = _checked_arrays(part, index, features, target)
     sample = chunk_sample(X, y, k, np.random.default_rng(seed)) if k else None
-    return chunk_moments(X, y, pairs, shift), sample
+    return chunk_moments(X, y, pairs), sample
 
 
 def _merge(a, b, k, seed):
     sample = None if a[1] is None else merge_samples(a[1], b[1], k, np.random.default_rng(seed))
     return combine(a[0], b[0]), sample
-
-
-def _shift(first: pd.DataFrame, features, target) -> np.ndarray:
-    X, y = _checked_arrays(first.iloc[:SHIFT_ROWS], 0, features, target)
-    if X.shape[0] == 0:
-        return np.zeros(len(features) + 1)
-    return np.concatenate([X.mean(axis=0), [y.mean()]])
 
 
 def check_columns(ddf, features: Sequence[str], target: str, *, name: str = "X") -> None:
@@ -227,8 +231,9 @@ def design_moments(
 
     Each partition's :func:`~bayesmoe.numerics.suffstats.chunk_moments` runs on a worker;
     the results are combined pairwise (a tree, so no worker holds more than two at once).
-    The moments are centred at the first partition's means (its first ``SHIFT_ROWS`` rows,
-    read once before the pass).
+    Each partition centres its moments at its own first rows and the merge moves them to
+    a common centre (:func:`~bayesmoe.numerics.suffstats.reshift`), so the pass reads
+    every partition once and nothing else.
     """
     return design_pass(ddf, features, target, pairs, client=client)[0]
 
@@ -256,12 +261,10 @@ def design_pass(
     frame = ddf[[*features, target]]
     parts = frame.to_delayed()
     with dask_client(client) as c:
-        first = c.compute(parts[0]).result()
-        shift = _shift(first, features, target)
         k = int(sample_rows)
         seeds = iter(np.random.SeedSequence(random_seed).generate_state(2 * len(parts)))
         tasks = [
-            dask.delayed(_partition_pass)(part, i, features, target, pairs, shift, k, next(seeds))
+            dask.delayed(_partition_pass)(part, i, features, target, pairs, k, next(seeds))
             for i, part in enumerate(parts)
         ]
         while len(tasks) > 1:  # pairwise tree reduction
