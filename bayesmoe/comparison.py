@@ -42,6 +42,9 @@ WEIGHT_METHODS = ("stacking", "bb-pseudo-bma", "pseudo-bma")
 SCREEN_METHODS = ("vem", "advi", "fullrank_advi", "nuts")
 SELECTION_RULES = ("one_se", "best")
 SAMPLE_DIMS = ("chain", "draw")
+#: Fewest rows that subsampled models must share to be compared: the difference
+#: estimator's SE is a sample sd over these rows.
+MIN_SHARED_ROWS = 100
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -147,12 +150,26 @@ def _subsample_rows(name: str, tree: xr.DataTree) -> np.ndarray | None:
     return np.asarray(ll["row"].values, dtype=np.int64).ravel()
 
 
+def _observed_rows(tree: xr.DataTree) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(rows, y)``: observed y and, for a fit that keeps a row sample, their positions."""
+    y = _observed(tree)
+    if y is None:
+        return None, None
+    obs = tree["observed_data"]
+    rows = obs["row"].values if "row" in obs.coords else None
+    return (None if rows is None else np.asarray(rows, dtype=np.int64).ravel()), y.ravel()
+
+
 def check_same_data(trees: Mapping[str, xr.DataTree]) -> None:
-    """Refuse models fitted on different data (different n or different observed y)."""
+    """Refuse models fitted on different data (different n or different observed y).
+
+    A streamed fit keeps y for a sample of rows only (with their positions, the ``row``
+    coordinate); it is compared with the others on the rows both hold.
+    """
     names = list(trees)
     first = names[0]
     n0 = _n_obs(first, trees[first])
-    y0 = _observed(trees[first])
+    rows0, y0 = _observed_rows(trees[first])
     for name in names[1:]:
         n = _n_obs(name, trees[name])
         if n != n0:
@@ -160,19 +177,48 @@ def check_same_data(trees: Mapping[str, xr.DataTree]) -> None:
                 f"models {first!r} and {name!r} were fitted on different data "
                 f"({n0} vs {n} observations); LOO/WAIC compare models on the same observations"
             )
-        y = _observed(trees[name])
-        if y0 is not None and y is not None:
-            scale = max(float(np.max(np.abs(y0))), 1.0) if y0.size else 1.0
-            differ = np.flatnonzero(
-                ~np.isclose(y0.ravel(), y.ravel(), rtol=1e-9, atol=1e-12 * scale)
+        rows, y = _observed_rows(trees[name])
+        if y0 is None or y is None:
+            continue
+        if rows0 is None and rows is None:
+            a, b, at = y0, y, np.arange(y0.size)
+        else:
+            r0 = np.arange(y0.size) if rows0 is None else rows0
+            r1 = np.arange(y.size) if rows is None else rows
+            at, i0, i1 = np.intersect1d(r0, r1, return_indices=True)
+            a, b = y0[i0], y[i1]
+        scale = max(float(np.max(np.abs(y0))), 1.0) if y0.size else 1.0
+        differ = np.flatnonzero(~np.isclose(a, b, rtol=1e-9, atol=1e-12 * scale))
+        if differ.size:
+            i = int(differ[0])
+            raise ValueError(
+                f"models {first!r} and {name!r} were fitted on different data: their "
+                f"observed y differ at {differ.size} of {a.size} observations compared "
+                f"(first at position {int(at[i])}: {a[i]!r} vs {b[i]!r})"
             )
-            if differ.size:
-                i = int(differ[0])
-                raise ValueError(
-                    f"models {first!r} and {name!r} were fitted on different data: their "
-                    f"observed y differ at {differ.size} of {n} observations (first at "
-                    f"position {i}: {y0.ravel()[i]!r} vs {y.ravel()[i]!r})"
-                )
+
+
+def shared_subsample(trees: Mapping[str, xr.DataTree]) -> np.ndarray | None:
+    """The rows every subsampled model holds (None when no model is subsampled).
+
+    Streamed fits of one data set draw nested bottom-k samples
+    (:mod:`bayesmoe.numerics.rowsample`), so the shared rows are the smallest model's;
+    subsampled LOO then pairs the models on the same rows.
+    """
+    stored = [r for name, tree in trees.items() if (r := _subsample_rows(name, tree)) is not None]
+    if not stored:
+        return None
+    shared = stored[0]
+    for rows in stored[1:]:
+        shared = np.intersect1d(shared, rows)
+    if shared.size < MIN_SHARED_ROWS:
+        sizes = ", ".join(f"{name!r}: {r.size}" for name, r in zip(trees, stored, strict=False))
+        raise ValueError(
+            f"the subsampled models share {shared.size} rows of their LOO subsamples "
+            f"({sizes} rows each); at least {MIN_SHARED_ROWS} are needed to compare them. "
+            "Fit them the same way (all streamed from the same partitions, or all in memory)"
+        )
+    return shared
 
 
 # ---------------------------------------------------------------------------- ELPD
@@ -219,34 +265,49 @@ class _StoredRows(BackendArray):
         return out
 
 
-def _loo_subsample(tree: xr.DataTree, rows: np.ndarray) -> ELPDData:
-    """:func:`arviz_stats.loo_subsample` of a fit stored with a row subsample."""
+def _loo_subsample(
+    tree: xr.DataTree, rows: np.ndarray, observations: np.ndarray | None = None
+) -> ELPDData:
+    """:func:`arviz_stats.loo_subsample` of a fit stored with a row subsample.
+
+    ``rows`` are the stored rows, ``observations`` the ones to use (default: all stored).
+    A streamed fit's approximation is a lazy dask array, computed here on a
+    ``dask.distributed`` client; its y is kept for the sample only, and ``observed_data``
+    stands for every row by a placeholder (the "plpd" approximation never reads it).
+    """
     from arviz_stats import loo_subsample
+
+    from bayesmoe.streaming import computed
 
     ll = tree["log_likelihood"]["y"].transpose(*SAMPLE_DIMS, "obs")
     approx = tree["loo_approximation"]["y"]
     n = approx.size
+    values = computed(approx.data)
     lazy = xr.Variable(
         ll.dims, indexing.LazilyIndexedArray(_StoredRows(np.asarray(ll.values), rows, n))
     )
     coords = {d: ll[d].values for d in SAMPLE_DIMS if d in ll.coords}
-    full = xr.DataArray(lazy, coords={**coords, "obs": approx["obs"].values})
+    obs = approx["obs"].values
+    full = xr.DataArray(lazy, coords={**coords, "obs": obs})
+    observed = tree["observed_data"].to_dataset()
+    if observed["y"].size != n:  # a streamed fit: y of every row is not kept
+        observed = xr.Dataset({"y": ("obs", np.broadcast_to(np.nan, (n,)))}, coords={"obs": obs})
     data = xr.DataTree.from_dict(
         {
             "posterior": tree["posterior"].to_dataset(),
-            "observed_data": tree["observed_data"].to_dataset(),
+            "observed_data": observed,
             "log_likelihood": xr.Dataset({"y": full}),
         }
     )
 
     # "plpd" takes the approximation from a function; ours is the stored one (the density
     # at the posterior mean, computed by bayesmoe.fit from the model).
-    def stored_approximation(observed, _data):
-        return xr.DataArray(approx.values, dims=["obs"], coords={"obs": observed["obs"].values})
+    def stored_approximation(_observed, _data):
+        return xr.DataArray(values, dims=["obs"], coords={"obs": obs})
 
     return loo_subsample(
         data,
-        observations=rows,
+        observations=rows if observations is None else observations,
         pointwise=True,
         var_name="y",
         method="plpd",
@@ -254,12 +315,16 @@ def _loo_subsample(tree: xr.DataTree, rows: np.ndarray) -> ELPDData:
     )
 
 
-def _loo(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
+def _loo(
+    name: str, tree: xr.DataTree, shared: np.ndarray | None = None
+) -> tuple[ELPDData, np.ndarray]:
     rows = _subsample_rows(name, tree)
     with warnings.catch_warnings():
         # ArviZ's generic Pareto-k warning is replaced by one naming model and rows
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        elpd = az.loo(tree, pointwise=True) if rows is None else _loo_subsample(tree, rows)
+        elpd = az.loo(tree, pointwise=True) if rows is None else _loo_subsample(tree, rows, shared)
+    if rows is not None and shared is not None:
+        rows = shared
     k = np.asarray(elpd.pareto_k.values).ravel()
     checked = np.arange(k.size) if rows is None else rows  # k is NaN off the subsample
     bad = checked[~(k[checked] <= elpd.good_k)]  # NaN k (no tail fit possible) too
@@ -281,7 +346,7 @@ def _loo(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
     return elpd, np.array([], dtype=int)
 
 
-def _waic(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
+def _waic(name: str, tree: xr.DataTree, _shared=None) -> tuple[ELPDData, np.ndarray]:
     rows = _subsample_rows(name, tree)
     if rows is not None:
         raise ValueError(
@@ -346,9 +411,10 @@ def pointwise_elpd(
                 )
     check_same_data(trees)
     compute = _loo if ic == "loo" else _waic
+    shared = shared_subsample(trees) if ic == "loo" else None
     elpds, flagged = {}, {}
     for name, tree in trees.items():
-        elpds[name], flagged[name] = compute(name, tree)
+        elpds[name], flagged[name] = compute(name, tree, shared)
     return elpds, flagged
 
 

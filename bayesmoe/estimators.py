@@ -13,6 +13,7 @@ import os
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -66,6 +67,21 @@ def _sample_coords(da: xr.DataArray) -> dict:
     return {d: da[d].values for d in SAMPLE_DIMS if d in da.coords}
 
 
+@dataclass(frozen=True)
+class _PointDensity:
+    """``log p(y_i | x_i, theta_bar)`` on the user's scale, for one chunk of raw rows."""
+
+    spec: object
+    standardizer: Standardizer
+    point: xr.Dataset
+
+    def __call__(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        Xs = self.standardizer.transform_X(X)
+        ys = self.standardizer.transform_y(y)
+        ll = self.spec.log_likelihood(self.point, Xs, ys).values[0, 0]
+        return ll - np.log(self.standardizer.y_scale)
+
+
 class BayesianRegressor(RegressorMixin, BaseEstimator):
     """Shared machinery of the bayesmoe estimators (not used directly).
 
@@ -105,6 +121,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
 
     def _sample_model(self, **options):
         """Fit ``self.model_`` with the estimator's sampler settings (``fit_kwargs`` last)."""
+        log_likelihood = options.pop("log_likelihood", self.log_likelihood)
         return fit(
             self.model_,
             self.method,
@@ -114,7 +131,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             chains=self.chains,
             random_seed=self.random_seed,
             progressbar=self.progressbar,
-            log_likelihood=self.log_likelihood,
+            log_likelihood=log_likelihood,
             **options,
             **(self.fit_kwargs or {}),
         )
@@ -198,6 +215,54 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         if not features and not self._allows_no_features:
             raise ValueError("X has no feature columns besides the target")
         return frame, target, features
+
+    def _record_sample(self, sample, n_rows: int, stream=None) -> None:
+        """Mark a fit whose pointwise log-likelihood holds a row sample of ``n_rows`` rows.
+
+        The sample's positions in the data become the ``row`` coordinate of
+        ``observed_data`` and ``log_likelihood``. With ``stream`` (the dask frame, its
+        features and target) every row's log density at the posterior mean, the
+        approximation :func:`arviz_stats.loo_subsample` corrects with the sample, becomes
+        the ``loo_approximation`` group as a lazy dask array, one partition at a time:
+        nothing is computed until :func:`bayesmoe.compare` (or a save) asks for it.
+        """
+        if sample.y.size >= n_rows or "log_likelihood" not in self.idata_.children:
+            return
+        positions = np.asarray(sample.rows, dtype=np.int64)
+        observed = self.idata_["observed_data"].to_dataset()
+        self.idata_["observed_data"] = observed.assign_coords(row=("obs", positions))
+        ll = self.idata_["log_likelihood"].to_dataset()
+        # rows stored within the sample (fit's own subsample of it), else all of it
+        within = ll["row"].values if "row" in ll.coords else np.arange(ll.sizes["obs"])
+        self.idata_["log_likelihood"] = ll.assign_coords(row=("obs", positions[within]))
+        if "loo_approximation" in self.idata_.children:  # the sample's: replaced below
+            del self.idata_["loo_approximation"]
+        self.idata_.attrs["bayesmoe_log_likelihood"] = "subsample"
+        if stream is None:
+            return
+        from bayesmoe import streaming
+
+        frame, features, target = stream
+        point = self._working_posterior().mean(("chain", "draw")).expand_dims(chain=[0], draw=[0])
+        density = _PointDensity(self.model_.bayesmoe_spec, self.standardizer_, point)
+        values = streaming.pointwise(frame, features, target, density, sample.chunk_rows)
+        self.idata_["loo_approximation"] = xr.Dataset(
+            {"y": ("obs", values)},
+            attrs={"method": "plpd", "point": "posterior mean", "bayesmoe_lazy": 1},
+        )
+
+    def _stream_log_likelihood(self, sample):
+        """``log_likelihood`` for a fit on a streamed row sample (smallest keys first).
+
+        ``"auto"`` stores the sample's first ``LOO_SUBSAMPLE_ROWS`` rows: the bottom-k
+        rows every streamed fit of the same frame holds, so that their subsampled LOO pair
+        on the same rows (:func:`bayesmoe.compare`).
+        """
+        from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+
+        if isinstance(self.log_likelihood, str) and self.log_likelihood == "auto":
+            return np.arange(min(LOO_SUBSAMPLE_ROWS, sample.y.size))
+        return self.log_likelihood
 
     def _standardize_from_moments(self, moments, features) -> dict:
         """Standardisation and feature names of a streamed fit, from its design moments."""
@@ -627,6 +692,14 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
     def _saved_tree(self) -> xr.DataTree:
         """What ``save`` writes: the fit plus everything needed to rebuild the estimator."""
         tree = _storable(self.idata_)
+        if "loo_approximation" in tree.children:  # a streamed fit's is lazy: one more pass
+            from bayesmoe.streaming import computed, is_dask
+
+            approx = tree["loo_approximation"].to_dataset()
+            if is_dask(approx["y"].data):
+                tree["loo_approximation"] = approx.copy(
+                    data={"y": computed(approx["y"].data)}
+                ).assign_attrs(bayesmoe_lazy=0)
         tree.attrs.update(
             bayesmoe_format=_FORMAT_VERSION,
             bayesmoe_estimator=type(self).__name__,
@@ -857,11 +930,11 @@ class InteractionRegression(BayesianRegressor):
         frame, target, features = self._streamed_columns(X, y)
         pairs, _ = resolve_interactions(features, self.interactions)
         moments, sample = streaming.design_pass(
-            frame, features, target, pairs, sample_rows=LOO_SUBSAMPLE_ROWS,
-            random_seed=self.random_seed, client=client,
-        )  # fmt: skip
+            frame, features, target, pairs, sample_rows=LOO_SUBSAMPLE_ROWS, client=client
+        )
         self.__dict__.pop("moments_", None)  # a full fit starts the statistics afresh
-        return self._fit_from_moments(moments, sample, features, pairs, strict, start)
+        stream = (frame, features, target)
+        return self._fit_from_moments(moments, sample, features, pairs, strict, start, stream)
 
     def partial_fit(self, X, y, *, strict: bool = False) -> InteractionRegression:
         """Add a chunk of rows to the sufficient statistics and refit the posterior.
@@ -875,7 +948,7 @@ class InteractionRegression(BayesianRegressor):
         """
         from bayesmoe.data import resolve_interactions
         from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
-        from bayesmoe.numerics.rowsample import chunk_sample, merge_samples
+        from bayesmoe.numerics.rowsample import chunk_sample, merge_samples, sample_rng
         from bayesmoe.numerics.suffstats import chunk_moments, combine
 
         self._check_settings()
@@ -885,8 +958,9 @@ class InteractionRegression(BayesianRegressor):
         Xv, names = validate_features(X, name="X", min_rows=1)
         yv = validate_target(y, Xv.shape[0], name="y")
         pairs, _ = resolve_interactions(names, self.interactions)
-        rng = np.random.default_rng(self._rng(3).integers(2**63) + getattr(self, "_chunks", 0))
-        part = chunk_sample(Xv, yv, LOO_SUBSAMPLE_ROWS, rng)
+        # the chunk's fixed stream, as a streamed fit's partitions: the same rows, in order
+        chunks = getattr(self, "_chunks", 0) if getattr(self, "moments_", None) is not None else 0
+        part = chunk_sample(Xv, yv, LOO_SUBSAMPLE_ROWS, sample_rng(chunks))
         if getattr(self, "moments_", None) is None:
             shift = np.concatenate([Xv.mean(axis=0), [yv.mean()]])
             self.moments_ = chunk_moments(Xv, yv, pairs, shift)
@@ -898,13 +972,13 @@ class InteractionRegression(BayesianRegressor):
                 )
             chunk = chunk_moments(Xv, yv, pairs, self.moments_.shift)
             self.moments_ = combine(self.moments_, chunk)
-            self._row_sample = merge_samples(self._row_sample, part, LOO_SUBSAMPLE_ROWS, rng)
+            self._row_sample = merge_samples(self._row_sample, part, LOO_SUBSAMPLE_ROWS)
             self._chunks += 1
         return self._fit_from_moments(
             self.moments_, self._row_sample, names, pairs, bool(strict), start
         )
 
-    def _fit_from_moments(self, moments, sample, features, pairs, strict, start):
+    def _fit_from_moments(self, moments, sample, features, pairs, strict, start, stream=None):
         """Standardise, build from the statistics and sample (streamed and partial fits)."""
         from bayesmoe.builders.interaction import interaction_regression_from_statistics
 
@@ -945,8 +1019,7 @@ class InteractionRegression(BayesianRegressor):
             # observed_data, constant_data and log_likelihood hold a uniform row sample
             bayesmoe_sample_rows=int(sample.y.size),
         )
-        if sample.y.size < moments.n and "log_likelihood" in self.idata_.children:
-            self.idata_.attrs["bayesmoe_log_likelihood"] = "subsample"
+        self._record_sample(sample, moments.n, stream)
         return self
 
     def _build_from_saved_statistics(self, tree, Xs, ys) -> pm.Model:
@@ -1088,9 +1161,8 @@ class _MixtureEstimator(BayesianRegressor):
         frame, target, features = self._streamed_columns(X, y)
         with streaming.dask_client(client) as c:
             moments, sample = streaming.design_pass(
-                frame, features, target, [], sample_rows=self.STREAM_SAMPLE_ROWS,
-                random_seed=self.random_seed, client=c,
-            )  # fmt: skip
+                frame, features, target, [], sample_rows=self.STREAM_SAMPLE_ROWS, client=c
+            )
             if moments.n < 2:
                 raise ValueError(f"X has {moments.n} rows; at least 2 are needed")
             stats = self._standardize_from_moments(moments, features)
@@ -1109,7 +1181,9 @@ class _MixtureEstimator(BayesianRegressor):
             )
             data_seconds = time.perf_counter() - start
             try:
-                self.idata_ = self._sample_model(strict=strict, rows=rows)
+                self.idata_ = self._sample_model(
+                    strict=strict, rows=rows, log_likelihood=self._stream_log_likelihood(sample)
+                )
             finally:
                 rows.close()
         self._to_original_scale(sample.y)
@@ -1123,8 +1197,7 @@ class _MixtureEstimator(BayesianRegressor):
             bayesmoe_sample_rows=int(sample.y.size),
             bayesmoe_vem_persisted=int(rows.persisted),
         )
-        if sample.y.size < moments.n and "log_likelihood" in self.idata_.children:
-            self.idata_.attrs["bayesmoe_log_likelihood"] = "subsample"
+        self._record_sample(sample, moments.n, stream=(frame, features, target))
         return self
 
     def predict_proba(self, X, return_draws: bool = False):

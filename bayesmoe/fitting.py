@@ -211,7 +211,8 @@ def fit(
         (``"full"`` / ``"subsample"``; the subsample's row positions are the ``row``
         coordinate of ``log_likelihood``); subsampling also warns
         (:class:`SubsampledLogLikelihoodWarning`). ``False``: none
-        (:func:`add_log_likelihood` adds it later).
+        (:func:`add_log_likelihood` adds it later). An array of row positions: those
+        rows, as a subsample (how a streamed fit stores its LOO rows).
     advi_iterations : int
         Optimisation steps for the ADVI methods.
     warn_diagnostics : bool
@@ -520,6 +521,21 @@ def _log_likelihood_plan(model: pm.Model, log_likelihood, n_draws: int):
             return None
         _check_log_likelihood_size(model, n_draws)
         return "all"
+    if isinstance(log_likelihood, np.ndarray | list | tuple):
+        rows = np.unique(np.asarray(log_likelihood))
+        size = _log_likelihood_bytes(model, n_draws)
+        n_rows = None if size is None else size[1]
+        if (
+            rows.dtype.kind not in "iu"
+            or rows.size == 0
+            or rows[0] < 0
+            or (n_rows is not None and rows[-1] >= n_rows)
+        ):
+            raise ValueError(
+                "log_likelihood as row positions must be integers in 0.."
+                f"{'n - 1' if n_rows is None else n_rows - 1}, got {log_likelihood!r}"
+            )
+        return rows.astype(np.int64)
     if not (isinstance(log_likelihood, str) and log_likelihood == "auto"):
         raise ValueError(f"log_likelihood must be 'auto', True or False, got {log_likelihood!r}")
     size = _log_likelihood_bytes(model, n_draws)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayesmoe.numerics.rowsample import RowSample, chunk_sample, merge_samples
+from bayesmoe.numerics.rowsample import RowSample, chunk_sample, merge_samples, sample_rng
 from bayesmoe.numerics.suffstats import DesignMoments, chunk_moments, combine
 
 __all__ = [
@@ -193,14 +193,14 @@ def _checked_arrays(part: pd.DataFrame, index: int, features, target):
     return X, y
 
 
-def _partition_pass(part: pd.DataFrame, index: int, features, target, pairs, k, seed):
+def _partition_pass(part: pd.DataFrame, index: int, features, target, pairs, k):
     X, y = _checked_arrays(part, index, features, target)
-    sample = chunk_sample(X, y, k, np.random.default_rng(seed)) if k else None
+    sample = chunk_sample(X, y, k, sample_rng(index)) if k else None
     return chunk_moments(X, y, pairs), sample
 
 
-def _merge(a, b, k, seed):
-    sample = None if a[1] is None else merge_samples(a[1], b[1], k, np.random.default_rng(seed))
+def _merge(a, b, k):
+    sample = None if a[1] is None else merge_samples(a[1], b[1], k)
     return combine(a[0], b[0]), sample
 
 
@@ -245,14 +245,16 @@ def design_pass(
     pairs: Sequence[tuple[int, int]],
     *,
     sample_rows: int = 0,
-    random_seed: int | None = None,
     client=None,
 ) -> tuple[DesignMoments, RowSample | None]:
     """The moments of :func:`design_moments` and, in the same pass, a row sample.
 
     With ``sample_rows > 0`` every partition also keeps a uniform sample of its rows and
-    the samples merge pairwise (:mod:`bayesmoe.numerics.rowsample`) into a uniform sample
-    of ``min(sample_rows, n)`` rows of the whole data set, seeded by ``random_seed``.
+    the samples merge pairwise, neighbours in order (:mod:`bayesmoe.numerics.rowsample`),
+    into a uniform sample of ``min(sample_rows, n)`` rows of the whole data set, with
+    their positions in it. The sample depends only on the data and its partitioning (a
+    fixed seed per partition), and a smaller ``sample_rows`` gives the first rows of a
+    larger one: every model fitted to the same frame shares its LOO rows.
     """
     import dask
 
@@ -262,19 +264,59 @@ def design_pass(
     parts = frame.to_delayed()
     with dask_client(client) as c:
         k = int(sample_rows)
-        seeds = iter(np.random.SeedSequence(random_seed).generate_state(2 * len(parts)))
         tasks = [
-            dask.delayed(_partition_pass)(part, i, features, target, pairs, k, next(seeds))
+            dask.delayed(_partition_pass)(part, i, features, target, pairs, k)
             for i, part in enumerate(parts)
         ]
-        while len(tasks) > 1:  # pairwise tree reduction
+        while len(tasks) > 1:  # pairwise tree reduction, neighbours in order
             tasks = [
-                dask.delayed(_merge)(tasks[i], tasks[i + 1], k, next(seeds))
-                if i + 1 < len(tasks)
-                else tasks[i]
+                dask.delayed(_merge)(tasks[i], tasks[i + 1], k) if i + 1 < len(tasks) else tasks[i]
                 for i in range(0, len(tasks), 2)
             ]
         return c.compute(tasks[0]).result()
+
+
+def _pointwise_part(part: pd.DataFrame, index: int, features, target, fn) -> np.ndarray:
+    X, y = _checked_arrays(part, index, features, target)
+    out = np.asarray(fn(X, y), dtype=np.float64)
+    if out.shape != y.shape:
+        raise ValueError(f"{_where(part, index)}: {len(y)} rows gave {out.shape} values")
+    return out
+
+
+def pointwise(ddf, features: Sequence[str], target: str, fn, lengths: Sequence[int]):
+    """``fn(X, y)``, one value per row, of every partition: a lazy dask array.
+
+    ``fn`` is a numpy function of one partition's float64 arrays; ``lengths`` are the
+    partitions' row counts (``RowSample.chunk_rows`` of the pass), which give the array
+    its chunks, so that nothing is read until it is computed.
+    """
+    import dask
+    import dask.array as da
+
+    features = [str(c) for c in features]
+    parts = ddf[[*features, target]].to_delayed()
+    if len(parts) != len(lengths):
+        raise ValueError(f"{len(parts)} partitions but {len(lengths)} lengths")
+    return da.concatenate(
+        [
+            da.from_delayed(
+                dask.delayed(_pointwise_part)(part, i, features, target, fn),
+                shape=(int(n),),
+                dtype=np.float64,
+            )
+            for i, (part, n) in enumerate(zip(parts, lengths, strict=True))
+        ]
+    )
+
+
+def computed(array) -> np.ndarray:
+    """A numpy array of ``array``; a dask one is computed on a ``dask.distributed`` client
+    (an active one, or a ``LocalCluster`` started and closed for it)."""
+    if not is_dask(array):
+        return np.asarray(array)
+    with dask_client() as c:
+        return np.asarray(c.compute(array).result())
 
 
 # --------------------------------------------------------------------------- streamed VEM

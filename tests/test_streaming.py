@@ -8,11 +8,12 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bayesmoe.data import Standardizer, interaction_design
-from bayesmoe.numerics.rowsample import chunk_sample, merge_samples
+from bayesmoe.numerics.rowsample import chunk_sample, merge_samples, sample_rng
 from bayesmoe.numerics.suffstats import (
     chunk_moments,
     combine,
@@ -181,11 +182,12 @@ def test_merged_row_samples_are_uniform_whatever_the_chunking():
         cuts = np.sort(rng.choice(np.arange(5, n - 5), size=3, replace=False))
         bounds = [0, *cuts, n]
         parts = [chunk_sample(X[a:b], y[a:b], k, rng) for a, b in itertools.pairwise(bounds)]
-        rng.shuffle(parts)
         total = parts[0]
         for part in parts[1:]:
-            total = merge_samples(total, part, k, rng)
+            total = merge_samples(total, part, k)
         assert total.n_seen == n and total.y.size == k and np.unique(total.y).size == k
+        np.testing.assert_array_equal(total.rows, total.y)  # positions in the whole data
+        assert np.all(np.diff(total.keys) > 0)
         chosen = set(total.y.astype(int))
         hits[list(chosen)] += 1
         pair_same += {0, 1} <= chosen
@@ -195,6 +197,46 @@ def test_merged_row_samples_are_uniform_whatever_the_chunking():
     assert np.all(np.abs(hits / reps - p1) <= 5 * np.sqrt(p1 * (1 - p1) / reps))
     for count in (pair_same, pair_cross):
         assert abs(count / reps - p2) <= 5 * np.sqrt(p2 * (1 - p2) / reps)
+
+
+def test_the_smallest_key_rows_sit_exactly_between_uniform_order_statistics():
+    """A chunk's m smallest keys are the m smallest of n uniforms: E U_(i) = i / (n + 1)."""
+    n, m, reps = 500, 5, 4000
+    keys = np.array(
+        [chunk_sample(np.zeros((n, 1)), np.zeros(n), m, sample_rng(r)).keys for r in range(reps)]
+    )
+    i = np.arange(1, m + 1)
+    mean = i / (n + 1)
+    sd = np.sqrt(i * (n - i + 1) / ((n + 1) ** 2 * (n + 2)))  # Beta(i, n - i + 1)
+    assert np.all(np.abs(keys.mean(0) - mean) <= 5 * sd / np.sqrt(reps))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    cuts=st.lists(st.integers(1, 2999), min_size=0, max_size=6, unique=True),
+    k1=st.integers(1, 400),
+    extra=st.integers(0, 400),
+)
+def test_smaller_samples_are_prefixes_of_larger_ones(cuts, k1, extra):
+    """Same chunks and streams: the k1-sample is the first k1 rows of the k2-sample."""
+    X, y, _ = _offset_data(3000, seed=9)
+    bounds = [0, *sorted(cuts), 3000]
+
+    def sample(k):
+        parts = [
+            chunk_sample(X[a:b], y[a:b], k, sample_rng(i))
+            for i, (a, b) in enumerate(itertools.pairwise(bounds))
+        ]
+        total = parts[0]
+        for part in parts[1:]:
+            total = merge_samples(total, part, k)
+        return total
+
+    small, large = sample(k1), sample(k1 + extra)
+    np.testing.assert_array_equal(small.rows, large.rows[: small.rows.size])
+    np.testing.assert_array_equal(large.X, X[large.rows])
+    np.testing.assert_array_equal(large.smallest(k1).rows, small.rows)
+    assert large.chunk_rows == tuple(np.diff(bounds))
 
 
 # ---------------------------------------------------------------- dask / Parquet
@@ -229,16 +271,15 @@ def test_design_moments_on_a_cluster_equal_the_in_memory_ones(client, parquet_fo
     whole = chunk_moments(X, y, pairs, got.shift)
     assert got.n == 4000
     assert _rel(got.comoment, whole.comoment) < 1e-12
-    # a row sample drawn in the same pass: rows of the data, reproducible from the seed
-    _, sample = design_pass(
-        ddf, ["a", "b", "c", "d"], "y", pairs, sample_rows=300, random_seed=3, client=client
-    )
+    # a row sample drawn in the same pass: rows of the data at their positions, the same
+    # in every pass (fixed streams), the smaller a prefix of the larger
+    _, sample = design_pass(ddf, ["a", "b", "c", "d"], "y", pairs, sample_rows=300, client=client)
     assert sample.n_seen == 4000 and sample.y.size == 300
-    assert np.isin(sample.y, y).all()
-    _, again = design_pass(
-        ddf, ["a", "b", "c", "d"], "y", pairs, sample_rows=300, random_seed=3, client=client
-    )
-    np.testing.assert_array_equal(again.y, sample.y)
+    np.testing.assert_array_equal(sample.y, y[sample.rows])
+    np.testing.assert_array_equal(sample.X, X[sample.rows])
+    assert sample.chunk_rows == (1000,) * 4
+    _, small = design_pass(ddf, ["a", "b", "c", "d"], "y", pairs, sample_rows=120, client=client)
+    np.testing.assert_array_equal(small.rows, sample.rows[:120])
     # the same through a glob and through dask's own reader
     import dask.dataframe as dd
 
@@ -366,6 +407,60 @@ def test_partial_fit_gives_the_statistics_of_all_chunks(interaction_parquet):
         assert _rel(est.model_[name].get_value(), whole.model_[name].get_value()) < 1e-10
     with pytest.raises(ValueError, match="differ"):
         est.partial_fit(data.X.iloc[:10, :2], data.y[:10])
+
+
+def test_streamed_fits_compare_by_subsampled_loo_on_shared_rows(
+    client, interaction_parquet, tmp_path
+):
+    """Two streamed fits of one Parquet set: nested LOO rows, compare with a subsampling SE,
+    and the subsampled elpd within 4 of its own subsampling SEs of the exact LOO."""
+    import warnings
+
+    import arviz as az
+
+    import bayesmoe as bm
+    from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+    from tests.conftest import FAST
+
+    folder, data = interaction_parquet
+    ddf = read_parquet(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inter = bm.InteractionRegression(**FAST).fit(ddf, "y", client=client)
+        mix = bm.MixtureRegression(n_components=2, method="vem", draws=100, random_seed=1)
+        mix.fit(ddf, "y", client=client)
+    rows = {}
+    for name, est in (("interaction", inter), ("mixture", mix)):
+        tree = est.idata_
+        assert tree.attrs["bayesmoe_log_likelihood"] == "subsample"
+        rows[name] = tree["log_likelihood"]["row"].values
+        assert rows[name].size == LOO_SUBSAMPLE_ROWS
+        observed = tree["observed_data"]
+        np.testing.assert_array_equal(observed["y"].values, data.y[observed["row"].values])
+        assert tree["loo_approximation"]["y"].size == 6000  # lazy: computed when asked
+    np.testing.assert_array_equal(rows["interaction"], rows["mixture"])  # bottom-k: nested
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = bm.compare({"interaction": inter, "mixture": mix}, plot=False)
+    assert "subsampling_dse" in result.table.columns
+    assert np.isfinite(result.table["subsampling_dse"]).all()
+    # the exact LOO of the same posterior, from every row's log-likelihood
+    spec, st_ = inter.model_.bayesmoe_spec, inter.standardizer_
+    post = inter.idata_["posterior_working"].to_dataset()
+    ll = spec.log_likelihood(
+        post, st_.transform_X(data.X.to_numpy()), st_.transform_y(np.asarray(data.y))
+    ) - np.log(st_.y_scale)
+    groups = {"posterior": post, "log_likelihood": xr.Dataset({"y": ll})}
+    exact = az.loo(xr.DataTree.from_dict(groups))
+    sub = result.elpd["interaction"]
+    assert abs(sub.elpd - exact.elpd) <= 4 * sub.subsampling_se, (sub.elpd, exact.elpd)
+    # a save computes the lazy approximation; the loaded fit compares the same
+    path = inter.save(tmp_path / "inter.nc")
+    loaded = bm.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = bm.compare({"interaction": loaded, "mixture": mix}, plot=False)
+    assert again.table.loc["interaction", "elpd"] == pytest.approx(sub.elpd, rel=1e-12)
 
 
 def test_streamed_fit_refuses_what_it_cannot_do(client, interaction_parquet):
