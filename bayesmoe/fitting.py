@@ -278,7 +278,7 @@ def fit(
     # One BLAS thread per process: chains already run in parallel, and the matrices are
     # small. Multithreaded OpenBLAS made a 56-coefficient collapsed model 30-100x slower
     # per gradient on a busy 2-core machine (measured in the convergence study).
-    with model, single_threaded_blas():
+    with model, single_threaded_blas(), bayesmoe.cache.reproducible_numba():
         if method == "vem":
             idata = _fit_vem(model, draws * chains, sample_seed, vem_options, progressbar)
             relabel = False  # one labelling by construction

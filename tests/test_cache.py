@@ -29,22 +29,32 @@ def spy(*a, **k):
     hits.append(c.cache_hits)
     return c
 cache._cached_cfunc = spy
-d = make_interaction_data(120, 3, 1.0, 0.3, seed=0)
-est = bm.InteractionRegression(
-    sampler="nutpie", draws=100, tune=100, chains=2, random_seed=7, progressbar=False
-)
-est.fit(d.X, d.y)
+settings = dict(sampler="nutpie", draws=100, tune=100, chains=2, random_seed=7, progressbar=False)
+if sys.argv[1] == "mixture":  # its logp is where fastmath made cold and warm draws differ
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2))
+    y = np.where(rng.random(300) < 0.5, 2 + X @ [1.0, -0.5], -2 + X @ [0.3, 0.8])
+    est = bm.MixtureRegression(n_components=2, **settings).fit(X, y + 0.5 * rng.normal(size=300))
+    names = ("sigma", "intercept", "weights")
+else:
+    d = make_interaction_data(120, 3, 1.0, 0.3, seed=0)
+    est = bm.InteractionRegression(**settings).fit(d.X, d.y)
+    names = ("tau_base", "tau_interaction", "sigma")
 post = est.idata_["posterior_working"]
-draws = {k: post[k].values.ravel().tolist() for k in ("tau_base", "tau_interaction", "sigma")}
+draws = {k: post[k].values.ravel().tolist() for k in names}
 print(json.dumps({"draws": draws, "hits": hits}))
 """
 
 
-def _run(tmp: Path) -> dict:
+def _run(tmp: Path, model: str = "interaction") -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTENSOR_FLAGS"}
     env[cache.CACHE_ENV] = str(tmp)
     out = subprocess.run(
-        [sys.executable, "-c", FIT_SCRIPT], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", FIT_SCRIPT, model],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -75,6 +85,15 @@ def test_cold_and_warm_cache_give_identical_draws(tmp_path):
     assert warm["hits"] == [1, 1]  # both wrappers read back from disk
     assert warm["draws"] == cold["draws"]
     assert any(tmp_path.glob("v-*/pytensor/numba/*bayesmoe_logp*"))
+
+
+@pytest.mark.slow
+def test_a_mixture_draws_the_same_from_a_cold_and_a_warm_cache(tmp_path):
+    """With fastmath kernels the mixture's draws differed (bayesmoe.cache.NUMBA_FASTMATH)."""
+    cold = _run(tmp_path, "mixture")
+    warm = _run(tmp_path, "mixture")
+    assert warm["hits"] == [1, 1]
+    assert warm["draws"] == cold["draws"]
 
 
 def test_import_loads_neither_pymc_nor_arviz():
