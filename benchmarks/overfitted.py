@@ -27,6 +27,8 @@ Bar: for each (K_true, K > K_true), >= 9 of 10 seeds ``converged`` or ``named``,
 
     python benchmarks/overfitted.py              # the default alpha (0.1): 2 x 10 seeds x 3 fits
     python benchmarks/overfitted.py --alpha 1    # the uniform Dirichlet, for comparison
+    python benchmarks/overfitted.py --model gated  # GatedExperts (linear gate; K_true = 2
+                                                   # is a linearly gated truth)
 
 Writes ``overfitted.csv``, ``overfitted.txt`` and ``overfitted.png`` to ``--out``
 (default ``docs/overfitted/alpha<alpha>``); about 5 minutes each here.
@@ -56,15 +58,19 @@ RHAT_MAX = 1.01
 
 
 def one_seed(k_true: int, seed: int, args) -> list[dict]:
+    gate = "linear" if args.model == "gated" and k_true > 1 else None
     data = make_mixture_data(
-        args.n, k_true, 1, gate=None, noise=0.5, separation=args.separation, seed=seed
+        args.n, k_true, 1, gate=gate, noise=0.5, separation=args.separation, seed=seed
     )
     test = data.new_rows(2000, seed=10_000 + seed)
     rows, lpd = [], {}
     for k in (k_true, k_true + 1, k_true + 2):
-        est = bm.MixtureRegression(
-            n_components=k, alpha=args.alpha, random_seed=seed, progressbar=False
-        )
+        if args.model == "gated":
+            est = bm.GatedExperts(n_experts=k, random_seed=seed, progressbar=False)
+        else:
+            est = bm.MixtureRegression(
+                n_components=k, alpha=args.alpha, random_seed=seed, progressbar=False
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             t0 = time.perf_counter()
@@ -164,10 +170,12 @@ def main(argv=None) -> int:
     parser.add_argument("--alpha", type=float, default=DEFAULT_ALPHA)
     parser.add_argument("--separation", type=float, default=3.0)
     parser.add_argument("--k-true", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--model", choices=["mixture", "gated"], default="mixture")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     docs = Path(__file__).parent.parent / "docs/overfitted"
-    out = Path(args.out) if args.out else docs / f"alpha{args.alpha:g}"
+    default = "gated" if args.model == "gated" else f"alpha{args.alpha:g}"
+    out = Path(args.out) if args.out else docs / default
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     cells = [(k, s) for k in args.k_true for s in range(args.seeds)]
@@ -177,7 +185,8 @@ def main(argv=None) -> int:
         df.to_csv(out / "overfitted.csv", index=False)
     table, exact = summarise(df)
     text = (
-        f"alpha = {args.alpha}, n = {args.n}, separation = {args.separation}, "
+        f"{args.model}: alpha = {args.alpha if args.model == 'mixture' else '-'}, "
+        f"n = {args.n}, separation = {args.separation}, "
         f"{args.seeds} seeds\n\nK > K_true:\n{table.to_string()}\n\nK = K_true:\n"
         f"{exact.to_string()}\n\nper fit:\n"
         f"{df.drop(columns='components').to_string(index=False)}\n\nmessages:\n"
