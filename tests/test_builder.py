@@ -376,3 +376,32 @@ def test_r2d2_defaults_passed_back_as_priors_build(frame):
     defaults = interaction_regression(X, y, prior="r2d2").bayesmoe_spec.priors
     model = interaction_regression(X, y, prior="r2d2", priors=defaults)
     assert np.isfinite(model.compile_logp()(model.initial_point()))
+
+
+@pytest.mark.parametrize(
+    ("prior", "expected"), [("r2d2", {"target_accept": 0.9}), ("horseshoe", {}), ("gamma", {})]
+)
+def test_r2d2_samples_at_target_accept_0_9_by_default(frame, prior, expected):
+    """benchmarks/target_accept.py: R2-D2 diverged on 0.26 % of transitions at 0.8."""
+    X, y = frame
+    for collapsed in (True, False):
+        model = interaction_regression(X, y, prior=prior, collapsed=collapsed)
+        assert model.bayesmoe_spec.sampler_defaults == expected
+
+
+def test_the_target_accept_default_reaches_the_sampler_and_a_users_wins(frame, monkeypatch):
+    import bayesmoe.fitting as fitting
+
+    seen = []
+
+    def fake(model, draws, tune, chains, seed, progressbar, start, **kwargs):
+        seen.append(kwargs.get("target_accept"))
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(fitting, "_sample_nutpie_cached", fake)
+    X, y = frame
+    model = interaction_regression(X, y, prior="r2d2", collapsed=True)
+    for kwargs, want in (({}, 0.9), ({"target_accept": 0.99}, 0.99)):
+        with pytest.raises(RuntimeError, match="stop"):
+            fitting.fit(model, sampler="nutpie", draws=10, tune=10, chains=1, **kwargs)
+        assert seen[-1] == want
