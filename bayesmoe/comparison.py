@@ -346,7 +346,7 @@ def _loo(
     return elpd, np.array([], dtype=int)
 
 
-def _waic(name: str, tree: xr.DataTree, _shared=None) -> tuple[ELPDData, np.ndarray]:
+def _waic(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
     rows = _subsample_rows(name, tree)
     if rows is not None:
         raise ValueError(
@@ -410,11 +410,11 @@ def pointwise_elpd(
                     "every row's LOO density is needed here; fit it with log_likelihood=True"
                 )
     check_same_data(trees)
-    compute = _loo if ic == "loo" else _waic
     shared = shared_subsample(trees) if ic == "loo" else None
     elpds, flagged = {}, {}
     for name, tree in trees.items():
-        elpds[name], flagged[name] = compute(name, tree, shared)
+        result = _loo(name, tree, shared) if ic == "loo" else _waic(name, tree)
+        elpds[name], flagged[name] = result
     return elpds, flagged
 
 

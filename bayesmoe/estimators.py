@@ -248,7 +248,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         values = streaming.pointwise(frame, features, target, density, sample.chunk_rows)
         self.idata_["loo_approximation"] = xr.Dataset(
             {"y": ("obs", values)},
-            attrs={"method": "plpd", "point": "posterior mean", "bayesmoe_lazy": 1},
+            attrs={"method": "plpd", "point": "posterior mean"},
         )
 
     def _stream_log_likelihood(self, sample):
@@ -697,9 +697,7 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
 
             approx = tree["loo_approximation"].to_dataset()
             if is_dask(approx["y"].data):
-                tree["loo_approximation"] = approx.copy(
-                    data={"y": computed(approx["y"].data)}
-                ).assign_attrs(bayesmoe_lazy=0)
+                tree["loo_approximation"] = approx.copy(data={"y": computed(approx["y"].data)})
         tree.attrs.update(
             bayesmoe_format=_FORMAT_VERSION,
             bayesmoe_estimator=type(self).__name__,
@@ -962,16 +960,15 @@ class InteractionRegression(BayesianRegressor):
         chunks = getattr(self, "_chunks", 0) if getattr(self, "moments_", None) is not None else 0
         part = chunk_sample(Xv, yv, LOO_SUBSAMPLE_ROWS, sample_rng(chunks))
         if getattr(self, "moments_", None) is None:
-            shift = np.concatenate([Xv.mean(axis=0), [yv.mean()]])
-            self.moments_ = chunk_moments(Xv, yv, pairs, shift)
+            self.moments_ = chunk_moments(Xv, yv, pairs)
             self._row_sample, self._chunks, self._partial_names = part, 1, names
         else:
             if names != self._partial_names:
                 raise ValueError(
                     f"X columns {names} differ from the first chunk's {self._partial_names}"
                 )
-            chunk = chunk_moments(Xv, yv, pairs, self.moments_.shift)
-            self.moments_ = combine(self.moments_, chunk)
+            # each chunk centred at its own first rows; combine moves it to the first's
+            self.moments_ = combine(self.moments_, chunk_moments(Xv, yv, pairs))
             self._row_sample = merge_samples(self._row_sample, part, LOO_SUBSAMPLE_ROWS)
             self._chunks += 1
         return self._fit_from_moments(

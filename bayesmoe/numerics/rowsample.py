@@ -61,13 +61,6 @@ class RowSample:
     keys: np.ndarray
     chunk_rows: tuple[int, ...]
 
-    def smallest(self, k: int) -> RowSample:
-        """The ``k`` rows with the smallest keys: the bottom-k sample of ``k`` rows."""
-        k = min(int(k), self.y.size)
-        return RowSample(
-            self.n_seen, self.X[:k], self.y[:k], self.rows[:k], self.keys[:k], self.chunk_rows
-        )
-
 
 def sample_rng(chunk: int) -> np.random.Generator:
     """The random stream of chunk number ``chunk`` (see ``SAMPLE_SEED``)."""
