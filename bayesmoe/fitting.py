@@ -695,9 +695,7 @@ def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, start=N
     if compiled is None:
         compiled = bayesmoe.cache.compile_nutpie(model)
     else:
-        names = {var.name for var in compiled.shared_var_keys}
-        data = {name: model[name].get_value() for name in names}
-        compiled = compiled.with_data(**data)
+        compiled = _with_model_data(compiled, model)
         _NUTPIE_CACHE.move_to_end(key)
     if key is not None:
         _NUTPIE_CACHE[key] = compiled
@@ -721,6 +719,12 @@ def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, start=N
     return idata
 
 
+def _with_model_data(compiled, model: pm.Model):
+    """A compiled sampler of the same structure with ``model``'s data swapped in."""
+    names = {var.name for var in compiled.shared_var_keys}
+    return compiled.with_data(**{name: model[name].get_value() for name in names})
+
+
 def _with_start(compiled, model: pm.Model, start: dict):
     """The compiled sampler with every chain starting at ``start`` (no jitter).
 
@@ -741,26 +745,59 @@ def _with_start(compiled, model: pm.Model, start: dict):
         return np.concatenate([np.asarray(point[n], np.float64).ravel() for n in names])
 
     x0 = _nonzero_gradient_start(compiled, flat())
+    if x0 is None:
+        warnings.warn(
+            "the model's start point (initvals) has a non-finite log density or gradient "
+            "on this data; the chains start from PyMC's default (jittered) point instead",
+            UserWarning,
+            stacklevel=2,
+        )
+        return compiled
     return dataclasses.replace(compiled, initial_point_func=lambda seed=None: x0.copy())
 
 
-def _nonzero_gradient_start(compiled, x: np.ndarray) -> np.ndarray:
+def _log_density(compiled, x: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """Log density and gradient at ``x`` as nutpie evaluates them: the compiled C callback
+    on the sampler's *current* data (``with_data`` swaps only that; the PyTensor function
+    nutpie also keeps still holds the data it was compiled with). None on an error code.
+    """
+    import ctypes
+
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    grad = np.empty_like(x)
+    logp = np.empty((), dtype=np.float64)
+    double = ctypes.POINTER(ctypes.c_double)
+    code = compiled.compiled_logp_func.ctypes(
+        x.size,
+        x.ctypes.data_as(double),
+        grad.ctypes.data_as(double),
+        logp.ctypes.data_as(double),
+        ctypes.c_void_p(compiled.user_data.ctypes.data),
+    )
+    return None if code else (float(logp), grad)
+
+
+def _nonzero_gradient_start(compiled, x: np.ndarray) -> np.ndarray | None:
     """Move a start off coordinates where the log density's gradient is exactly zero.
 
     nutpie scales its initial mass matrix by the gradient at the start and refuses a start
     with a zero gradient entry ("bad initial gradient"). An EM/MAP start sits at a
     stationary point, and symmetric ones give exact zeros: equal mixing weights of a
     Gaussian mixture put ``weights_simplex__`` at 0 with gradient 0.0, so every chain of
-    ``MixtureRegression(n_components=2).fit(None, y)`` failed to start. A step of
-    1e-6 (relative) along those coordinates leaves the start in the same mode.
+    ``MixtureRegression(n_components=2).fit(None, y)`` failed to start; so does an
+    emptied component (weight 1e-14: its responsibilities underflow and its coefficients'
+    gradients are 0.0). A step of 1e-6 (relative) along those coordinates leaves the
+    start in the same mode. The gradient is evaluated on the data the sampler will use
+    (a structure reused from the process cache carries the data it was compiled with
+    in its PyTensor function). Returns None for a start with a non-finite log density
+    or gradient.
     """
     x = np.array(x, dtype=np.float64)
     for step in (1e-6, 1e-4, 1e-2):
-        try:
-            _, grad = compiled.logp_func(x)
-        except Exception:  # nutpie's own start check reports a bad point
-            return x
-        zero = np.asarray(grad) == 0.0
+        density = _log_density(compiled, x)
+        if density is None or not np.isfinite(density[0]):
+            return None
+        zero = density[1] == 0.0
         if not zero.any():
             return x
         x[zero] += step * np.maximum(1.0, np.abs(x[zero]))

@@ -175,6 +175,13 @@ def test_numpyro_sampler(small_data):
     assert "beta_interaction" in idata["posterior"]
 
 
+def _collapsed_model(d):
+    std = bm.data.Standardizer.fit(d.X.to_numpy(), d.y, enabled=True)
+    Xw = d.X.copy()
+    Xw.loc[:, :] = std.transform_X(d.X.to_numpy())
+    return bm.interaction_regression(Xw, std.transform_y(d.y), collapsed=True)
+
+
 def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(small_data, monkeypatch):
     """A second same-shape collapsed fit reuses the compiled sampler with its own data,
     and its draws equal those of a fresh compilation with the same seed."""
@@ -183,12 +190,7 @@ def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(small_data, 
     other = small_data.new_rows(150, seed=9)
     settings = dict(draws=200, tune=200, chains=2, random_seed=4, progressbar=False)
 
-    def build(d):
-        std = bm.data.Standardizer.fit(d.X.to_numpy(), d.y, enabled=True)
-        Xw = d.X.copy()
-        Xw.loc[:, :] = std.transform_X(d.X.to_numpy())
-        return bm.interaction_regression(Xw, std.transform_y(d.y), collapsed=True)
-
+    build = _collapsed_model
     first, second = build(small_data), build(other)
     assert first.bayesmoe_spec.cache_key == second.bayesmoe_spec.cache_key
     fitting._NUTPIE_CACHE.clear()
@@ -216,3 +218,33 @@ def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(small_data, 
         np.testing.assert_array_equal(
             cached["posterior"][name].values, fresh["posterior"][name].values
         )
+
+
+def test_start_is_checked_on_the_data_the_sampler_uses(small_data):
+    """A structure reused from the process cache gets the new data by ``with_data``,
+    which nutpie's PyTensor function does not see: the start check (zero gradients,
+    finite density) must evaluate what nutpie will, or an EM start whose gradient is
+    exactly zero on the new data only reaches nutpie unmoved and every chain fails
+    ("bad initial gradient"; seen as 1 of 200 mixture SBC fits)."""
+    import bayesmoe.cache
+    from bayesmoe.fitting import _log_density, _with_model_data, _with_start
+
+    first = _collapsed_model(small_data)
+    second = _collapsed_model(small_data.new_rows(150, seed=9))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = bayesmoe.cache.compile_nutpie(first)
+        fresh = bayesmoe.cache.compile_nutpie(second)
+    swapped = _with_model_data(compiled, second)
+    x = compiled.initial_point_func(0)
+    logp, grad = _log_density(swapped, x)
+    logp_fresh, grad_fresh = _log_density(fresh, x)
+    assert logp == logp_fresh
+    np.testing.assert_array_equal(grad, grad_fresh)
+    assert _log_density(compiled, x)[0] != logp  # the data do enter
+    # a start with a non-finite density falls back to the default start, and says so
+    free = {v.name for v in second.free_RVs}
+    assert "sigma" in free
+    with pytest.warns(UserWarning, match="non-finite log density"):
+        same = _with_start(swapped, second, {"sigma": np.array(0.0)})
+    assert same is swapped
