@@ -296,3 +296,34 @@ def test_estimator_check_is_silent_on_distinct_components():
     est.fit(X, y)
     assert est.component_diagnosis().ok
     assert est.check().components == ""
+
+
+def test_the_fits_component_diagnosis_is_reused_not_recomputed(monkeypatch):
+    # The fit's diagnostics, check(), component_diagnosis() and select_experts ask for
+    # the same diagnosis (0.1-1 s each): one computation, until the draws change.
+    import warnings
+
+    import bayesmoe as bm
+    import bayesmoe.numerics.components as components
+
+    calls = []
+    original = components.diagnose_components
+    monkeypatch.setattr(
+        components, "diagnose_components", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 1))
+    y = 1 + 2 * X[:, 0] + 0.5 * rng.standard_normal(400)
+    est = bm.MixtureRegression(n_components=3, method="vem", random_seed=1, progressbar=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        est.fit(X, y)
+        assert len(calls) == 1
+        first = est.component_diagnosis()
+        est.check()
+        assert len(calls) == 1
+        spec = est.model_.bayesmoe_spec
+        post = est.idata_["posterior_working"].to_dataset()
+        moved = post.assign(sigma=post["sigma"] * 1.5)
+        other = spec.component_diagnosis(moved, est.model_["X_base"].get_value())
+    assert len(calls) == 2 and other is not first

@@ -38,6 +38,7 @@ stored as the deterministic ``gate_probability_grid``.
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 from dataclasses import dataclass, field
 
@@ -145,6 +146,9 @@ class MixtureSpec:
     seed: int | None = None
     rebuild: dict = field(default_factory=dict, repr=False)
     _vem: VEMResult | None = field(default=None, repr=False)
+    #: (fingerprint of the inputs, result) of the last component diagnosis: the fit's
+    #: diagnostics, ``check()`` and ``select_experts`` ask for the same one
+    _diagnosis_memo: tuple | None = field(default=None, repr=False, compare=False)
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -309,6 +313,11 @@ class MixtureSpec:
         from bayesmoe.numerics.components import diagnose_components
 
         y = self.y if y is None else np.asarray(y, dtype=float)
+        key = _fingerprint(
+            *(posterior[name].values for name in sorted(posterior.data_vars)), X_base, y, n_rows
+        )
+        if self._diagnosis_memo is not None and self._diagnosis_memo[0] == key:
+            return self._diagnosis_memo[1]
         flat = posterior.sizes["chain"] * posterior.sizes["draw"]
         n_all = X_base.shape[0]
         if n_all > RELABEL_ROWS:  # (draws x rows x K) arrays: bounded, as relabel
@@ -319,7 +328,9 @@ class MixtureSpec:
         mu = self.component_means(posterior, X_base).values.reshape(flat, n, K)
         sd = self.component_sd(posterior).values.reshape(flat, K)
         scale = max(n_rows or n_all, n_all) / n
-        return diagnose_components(w, mu, sd, y, penalty=self.params_per_component, scale=scale)
+        found = diagnose_components(w, mu, sd, y, penalty=self.params_per_component, scale=scale)
+        self._diagnosis_memo = (key, found)
+        return found
 
     def _value(self, posterior: xr.Dataset, name: str) -> xr.DataArray:
         if name in self.fixed:
@@ -811,6 +822,16 @@ class MixtureSpec:
                     .transpose(*da.dims)
                 )
         return out
+
+
+def _fingerprint(*parts) -> str:
+    """A digest of arrays (values, dtypes and shapes) and scalars, for memoising."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        a = np.ascontiguousarray(part if part is not None else np.nan)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _into_support(value: np.ndarray, prior) -> np.ndarray:
