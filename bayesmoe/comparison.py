@@ -272,17 +272,24 @@ def _loo_subsample(
 
     ``rows`` are the stored rows, ``observations`` the ones to use (default: all stored).
     A streamed fit's approximation is a lazy dask array, computed here on a
-    ``dask.distributed`` client; its y is kept for the sample only, and ``observed_data``
+    ``dask.distributed`` client (and kept in ``tree`` when it takes at most
+    ``LOG_LIKELIHOOD_AUTO_BYTES``); its y is kept for the sample only, and ``observed_data``
     stands for every row by a placeholder (the "plpd" approximation never reads it).
     """
     from arviz_stats import loo_subsample
 
-    from bayesmoe.streaming import computed
+    from bayesmoe.fitting import LOG_LIKELIHOOD_AUTO_BYTES
+    from bayesmoe.streaming import computed, is_dask
 
     ll = tree["log_likelihood"]["y"].transpose(*SAMPLE_DIMS, "obs")
     approx = tree["loo_approximation"]["y"]
     n = approx.size
     values = computed(approx.data)
+    if is_dask(approx.data) and values.nbytes <= LOG_LIKELIHOOD_AUTO_BYTES:
+        # kept (one float per row, up to the size a stored log-likelihood may take), so
+        # the next compare of this fit does not make another pass over its data
+        group = tree["loo_approximation"].to_dataset()
+        tree["loo_approximation"] = group.copy(data={"y": values})
     lazy = xr.Variable(
         ll.dims, indexing.LazilyIndexedArray(_StoredRows(np.asarray(ll.values), rows, n))
     )

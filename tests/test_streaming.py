@@ -443,6 +443,8 @@ def test_streamed_fits_compare_by_subsampled_loo_on_shared_rows(
         result = bm.compare({"interaction": inter, "mixture": mix}, plot=False)
     assert "subsampling_dse" in result.table.columns
     assert np.isfinite(result.table["subsampling_dse"]).all()
+    for est in (inter, mix):  # computed once and kept: no second pass on the next compare
+        assert isinstance(est.idata_["loo_approximation"]["y"].data, np.ndarray)
     # the exact LOO of the same posterior, from every row's log-likelihood
     spec, st_ = inter.model_.bayesmoe_spec, inter.standardizer_
     post = inter.idata_["posterior_working"].to_dataset()
@@ -460,6 +462,8 @@ def test_streamed_fits_compare_by_subsampled_loo_on_shared_rows(
         warnings.simplefilter("ignore")
         again = bm.compare({"interaction": loaded, "mixture": mix}, plot=False)
     assert again.table.loc["interaction", "elpd"] == pytest.approx(sub.elpd, rel=1e-12)
+    mixture_elpd = result.table.loc["mixture", "elpd"]
+    assert again.table.loc["mixture", "elpd"] == pytest.approx(mixture_elpd, rel=1e-12)
 
 
 def test_streamed_fit_refuses_what_it_cannot_do(client, interaction_parquet):
