@@ -215,6 +215,11 @@ def fit_stream(args) -> Path:
         ddf = bm.read_parquet(args.data)
     except OSError as err:
         raise ValueError(str(err)) from err
+    if args.formula is not None:  # coded partition by partition (streaming.formula_frame)
+        if args.target is not None or args.features:
+            raise ValueError("--formula names the target and the terms; drop --target/--features")
+        est = bm.InteractionRegression(formula=args.formula, **_fit_settings(args)).fit(ddf)
+        return _write_fit(est, args)
     features = _target_and_features(args, list(ddf.columns))
     est = bm.InteractionRegression(**_fit_settings(args))
     est.fit(ddf[[*features, args.target]], args.target)
@@ -229,7 +234,7 @@ def fit_file(args) -> Path:
     """
     import bayesmoe as bm
 
-    if args.model == "interaction" and args.formula is None and _is_parquet_set(args.data):
+    if args.model == "interaction" and _is_parquet_set(args.data):
         return fit_stream(args)
     frame = _read_table(Path(args.data))
     if frame.empty:

@@ -203,13 +203,36 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
             "does (streamed sufficient statistics). Compute a sample (X.compute()) instead"
         )
 
-    def _streamed_columns(self, X, y) -> tuple:
-        """``(frame, target, features)`` of a dask input, refusing what cannot stream."""
-        if getattr(self, "formula", None) is not None:
-            raise ValueError(
-                "formula= with a dask input is not supported; build the design columns in "
-                "the dask frame (e.g. with map_partitions) and name the target"
+    def _streamed_columns(self, X, y, client=None) -> tuple:
+        """``(frame, target, features)`` of a dask input, refusing what cannot stream.
+
+        With ``formula``: the frame of the formula's design columns and target, coded
+        partition by partition (:func:`bayesmoe.streaming.formula_frame`), and the
+        fitted design kept as ``formula_design_`` (predictions code new rows with it).
+        """
+        formula = getattr(self, "formula", None)
+        self.__dict__.pop("formula_design_", None)
+        if formula is not None:
+            from bayesmoe import streaming
+
+            if y is not None:
+                raise ValueError(
+                    "with formula=..., pass the dask frame alone (fit(ddf)): the formula "
+                    "names the target"
+                )
+            if not _is_dask(X) or not hasattr(X, "columns"):
+                raise TypeError(
+                    "with formula=..., a dask X must be a dask DataFrame holding the "
+                    f"formula's columns, got {type(X).__name__}"
+                )
+            self._check_formula_settings(formula)
+            frame, target, features, design = streaming.formula_frame(
+                X, formula, gate=getattr(self, "gate_formula", None), client=client
             )
+            if design.target is None:
+                raise ValueError(f"formula={formula!r} has no target; write 'y ~ ...'")
+            self.formula_design_ = design
+            return frame, target, features
         frame, target = _dask_frame_and_target(X, y)
         features = [str(c) for c in frame.columns if c != target]
         if not features and not self._allows_no_features:
@@ -274,7 +297,6 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
         )
         self.feature_names_in_ = np.asarray(features, dtype=object)
         self.n_features_in_ = len(features)
-        self.__dict__.pop("formula_design_", None)
         return stats
 
     #: whether the model can be fitted without features (``X=None``)
@@ -297,18 +319,21 @@ class BayesianRegressor(RegressorMixin, BaseEstimator):
                 f"with formula=..., X must be a pandas DataFrame holding the formula's "
                 f"columns, got {type(X).__name__}"
             )
-        for name, default in self._formula_decides.items():
-            if getattr(self, name) != default:
-                raise ValueError(
-                    f"{name}={getattr(self, name)!r} and formula={formula!r} both choose the "
-                    f"design; give the terms in the formula and leave {name} at {default!r}"
-                )
+        self._check_formula_settings(formula)
         design, Xd, yv = design_from_formula(
             formula, X, gate=getattr(self, "gate_formula", None), name="formula"
         )
         if yv is None:
             raise ValueError(f"formula={formula!r} has no target; write 'y ~ ...'")
         return Xd, yv, design
+
+    def _check_formula_settings(self, formula: str) -> None:
+        for name, default in self._formula_decides.items():
+            if getattr(self, name) != default:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} and formula={formula!r} both choose the "
+                    f"design; give the terms in the formula and leave {name} at {default!r}"
+                )
 
     def _design_interactions(self):
         """The interactions the model uses: the formula's, else the ``interactions`` setting."""
@@ -925,11 +950,12 @@ class InteractionRegression(BayesianRegressor):
                 "collapsed form (collapsed='auto' or True)"
             )
         start = time.perf_counter()
-        frame, target, features = self._streamed_columns(X, y)
-        pairs, _ = resolve_interactions(features, self.interactions)
-        moments, sample = streaming.design_pass(
-            frame, features, target, pairs, sample_rows=LOO_SUBSAMPLE_ROWS, client=client
-        )
+        with streaming.dask_client(client) as c:  # one cluster for the levels and the pass
+            frame, target, features = self._streamed_columns(X, y, c)
+            pairs, _ = resolve_interactions(features, self._design_interactions())
+            moments, sample = streaming.design_pass(
+                frame, features, target, pairs, sample_rows=LOO_SUBSAMPLE_ROWS, client=c
+            )
         self.__dict__.pop("moments_", None)  # a full fit starts the statistics afresh
         stream = (frame, features, target)
         return self._fit_from_moments(moments, sample, features, pairs, strict, start, stream)
@@ -952,6 +978,7 @@ class InteractionRegression(BayesianRegressor):
         self._check_settings()
         if self.formula is not None or self.collapsed is False:
             raise ValueError("partial_fit needs the collapsed form and no formula")
+        self.__dict__.pop("formula_design_", None)
         start = time.perf_counter()
         Xv, names = validate_features(X, name="X", min_rows=1)
         yv = validate_target(y, Xv.shape[0], name="y")
@@ -1155,8 +1182,8 @@ class _MixtureEstimator(BayesianRegressor):
                 "sample (X.sample(frac=...).compute()) for NUTS"
             )
         start = time.perf_counter()
-        frame, target, features = self._streamed_columns(X, y)
         with streaming.dask_client(client) as c:
+            frame, target, features = self._streamed_columns(X, y, c)
             moments, sample = streaming.design_pass(
                 frame, features, target, [], sample_rows=self.STREAM_SAMPLE_ROWS, client=c
             )

@@ -29,6 +29,7 @@ __all__ = [
     "dask_client",
     "design_moments",
     "design_pass",
+    "formula_frame",
     "is_dask",
     "read_parquet",
 ]
@@ -148,10 +149,12 @@ def dask_client(client=None, *, n_workers: int = 2) -> Iterator:
         yield client
         return
     try:
-        yield get_client()
-        return
+        active = get_client()
     except ValueError:  # no client is active: start a local cluster for this block
-        pass
+        active = None
+    if active is not None:  # (the block's own errors are not caught here)
+        yield active
+        return
     cluster = LocalCluster(
         n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
     )
@@ -165,6 +168,98 @@ def dask_client(client=None, *, n_workers: int = 2) -> Iterator:
 def _where(part: pd.DataFrame, index: int) -> str:
     source = part.attrs.get("bayesmoe_source")
     return f"partition {index}" + (f" (file {source!r})" if source else "")
+
+
+# ------------------------------------------------------------------------ formulas
+#: rows of the first partition a formula's structure is read from on a dask frame
+FORMULA_HEAD_ROWS = 1000
+#: the target column of a formula's dask design frame (the formula names the target)
+FORMULA_TARGET = "__target__"
+
+
+def formula_frame(ddf, formula: str, *, gate: str | None = None, client=None):
+    """A dask frame coded by a formula, partition by partition.
+
+    The formula's structure (columns, kinds, interaction pairs) is read from the first
+    partition's head; the levels of every categorical factor are the distinct values of
+    its column over *all* partitions (one pass over those columns only), so the coding
+    is the one :func:`bayesmoe.formula.design_from_formula` gives the whole frame in
+    memory. Formulas with stateful transforms (``center``, ``scale``, ``bs``, ``poly``,
+    ...) are refused: their state (means, knots) would come from one partition.
+
+    Returns
+    -------
+    frame : dask.dataframe.DataFrame
+        float64 design columns ``design.all_columns`` and the target ``FORMULA_TARGET``.
+    target : str
+    features : list of str
+    design : bayesmoe.formula.FormulaDesign
+    """
+    from bayesmoe.formula import design_from_formula
+
+    head = ddf.head(FORMULA_HEAD_ROWS, npartitions=1)
+    if len(head) == 0:
+        raise ValueError("formula: the first partition of the dask frame has no rows")
+    design, _, _ = design_from_formula(formula, head, gate=gate, name="formula")
+    parts = design.state["parts"]
+    stateful = sorted({e for p in parts.values() if p for e in p.get("transform_state", {})})
+    if stateful:
+        raise ValueError(
+            f"formula: {stateful} learn their state (means, scales, knots) from the data, "
+            "which a dask frame does not hold in memory; compute those columns in the frame "
+            "(map_partitions) or leave the transforms out (the models standardise columns)"
+        )
+    sources = sorted({c for p in parts.values() if p for c in p.get("level_sources", {}).values()})
+    if sources:
+        # each partition's distinct values, made distinct again here (no shuffle)
+        meta = pd.DataFrame({"column": pd.Series(dtype=object), "value": pd.Series(dtype=object)})
+        distinct = ddf[sources].map_partitions(_distinct, meta=meta)
+        with dask_client(client) as c:
+            found = pd.concat(c.compute(distinct.to_delayed(), sync=True), ignore_index=True)
+        extra = []
+        for col in sources:
+            seen = set(pd.unique(head[col]))
+            values = found.loc[found["column"] == col, "value"]
+            for value in (v for v in pd.unique(values) if v not in seen):
+                row = head.iloc[[0]].copy()
+                if isinstance(row[col].dtype, pd.CategoricalDtype):
+                    row[col] = row[col].cat.add_categories([value])
+                row[col] = value
+                extra.append(row)
+        if extra:  # every level present once: formulaic then codes all of them
+            rows = pd.concat([head, *extra], ignore_index=True)
+            for col in sources:
+                if isinstance(head[col].dtype, pd.CategoricalDtype):
+                    levels = sorted(set(head[col].cat.categories) | set(rows[col].dropna()))
+                    rows[col] = pd.Categorical(rows[col], categories=levels)
+            design, _, _ = design_from_formula(formula, rows, gate=gate, name="formula")
+    features = design.all_columns
+    meta = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in [*features, FORMULA_TARGET]})
+    frame = ddf.map_partitions(_formula_part, design, meta=meta, partition_info=True)
+    return frame, FORMULA_TARGET, features, design
+
+
+def _distinct(part: pd.DataFrame) -> pd.DataFrame:
+    """The distinct non-missing values of each column of one partition (long format)."""
+    return pd.concat(
+        [
+            pd.DataFrame({"column": col, "value": pd.unique(part[col].dropna().to_numpy())})
+            for col in part.columns
+        ],
+        ignore_index=True,
+    )
+
+
+def _formula_part(part: pd.DataFrame, design, partition_info=None) -> pd.DataFrame:
+    """One partition's design columns and target, or an error naming the partition."""
+    index = (partition_info or {}).get("number", "?")
+    try:
+        out = design.transform(part)
+        out[FORMULA_TARGET] = design.target_values(part)
+    except (TypeError, ValueError) as err:
+        raise PartitionError(f"{_where(part, index)}: {err}") from None
+    out.attrs.update(part.attrs)
+    return out
 
 
 def _checked_arrays(part: pd.DataFrame, index: int, features, target):

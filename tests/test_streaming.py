@@ -621,3 +621,79 @@ def test_streamed_mixture_names_the_bad_partition(client, gated_parquet, tmp_pat
         bm.MixtureRegression(n_components=2, method="vem").fit(
             read_parquet(tmp_path), "y", client=client
         )
+
+
+@pytest.fixture
+def formula_parquet(tmp_path):
+    """Two numeric columns and a string one whose level "v" is absent from partition 0."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    a, b = rng.normal(size=(2, n))
+    g = np.where(np.arange(n) < 1000, "u", rng.choice(["u", "v"], n))
+    y = 1 + a - 0.5 * b + 0.8 * (g == "v") + 0.3 * a * b + rng.normal(0, 0.5, n)
+    frame = pd.DataFrame({"a": a, "b": b, "g": g, "y": y})
+    for i in range(3):
+        frame.iloc[i * 1000 : (i + 1) * 1000].to_parquet(tmp_path / f"part-{i}.parquet")
+    return tmp_path, frame
+
+
+def test_a_formula_codes_a_dask_frame_as_the_frame_in_memory(client, formula_parquet):
+    """Levels from every partition (not the first one's), the same statistics as the
+    in-memory fit, lazy predictions coded by the same design, and errors that name the
+    partition, before anything is sampled."""
+    import warnings
+
+    import bayesmoe as bm
+    from tests.conftest import FAST
+
+    folder, frame = formula_parquet
+    formula = "y ~ (a + b + g)**2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        memory = bm.InteractionRegression(formula=formula, **FAST).fit(frame)
+        streamed = bm.InteractionRegression(formula=formula, **FAST)
+        streamed.fit(read_parquet(folder), client=client)
+    design = streamed.formula_design_
+    assert design.columns == memory.formula_design_.columns == ["a", "b", "g[T.v]"]
+    assert design.interactions == memory.formula_design_.interactions
+    assert design.levels == {"g": ["u", "v"]}
+    for name in ("xtx", "xty", "yty", "n_obs"):
+        a, b = memory.model_[name].get_value(), streamed.model_[name].get_value()
+        assert _rel(b, a) < 1e-10, name
+    lazy = streamed.predict(read_parquet(folder))
+    np.testing.assert_allclose(lazy.compute().to_numpy(), streamed.predict(frame), rtol=1e-12)
+    lpd = streamed.pointwise_log_predictive_density(read_parquet(folder)).compute()
+    np.testing.assert_allclose(lpd, streamed.pointwise_log_predictive_density(frame), rtol=1e-12)
+
+    # the CLI streams a formula over a Parquet folder too; the saved fit keeps the design
+    from bayesmoe.cli import main
+
+    out = folder.parent / f"{folder.name}-cli"  # not under the Parquet folder
+    small = ["--draws", "200", "--tune", "200", "--chains", "2", "--no-progress"]
+    assert main(["fit", str(folder), "--formula", formula, "--out", str(out), *small]) == 0
+    loaded = bm.load(out / "model.nc")
+    assert loaded.formula_design_.levels == {"g": ["u", "v"]}
+    assert loaded.idata_.attrs["bayesmoe_n_rows"] == 3000
+    assert "beta_interaction[a:g[T.v]]" in pd.read_csv(out / "summary.csv", index_col=0).index
+
+    spoiled = frame.iloc[2000:].copy()
+    spoiled.loc[spoiled.index[7], "g"] = None
+    spoiled.to_parquet(folder / "part-2.parquet")
+    with pytest.raises(PartitionError, match=r"partition 2 \(file .*part-2.parquet.*'g'"):
+        bm.InteractionRegression(formula=formula).fit(read_parquet(folder), client=client)
+    with pytest.raises(ValueError, match=r"center\(a\).*learn their state"):
+        bm.InteractionRegression(formula="y ~ center(a) + b").fit(read_parquet(folder))
+    with pytest.raises(ValueError, match="pass the dask frame alone"):
+        bm.InteractionRegression(formula=formula).fit(read_parquet(folder), "y")
+
+
+def test_errors_inside_the_active_clients_block_propagate(client):
+    # an active client is picked up; a ValueError of the block (a bad partition) must
+    # reach the caller as it is, not be taken for "no client" (which started a cluster
+    # and ended in "generator didn't stop after throw()")
+    from bayesmoe.streaming import dask_client
+
+    with pytest.raises(PartitionError, match="bad"):
+        with dask_client() as c:
+            assert c is client
+            raise PartitionError("bad")
