@@ -149,8 +149,8 @@ def test_array_input_gets_default_names(rng):
 # ---------------------------------------------------------------- local-global priors
 LOCAL_GLOBAL_FREE = {
     "horseshoe": {
-        "tau_base", "tau_interaction", "lambda_local_base", "lambda_local_interaction", "c2",
-        "sigma",
+        "tau_base_unit", "tau_interaction_unit", "lambda_local_base",
+        "lambda_local_interaction", "c2", "sigma",
     },
     "r2d2": {"r2", "phi", "phi_base", "phi_interaction", "sigma"},
 }  # fmt: skip
@@ -194,8 +194,11 @@ def test_horseshoe_scales_follow_the_regularised_horseshoe(frame, rng):
     point = model.initial_point()
     tau_b, tau_i, c2, sigma = 0.05, 0.3, 4.0, 0.7
     lam_b, lam_i = np.exp(rng.normal(0, 3, 3)), np.exp(rng.normal(0, 3, 3))
+    # tau_g = b_g t_g with t_g ~ HalfCauchy(1) and b_g the default scale, held as pm.Data
+    b_base, b_int = (model[f"tau_{g}_beta"].get_value() for g in ("base", "interaction"))
     point.update(
-        tau_base_log__=np.log(tau_b), tau_interaction_log__=np.log(tau_i),
+        tau_base_unit_log__=np.log(tau_b / b_base),
+        tau_interaction_unit_log__=np.log(tau_i / b_int),
         lambda_local_base_log__=np.log(lam_b), lambda_local_interaction_log__=np.log(lam_i),
         c2_log__=np.log(c2), sigma_log__=np.log(sigma),
     )  # fmt: skip
@@ -210,6 +213,30 @@ def test_horseshoe_scales_follow_the_regularised_horseshoe(frame, rng):
     n = len(y)
     assert priors["tau_base"].parameters["beta"] == pytest.approx(1 / np.sqrt(n))
     assert priors["tau_interaction"].parameters["beta"] == pytest.approx(1 / 9 / np.sqrt(n))
+    assert (b_base, b_int) == (priors["tau_base"].parameters["beta"], pytest.approx(b_int))
+    (tau_at,) = _scales_at(model, point, "tau_base")
+    assert tau_at == pytest.approx(tau_b, rel=1e-12)
+
+
+def test_horseshoe_global_scale_is_its_half_cauchy_prior(frame):
+    """tau = b t, t ~ HalfCauchy(1), is tau ~ HalfCauchy(b): the log density of log tau
+    (the sampler's coordinate) under both agrees up to a constant at every point."""
+    X, y = frame
+    model = interaction_regression(X, y, prior="horseshoe", collapsed=True)
+    b = float(model["tau_base_beta"].get_value())
+    logp = model.compile_logp(vars=[model["tau_base_unit"]], jacobian=True)
+    point = model.initial_point()
+    log_tau = np.linspace(-8, 3, 12)
+    ours = []
+    for lt in log_tau:
+        point["tau_base_unit_log__"] = lt - np.log(b)
+        ours.append(logp(point))
+    # HalfCauchy(b) on tau, with the log transform's Jacobian: log p(tau) + log tau
+    tau = np.exp(log_tau)
+    reference = np.log(2 / (np.pi * b * (1 + (tau / b) ** 2))) + log_tau
+    diff = np.array(ours) - reference  # a constant: PyMC rounds log(2 / pi) its own way
+    np.testing.assert_allclose(diff, diff[0], rtol=0, atol=1e-12)
+    assert abs(diff[0]) < 1e-8
 
 
 def test_r2d2_variances_add_up_to_the_explained_share(frame):

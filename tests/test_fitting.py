@@ -175,24 +175,34 @@ def test_numpyro_sampler(small_data):
     assert "beta_interaction" in idata["posterior"]
 
 
-def _collapsed_model(d):
+def _collapsed_model(d, prior="half_cauchy"):
     std = bm.data.Standardizer.fit(d.X.to_numpy(), d.y, enabled=True)
     Xw = d.X.copy()
     Xw.loc[:, :] = std.transform_X(d.X.to_numpy())
-    return bm.interaction_regression(Xw, std.transform_y(d.y), collapsed=True)
+    return bm.interaction_regression(Xw, std.transform_y(d.y), collapsed=True, prior=prior)
 
 
-def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(small_data, monkeypatch):
-    """A second same-shape collapsed fit reuses the compiled sampler with its own data,
-    and its draws equal those of a fresh compilation with the same seed."""
+@pytest.mark.parametrize("prior", ["half_cauchy", "horseshoe"])
+def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(
+    small_data, monkeypatch, prior
+):
+    """A second same-shape collapsed fit (here with 150 rows, the first has 120) reuses
+    the compiled sampler with its own data, and its draws equal those of a fresh
+    compilation with the same seed. The horseshoe's default global scale depends on n
+    (b = f / (1 - f) / sqrt(n)): it is data too, so a learning curve compiles once."""
     import bayesmoe.fitting as fitting
 
     other = small_data.new_rows(150, seed=9)
     settings = dict(draws=200, tune=200, chains=2, random_seed=4, progressbar=False)
 
-    build = _collapsed_model
+    def build(d):
+        return _collapsed_model(d, prior)
+
     first, second = build(small_data), build(other)
     assert first.bayesmoe_spec.cache_key == second.bayesmoe_spec.cache_key
+    if prior == "horseshoe":
+        b1, b2 = (m["tau_base_beta"].get_value() for m in (first, second))
+        assert b1 == pytest.approx(b2 * np.sqrt(150 / 120))  # n enters, through the data
     fitting._NUTPIE_CACHE.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

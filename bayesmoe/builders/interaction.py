@@ -47,6 +47,7 @@ Two equivalent forms are built:
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,7 +118,14 @@ class InteractionSpec:
             return None
         import bayesmoe
 
-        priors = tuple(sorted((k, repr(v)) for k, v in self.priors.items()))
+        def key(name, spec):
+            # the horseshoe's default global scale ~ 1/sqrt(n) is a pm.Data (_global_scale)
+            if self.family == "horseshoe" and name.startswith("tau_"):
+                if _half_cauchy_scale(spec) is not None:
+                    return "HalfCauchy(beta=<pm.Data>)"
+            return repr(spec)
+
+        priors = tuple(sorted((k, key(k, v)) for k, v in self.priors.items()))
         return (
             "interaction-collapsed",
             bayesmoe.__version__,
@@ -605,6 +613,34 @@ def _create(spec, name: str):
     return spec.create_variable(name) if isinstance(spec, Prior) else pt.constant(spec)
 
 
+def _half_cauchy_scale(spec) -> float | None:
+    """The scale of a plain scalar ``Prior("HalfCauchy", beta=b)``, else None."""
+    if not isinstance(spec, Prior) or spec.distribution != "HalfCauchy":
+        return None
+    if spec.dims or spec.transform is not None or set(spec.parameters) != {"beta"}:
+        return None
+    beta = spec.parameters["beta"]
+    return float(beta) if isinstance(beta, numbers.Real) else None
+
+
+def _global_scale(spec, name: str):
+    r"""The horseshoe's global scale: :math:`\tau = b\,t`, :math:`t \sim \mathrm{HalfCauchy}(1)`.
+
+    This is the same prior as :math:`\tau \sim \mathrm{HalfCauchy}(b)` and the same NUTS
+    geometry (:math:`\log\tau` is :math:`\log t` shifted). It is written this way because
+    the default :math:`b` is a function of the number of rows (:math:`\propto 1/\sqrt n`):
+    held in a ``pm.Data`` container it leaves the graph the same for every ``n``, so a
+    learning curve compiles the model once (``InteractionSpec.cache_key``), and ``t``'s
+    start point does not depend on ``n`` either, so a cached fit gives the draws of a fresh
+    one. Any other hyperprior for ``tau`` is created as given.
+    """
+    b = _half_cauchy_scale(spec)
+    if b is None:
+        return _create(spec, name)
+    unit = pm.HalfCauchy(f"{name}_unit", beta=1.0)
+    return pm.Deterministic(name, pm.Data(f"{name}_beta", b) * unit)
+
+
 def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> dict:
     r"""The per-weight prior sds :math:`s_j` of a local-global prior, by ``beta_<g>_scale``.
 
@@ -620,7 +656,7 @@ def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> 
     if prior == "horseshoe":
         log_c2 = pt.log(_create(merged["c2"], "c2")) if groups else None
         for g in groups:
-            tau = _create(merged[f"tau_{g}"], f"tau_{g}")
+            tau = _global_scale(merged[f"tau_{g}"], f"tau_{g}")
             lam = merged[f"lambda_local_{g}"].create_variable(f"lambda_local_{g}")
             # log s_j = log u - log(1 + u^2 / c^2) / 2, u = sigma tau_g lambda_j:
             # s_j -> u for small u (horseshoe), -> c for large u (the slab)
