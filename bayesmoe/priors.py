@@ -250,6 +250,8 @@ def mixture_defaults(
     gate: str | None,
     base_scale: float | None = None,
     interaction_scale: float | None = None,
+    n_obs: int | None = None,
+    n_interactions: int | None = None,
 ) -> dict[str, Prior | float]:
     r"""Default priors of the mixture builders (:mod:`bayesmoe.builders.mixture`).
 
@@ -266,14 +268,35 @@ def mixture_defaults(
     * mlp gate: additionally ``gate_hidden_weights``, ``gate_hidden_bias``
       :math:`\sim N(0, 1)`
 
-    The local-global families (:data:`LOCAL_GLOBAL_FAMILIES`) are not available for the
-    experts yet.
+    ``prior="horseshoe"``: each expert's weights get the regularised horseshoe of
+    :func:`interaction_defaults` in units of that expert's noise sd, with the global
+    scales ``tau_base``, ``tau_interaction`` and the slab ``c2`` shared by the experts and
+    a local scale per expert and coefficient (``lambda_local_base``, dims (expert,
+    expert_feature); ``lambda_local_interaction``, dims (expert, interaction)):
+
+    .. math::
+
+        w_{kj} \sim N(0, \sigma_k^2 \tau_g^2 \tilde\lambda_{kj}^2), \quad
+        \tilde\lambda_{kj}^2 = \frac{c^2 \lambda_{kj}^2}{c^2 + \sigma_k^2 \tau_g^2
+        \lambda_{kj}^2}, \quad \lambda_{kj} \sim C^+(0, 1), \quad
+        \tau_g \sim C^+\Big(0, \frac{f_g}{1 - f_g} \frac{1}{\sqrt{n / K}}\Big)
+
+    :math:`n / K` is the rows an expert sees on average (the horseshoe's :math:`\tau_0`
+    shrinks as :math:`1/\sqrt n` with the rows informing the weights). ``prior="r2d2"``
+    is not available: its prior is on the :math:`R^2` of one regression, and in a mixture
+    the explained variance is split between the experts' lines, their intercepts and the
+    weights, so that one :math:`R^2` does not define the experts' scales.
     """
-    if prior in LOCAL_GLOBAL_FAMILIES:
+    if prior == "r2d2":
         raise ValueError(
-            f"prior={prior!r} is not available for mixtures yet; choose one of "
-            f"{[f for f in HYPERPRIOR_FAMILIES if f not in LOCAL_GLOBAL_FAMILIES]}"
+            "prior='r2d2' is not available for mixtures: R2-D2 puts its prior on the R^2 of "
+            "one regression, which a mixture does not have; prior='horseshoe' gives the "
+            "experts local-global scales"
         )
+    if prior == "horseshoe":
+        if n_obs is None:
+            raise ValueError("prior='horseshoe' needs n_obs (its global scale is ~ 1/sqrt(n))")
+        _check_positive("n_obs", n_obs)
     base = interaction_defaults(
         prior,
         y_location=y_location,
@@ -282,7 +305,18 @@ def mixture_defaults(
         base_scale=1.0 if prior == "fixed" and not n_features else base_scale,
         interaction_scale=interaction_scale,
         has_interactions=has_interactions,
+        n_obs=None if n_obs is None else n_obs / n_components,
+        n_features=n_features,
+        n_interactions=n_interactions,
     )
+    if prior == "horseshoe":
+        slab = base.pop("c2")
+        for g, dims in (("base", "expert_feature"), ("interaction", "interaction")):
+            local = base.pop(f"lambda_local_{g}", None)
+            if local is not None:
+                base[f"lambda_local_{g}"] = Prior(
+                    local.distribution, **local.parameters, dims=("expert", dims)
+                )
     sigma = base.pop("sigma")
     out: dict[str, Prior | float] = {
         "intercept": Prior("Normal", **base.pop("intercept").parameters, dims="expert"),
@@ -297,6 +331,8 @@ def mixture_defaults(
             "Normal", **base.pop("beta_interaction").parameters, dims=("expert", "interaction")
         )
         out.update({k: v for k, v in base.items() if k.endswith("_interaction")})
+    if prior == "horseshoe" and (n_features or has_interactions):
+        out["c2"] = slab
     if gate is None:
         out["weights"] = Prior("Dirichlet", a=np.full(n_components, float(alpha)), dims="expert")
     else:

@@ -363,12 +363,108 @@ def test_local_global_base_only_and_single_feature(rng):
     assert {v.name for v in model.free_RVs} == {"r2", "sigma"}  # one weight: no split
 
 
-def test_mixtures_refuse_local_global_priors_by_name():
-    from bayesmoe import mixture_regression
+def _mixture_data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    z = rng.integers(0, 2, n)
+    y = np.where(z, 2.0 + 1.5 * X[:, 0], -2.0 - X[:, 1]) + 0.4 * rng.normal(size=n)
+    return pd.DataFrame(X, columns=["a", "b", "c"]), y
 
-    X = np.random.default_rng(0).normal(size=(40, 2))
-    with pytest.raises(ValueError, match="prior='horseshoe' is not available for mixtures"):
-        mixture_regression(X, X[:, 0], n_components=2, prior="horseshoe")
+
+@pytest.mark.parametrize("gated", [False, True])
+@pytest.mark.parametrize("interactions", [None, "all"])
+def test_mixture_horseshoe_graph_scales_and_start(gated, interactions):
+    """Each expert's weights get the regularised horseshoe in units of its noise sd,
+    w_kj = s_kj z_kj with s_kj = u / sqrt(1 + u^2 / c^2), u = sigma_k tau_g lambda_kj;
+    the EM start is kept (its weights are reproduced by the start offsets); the global
+    scale's default is tau_0 = f / (1 - f) / sqrt(n / K)."""
+    from bayesmoe import gated_experts, mixture_regression
+
+    X, y = _mixture_data()
+    build = gated_experts if gated else mixture_regression
+    kw = {"n_experts": 2} if gated else {"n_components": 2}
+    model = build(X, y, prior="horseshoe", interactions=interactions, **kw)
+    spec = model.bayesmoe_spec
+    free = {v.name for v in model.free_RVs}
+    expected = {"beta_offset", "lambda_local_base", "tau_base", "c2", "sigma", "intercept"}
+    if interactions:
+        expected |= {"beta_interaction_offset", "lambda_local_interaction", "tau_interaction"}
+    assert expected <= free and "beta" not in free
+    assert model.named_vars_to_dims["lambda_local_base"] == ("expert", "expert_feature")
+    assert spec.priors["tau_base"].parameters["beta"] == pytest.approx(1 / np.sqrt(120 / 2))
+    assert spec.priors["tau_interaction" if interactions else "tau_base"].parameters[
+        "beta"
+    ] == pytest.approx((1 / 9 if interactions else 1) / np.sqrt(60))
+    assert spec.sampler_defaults["target_accept"] == 0.99
+    # the start: every free variable named, finite density and gradient, EM's weights
+    start = spec.initial_values()
+    assert set(start) <= free and "beta_offset" in start
+    point = model.initial_point()
+    point.update(
+        {
+            model.rvs_to_values[model[k]].name: model.rvs_to_transforms[model[k]]
+            .forward(v, *model[k].owner.inputs)
+            .eval()
+            if model.rvs_to_transforms.get(model[k]) is not None
+            else v
+            for k, v in start.items()
+        }
+    )
+    assert np.isfinite(model.compile_logp()(point))
+    assert np.all(np.isfinite(model.compile_dlogp()(point)))
+    (beta,) = _scales_at(model, point, "beta")
+    np.testing.assert_allclose(beta, spec.point.beta[:, :3], rtol=1e-10, atol=1e-12)
+    # the scales at another point follow the formula
+    rng = np.random.default_rng(1)
+    lam = np.exp(rng.normal(0, 3, (2, 3)))
+    sigma, tau, c2 = np.array([0.3, 0.8]), 0.2, 4.0
+    point.update(
+        lambda_local_base_log__=np.log(lam), tau_base_log__=np.log(tau), c2_log__=np.log(c2),
+        sigma_log__=np.log(sigma), beta_offset=np.ones((2, 3)),
+    )  # fmt: skip
+    (beta,) = _scales_at(model, point, "beta")
+    u = sigma[:, None] * tau * lam
+    np.testing.assert_allclose(beta, u / np.sqrt(1 + u**2 / c2), rtol=1e-10)
+
+
+def test_mixtures_local_global_refusals_name_the_prior_and_the_way_out():
+    from bayesmoe import fit, mixture_regression
+
+    X, y = _mixture_data(60)
+    with pytest.raises(ValueError, match="prior='r2d2' is not available for mixtures"):
+        mixture_regression(X, y, n_components=2, prior="r2d2")
+    model = mixture_regression(X, y, n_components=2, prior="horseshoe")
+    with pytest.raises(ValueError, match=r"method='vem' cannot use priors\['lambda_local_base'\]"):
+        fit(model, method="vem")
+
+
+@pytest.mark.slow
+def test_mixture_horseshoe_fits_and_recovers_a_sparse_expert():
+    """A sparse truth (expert 0 uses feature a only, expert 1 feature b only): the
+    posterior means of the weights are near the truth and the zero weights are shrunk
+    below the one-scale prior's, on the same data and seed."""
+    import warnings
+
+    from bayesmoe import MixtureRegression
+
+    X, y = _mixture_data(300, seed=3)
+    truth = np.array([[0.0, -1.0, 0.0], [1.5, 0.0, 0.0]])  # ordered by intercept
+    err = {}
+    for prior in ("half_cauchy", "horseshoe"):
+        est = MixtureRegression(
+            n_components=2, prior=prior, interactions=None, random_seed=0, progressbar=False,
+            draws=500, tune=500, chains=2,
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+        post = est.idata_["posterior"]
+        order = np.argsort(post["intercept"].mean(("chain", "draw")).values)
+        beta = post["beta"].mean(("chain", "draw")).values[order]
+        sd = post["beta"].std(("chain", "draw")).values[order]
+        assert np.all(np.abs(beta - truth) < 4 * sd + 0.05), (prior, beta)
+        err[prior] = np.sqrt(np.mean(beta[truth == 0] ** 2))
+    assert err["horseshoe"] < err["half_cauchy"], err
 
 
 @pytest.mark.parametrize("prior", ["horseshoe", "r2d2"])

@@ -63,7 +63,13 @@ from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.numerics.relabel import apply_permutations, relabel
 from bayesmoe.numerics.rescale import linear_layer_to_user_scale, regression_to_user_scale
 from bayesmoe.numerics.vem import VEMResult, fit_mixture_vem, sample_coefficients
-from bayesmoe.priors import GATE_HIDDEN_SD, GATE_SD, merge_priors, mixture_defaults
+from bayesmoe.priors import (
+    GATE_HIDDEN_SD,
+    GATE_SD,
+    HORSESHOE_SLAB,
+    merge_priors,
+    mixture_defaults,
+)
 
 __all__ = ["GATES", "MixtureSpec", "gated_experts", "mixture_regression"]
 
@@ -145,6 +151,7 @@ class MixtureSpec:
     fixed: dict = field(default_factory=dict)
     seed: int | None = None
     rebuild: dict = field(default_factory=dict, repr=False)
+    family: str = "half_cauchy"  # the ``prior=`` the model was built with
     _vem: VEMResult | None = field(default=None, repr=False)
     #: (fingerprint of the inputs, result) of the last component diagnosis: the fit's
     #: diagnostics, ``check()`` and ``select_experts`` ask for the same one
@@ -181,7 +188,7 @@ class MixtureSpec:
         """Variables whose R-hat/ESS are meaningful after relabelling."""
         scales = [
             k
-            for k in ("tau_base", "tau_interaction", "lambda_base", "lambda_interaction")
+            for k in ("tau_base", "tau_interaction", "lambda_base", "lambda_interaction", "c2")
             if isinstance(self.priors.get(k), Prior)
         ]
         gate = self.gate_vars
@@ -199,6 +206,8 @@ class MixtureSpec:
         ``gate_probability_grid``; at 0.95 the smaller steps follow the ridges (measured:
         0 divergences, R-hat 1.003), at about twice the cost per draw.
         """
+        if self.family == "horseshoe" and (self.expert_idx or self.pairs):
+            return {"target_accept": 0.99}
         return {"target_accept": 0.95} if self.gate == "mlp" else {}
 
     @property
@@ -548,8 +557,12 @@ class MixtureSpec:
             if self.gate == "mlp":
                 out["gate_hidden_weights"] = pt_.gate_hidden_weights
                 out["gate_hidden_bias"] = pt_.gate_hidden_bias
+        if self.family == "horseshoe":
+            out.update(self._horseshoe_start(pt_, out))
         for group, width, cols in (("base", p, slice(0, p)), ("interaction", 1, slice(p, None))):
             if not width or (group == "interaction" and not self.pairs):
+                continue
+            if self.family == "horseshoe":
                 continue
             rms = float(np.sqrt(np.mean(pt_.beta[:, cols] ** 2)))
             tau = max(rms, 0.05)
@@ -559,6 +572,44 @@ class MixtureSpec:
                 out[f"lambda_{group}"] = tau**-2
         out = {k: np.asarray(v, float) for k, v in out.items() if k not in self.fixed}
         return {k: _into_support(v, self.priors.get(k)) for k, v in out.items()}
+
+    def _horseshoe_start(self, pt_, start: dict) -> dict:
+        r"""The horseshoe's scales and non-centred offsets at the point's weights.
+
+        Local scales start at 1, the slab at its prior's mode-scale :math:`c^2 = (2 s)^2`
+        and each group's global scale at the point's root-mean-square weight over its
+        noise sd (at least 0.05), so the prior sds are of the weights' size and the
+        offsets :math:`z = w / s` are of order one (the EM point's weights, not zero).
+        """
+        p = len(self.expert_idx)
+        sigma = np.broadcast_to(np.asarray(pt_.sigma, float), (self.n_experts,))
+        c2 = self.priors.get("c2")
+        c2_start = float(c2) if not isinstance(c2, Prior) else (
+            HORSESHOE_SLAB["scale"] * (float(np.std(self.y)) or 1.0)
+        ) ** 2  # fmt: skip
+        out = {} if not isinstance(c2, Prior) else {"c2": c2_start}
+        groups = (
+            ("base", "beta", slice(0, p)),
+            ("interaction", "beta_interaction", slice(p, None)),
+        )
+        for group, name, cols in groups:
+            if name not in start:
+                continue
+            w = np.asarray(pt_.beta[:, cols], float)
+            tau = self.priors.get(f"tau_{group}")
+            if isinstance(tau, Prior):
+                tau_start = max(float(np.sqrt(np.mean((w / sigma[:, None]) ** 2))), 0.05)
+                out[f"tau_{group}"] = tau_start
+            else:
+                tau_start = float(tau)
+            lam = np.ones_like(w)
+            if isinstance(self.priors.get(f"lambda_local_{group}"), Prior):
+                out[f"lambda_local_{group}"] = lam
+            u = sigma[:, None] * tau_start * lam
+            sd = u / np.sqrt(1.0 + u**2 / c2_start)
+            out[f"{name}_offset"] = w / sd
+            del start[name]  # a Deterministic of the offsets, not a free variable
+        return out
 
     # -- variational EM ---------------------------------------------------------------------
     def vem_arguments(self) -> dict:
@@ -591,6 +642,10 @@ class MixtureSpec:
                 fail(key, "closed-form updates need a fixed sd")
             return v
 
+        if self.family == "horseshoe":
+            key = "lambda_local_base" if self.expert_idx else "lambda_local_interaction"
+            fail(key, "closed-form updates need one Gaussian prior scale per group, and the "
+                 "horseshoe gives every weight its own")  # fmt: skip
         if "intercept" in self.fixed:
             fail("intercept", "a fixed intercept is not supported")
         icpt = normal("intercept")
@@ -989,6 +1044,8 @@ def _build_mixture(
         gate=gate if K > 1 else None,
         base_scale=base_scale,
         interaction_scale=interaction_scale,
+        n_obs=yv.size,
+        n_interactions=len(pairs),
     )
     if K == 1:
         defaults = {k: v for k, v in defaults.items() if k != "weights"}
@@ -1025,6 +1082,7 @@ def _build_mixture(
         fixed=fixed,
         seed=random_seed,
         rebuild=rebuild,
+        family=prior,
     )
     Xe = spec.expert_design(Xv)
     G = spec.gate_design(Xv) if spec.gate else None
@@ -1076,21 +1134,30 @@ def _build_mixture(
         # ones tied the compiled graph to one n, so a data set of another size recompiled
         # it (3 numba graphs; none now, measured with NUMBA_DEBUG_CACHE)
         mu = pt.broadcast_to(intercept, (y_rows.shape[0], K))
+        # the horseshoe's prior sds are in units of each expert's noise sd
+        sigma = _create(merged["sigma"], "sigma") if prior == "horseshoe" else None
+        log_c2 = None
+        if prior == "horseshoe" and (expert_idx or pairs):
+            log_c2 = pt.log(_create(merged["c2"], "c2"))
         if expert_idx:
-            taus = _scales(merged, "base")
-            beta = _weights(merged["beta"], "beta", taus, ("expert", "expert_feature"), centered)
+            dims = ("expert", "expert_feature")
+            if prior == "horseshoe":
+                beta = _horseshoe_weights(merged, "beta", "base", sigma, log_c2, dims)
+            else:
+                beta = _weights(merged["beta"], "beta", _scales(merged, "base"), dims, centered)
             mu = mu + pt.dot(X_rows[:, expert_idx], beta.T)
         if pairs:
-            taus = _scales(merged, "interaction")
-            v = _weights(
-                merged["beta_interaction"],
-                "beta_interaction",
-                taus,
-                ("expert", "interaction"),
-                centered,
-            )
+            dims = ("expert", "interaction")
+            if prior == "horseshoe":
+                v = _horseshoe_weights(
+                    merged, "beta_interaction", "interaction", sigma, log_c2, dims
+                )
+            else:
+                taus = _scales(merged, "interaction")
+                v = _weights(merged["beta_interaction"], "beta_interaction", taus, dims, centered)
             mu = mu + pt.dot(Xi_rows, v.T)
-        sigma = _create(merged["sigma"], "sigma")
+        if sigma is None:
+            sigma = _create(merged["sigma"], "sigma")
         obs_dims = None if minibatch else "obs"
         if K == 1:
             # a scalar sd: a length-1 "expert" vector broke ADVI's shape inference (PyMC
@@ -1159,6 +1226,29 @@ def _weights(spec, name: str, tau, dims: tuple[str, str], centered: bool):
             **{"mu": 0.0, **spec.parameters},  # non-centred Normals need an explicit mu
         )
     return spec.create_variable(name)
+
+
+def _horseshoe_weights(merged: dict, name: str, group: str, sigma, log_c2, dims):
+    r"""Non-centred expert weights :math:`w_{kj} = s_{kj} z_{kj}` under the regularised horseshoe.
+
+    :math:`\log s_{kj} = \log u - \tfrac12 \log(1 + u^2 / c^2)`,
+    :math:`u = \sigma_k \tau_g \lambda_{kj}` (on the log scale: the half-Cauchy locals span
+    many orders of magnitude). A user's own ``priors[name]`` other than a zero-mean Normal
+    without ``sigma`` is refused by ``merge_priors``' checks upstream or used as given.
+    """
+    spec = merged[name]
+    if not (isinstance(spec, Prior) and spec.distribution == "Normal"
+            and "sigma" not in spec.parameters):  # fmt: skip
+        return spec.create_variable(name) if isinstance(spec, Prior) else pt.constant(spec)
+    tau = _create(merged[f"tau_{group}"], f"tau_{group}")
+    lam = _create(merged[f"lambda_local_{group}"], f"lambda_local_{group}")
+    log_sigma = pt.log(sigma)
+    if log_sigma.ndim == 1:  # one noise sd per expert
+        log_sigma = log_sigma[:, None]
+    log_u = log_sigma + pt.log(tau) + pt.log(lam)
+    sd = pt.exp(log_u - 0.5 * pt.softplus(2.0 * log_u - log_c2))
+    weights = Prior("Normal", mu=0.0, sigma=sd, dims=spec.dims or dims, centered=False)
+    return weights.create_variable(name)
 
 
 def _gate_grid(G: np.ndarray) -> np.ndarray:
@@ -1284,13 +1374,19 @@ def mixture_regression(
         uniform prior on the simplex.
     interactions : "all", None or pairs
         Pairwise interactions inside every expert (as in InteractionRegression).
-    prior : {"half_cauchy", "gamma", "half_normal", "fixed"}
-        Hyperprior of the weight scales (shared across experts).
+    prior : {"half_cauchy", "gamma", "half_normal", "fixed", "horseshoe"}
+        Hyperprior of the weight scales (shared across experts), or the regularised
+        horseshoe: a local scale per expert and weight under global scales and a slab
+        shared by the experts, in units of each expert's noise sd, non-centred, sampled at
+        target acceptance 0.99 (see :func:`bayesmoe.priors.mixture_defaults`; NUTS and
+        ADVI only, not ``method="vem"``). ``"r2d2"`` is refused: a mixture has no one
+        :math:`R^2`.
     base_scale, interaction_scale : float, optional
         Fixed scales with ``prior="fixed"``.
     priors : dict, optional
         Overrides: ``intercept``, ``beta``, ``beta_interaction``, ``tau_base``,
-        ``tau_interaction`` (``lambda_*`` for gamma), ``sigma``, ``weights``.
+        ``tau_interaction`` (``lambda_*`` for gamma), ``sigma``, ``weights``; for the
+        horseshoe also ``lambda_local_base``, ``lambda_local_interaction`` and ``c2``.
     shared_noise : bool
         One noise sd for all components instead of one each.
     order_by : {"auto", "intercept", None}
