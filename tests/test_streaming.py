@@ -292,6 +292,9 @@ def test_design_moments_on_a_cluster_equal_the_in_memory_ones(client, parquet_fo
     [
         (lambda f: f.assign(b=f.b.where(f.index != f.index[7])), r"file .*part-2.*'b'.*NaN"),
         (lambda f: f.assign(c=np.inf), r"file .*part-2.*'c'.*infinite"),
+        # one value only, at the first row (it sets the partition's shift) or the last
+        (lambda f: f.assign(a=f.a.where(f.index != f.index[0], -np.inf)), r"'a'.*1 infinite"),
+        (lambda f: f.assign(y=f.y.where(f.index != f.index[-1], np.nan)), r"'y'.*at row 999"),
         (lambda f: f.assign(d="text"), r"file .*part-2.*'d' is not numeric"),
         (lambda f: f.drop(columns="y"), r"file .*part-2.*\['y'\]"),
     ],
@@ -301,6 +304,8 @@ def test_a_bad_partition_is_named_with_its_file_and_column(client, parquet_folde
     spoil(frame.iloc[2000:3000]).to_parquet(folder / "part-2.parquet")
     with pytest.raises(PartitionError, match=message):
         design_moments(read_parquet(folder), ["a", "b", "c", "d"], "y", [], client=client)
+    with pytest.raises(PartitionError, match=message):  # the interaction design as well
+        design_moments(read_parquet(folder), ["a", "b", "c", "d"], "y", [(0, 1)], client=client)
 
 
 def test_read_parquet_errors(tmp_path):
