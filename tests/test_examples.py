@@ -86,6 +86,40 @@ def test_demo_writes_table_and_plots(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
 
 
+def test_demo_compiles_the_experts_in_the_background_only_on_an_empty_cache(
+    tmp_path, monkeypatch, capsys
+):
+    """The background compile is for a cold start; on a warm cache (or without NUTS, or
+    with the cache off) it would only compete for the cores, and a failed one leaves the
+    main process to compile the models itself."""
+    import argparse
+    from concurrent.futures import Future
+
+    from bayesmoe import cache, cli
+
+    args = argparse.Namespace(
+        method="nuts", sampler="pymc", draws=100, tune=100, chains=2, seed=0,
+        no_progress=True, n_train=300,
+    )  # fmt: skip
+    settings = cli._fit_settings(args)
+    monkeypatch.setenv("BAYESMOE_CACHE_DIR", "off")
+    assert not cli._cache_is_empty()
+    monkeypatch.setenv("BAYESMOE_CACHE_DIR", str(tmp_path))
+    assert cli._cache_is_empty()
+    assert cli._start_expert_compiles(args, {**settings, "method": "vem"}) is None
+    warm = cache.cache_dir() / "pytensor" / "numba"
+    warm.mkdir(parents=True)
+    (warm / "x_bayesmoe_logp_1.nbi").write_text("")
+    assert not cli._cache_is_empty()
+    assert cli._start_expert_compiles(args, settings) is None
+    failed = Future()
+    failed.set_exception(RuntimeError("no memory"))
+    cli._wait_for(failed)
+    assert "background compile failed (RuntimeError: no memory); compiling here" in (
+        capsys.readouterr().out
+    )
+
+
 def test_fit_command_on_csv(tmp_path, capsys):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.uniform(-1, 1, size=(80, 2)), columns=["a", "b"])
