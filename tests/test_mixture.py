@@ -325,3 +325,13 @@ def test_nutpie_gets_the_low_rank_mass_matrix_unless_the_user_says_otherwise(mon
     assert seen[1]["adaptation"] == "diag"
     # nutpie's older flag, set off by the user, is not overridden by the default
     assert "adaptation" not in seen[2] and seen[2]["low_rank_modified_mass_matrix"] is False
+    # the mlp gate keeps nutpie's own (diagonal) default; the linear gate gets the low rank
+    from bayesmoe.builders.mixture import gated_experts
+
+    y = X[:, 0] + rng.normal(size=60)
+    for gate, expected in (("mlp", None), ("linear", "low_rank")):
+        hidden = {"gate_hidden": 2} if gate == "mlp" else {}
+        gated = gated_experts(X, y, n_experts=2, gate=gate, **hidden)
+        with pytest.raises(Stop):
+            bayesmoe.fit(gated, sampler="nutpie")
+        assert seen[-1].get("adaptation") == expected, gate
