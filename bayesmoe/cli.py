@@ -61,7 +61,7 @@ def _print_cache() -> None:
     if folder is None:
         print("compile cache: off (BAYESMOE_CACHE_DIR=off)", flush=True)
         return
-    state = "warm" if any(folder.glob("pytensor/numba/*bayesmoe_logp*")) else "empty"
+    state = "empty" if _cache_is_empty() else "warm"
     print(
         f"compile cache: {folder} ({state}; the first run compiles each model once, "
         "later runs read the compiled code back)",
@@ -70,6 +70,7 @@ def _print_cache() -> None:
 
 
 def _cache_is_empty() -> bool:
+    """Whether the compile cache is on and holds no compiled model yet."""
     from bayesmoe import cache
 
     folder = cache.cache_dir()

@@ -174,9 +174,9 @@ def _partition_tasks(ddf, columns: Sequence[str], fn, *args) -> list:
     """``fn(part, index, *args)`` of every partition, as one dask Delayed per partition.
 
     Through ``map_partitions`` the read of a partition and ``fn`` fuse into one task, so a
-    partition is processed on the worker that read it; a separate task per step (a
-    partition's ``to_delayed()`` fed to ``dask.delayed(fn)``) let the scheduler move whole
-    partitions between workers to balance the second step.
+    partition is processed on the worker that read it; with a separate task per step (a
+    partition's ``to_delayed()`` fed to ``dask.delayed(fn)``) the scheduler could move
+    whole partitions between workers to balance the second step.
     """
     mapped = ddf[list(columns)].map_partitions(
         _indexed_call,
@@ -534,7 +534,6 @@ class PartitionRows:
     """
 
     def __init__(self, ddf, features, target, prepare, *, client, n_rows, persist="auto"):
-
         self.client = client
         self.features, self.target, self.prepare = list(features), target, prepare
         self._n = int(n_rows)
