@@ -469,19 +469,19 @@ def _moments_of(result):
     return result[0]
 
 
-def _gate_task(data, result, theta, hidden):
+def _gate_task(data, result, theta, hidden, hessian=False):
     from bayesmoe.numerics.vem import gate_chunk
 
-    return gate_chunk(data[2], result[1], theta, hidden)
+    return gate_chunk(data[2], result[1], theta, hidden, hessian)
 
 
 def _e_step_part(part, index, features, target, prepare, params):
     return _e_step_task(_prepared(part, index, features, target, prepare), params)[0]
 
 
-def _gate_part(part, index, features, target, prepare, params, theta, hidden):
+def _gate_part(part, index, features, target, prepare, params, theta, hidden, hessian=False):
     data = _prepared(part, index, features, target, prepare)
-    return _gate_task(data, _e_step_task(data, params), theta, hidden)
+    return _gate_task(data, _e_step_task(data, params), theta, hidden, hessian)
 
 
 def _worker_slots(client, n: int) -> list[str]:
@@ -508,9 +508,10 @@ class PartitionRows:
     :func:`bayesmoe.numerics.vem.fit_mixture_vem` (``rows=``) runs every E-step as a map
     of :func:`~bayesmoe.numerics.vem.e_step_chunk` over the partitions, reduced on the
     client by adding their :class:`~bayesmoe.numerics.vem.Moments` in partition order
-    (the expert statistics, Dirichlet counts and the bound), and every evaluation of the
-    gate's objective and gradient for L-BFGS as a map of
-    :func:`~bayesmoe.numerics.vem.gate_chunk`. Only these small sums travel.
+    (the expert statistics, Dirichlet counts, the bound and a linear gate's gradient and
+    Hessian), and every other evaluation of the gate's objective (with its gradient, for
+    the mlp gate's L-BFGS, or its Hessian too, for the linear gate's Newton steps) as a
+    map of :func:`~bayesmoe.numerics.vem.gate_chunk`. Only these small sums travel.
 
     Parameters
     ----------
@@ -591,17 +592,22 @@ class PartitionRows:
             total = total + m
         return total, handle
 
-    def gate_objective(self, handle, theta, hidden: int):
+    def gate_objective(self, handle, theta, hidden: int, hessian: bool = False):
 
         if self.persisted:
             futures = self.client.map(
-                _gate_task, self._data, handle, theta=theta, hidden=hidden, pure=False
-            )
+                _gate_task, self._data, handle, theta=theta, hidden=hidden, hessian=hessian,
+                pure=False,
+            )  # fmt: skip
             parts = self.client.gather(futures)
         else:
-            tasks = self._tasks(_gate_part, handle, theta, hidden)
+            tasks = self._tasks(_gate_part, handle, theta, hidden, hessian)
             parts = self.client.gather(self.client.compute(tasks))
-        return sum(v for v, _ in parts), np.sum([g for _, g in parts], axis=0)
+        # value, gradient (and Hessian): each a sum over the partitions
+        return tuple(
+            sum(part[i] for part in parts) if i == 0 else np.sum([p[i] for p in parts], axis=0)
+            for i in range(len(parts[0]))
+        )
 
     def responsibilities(self, handle) -> None:
         """None: the responsibilities stay on the workers (n x K would not fit)."""

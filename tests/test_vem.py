@@ -51,10 +51,56 @@ def test_gaussian_mixture_elbo_never_decreases():
 
 @pytest.mark.parametrize("gate", ["linear", "mlp"])
 def test_gated_objective_never_decreases(gate):
-    # The gate step is a warm-started L-BFGS-B kept only if it improves.
+    # The gate step (Newton for the linear gate, L-BFGS-B for the mlp) is kept only if it
+    # improves.
     X, y, G, *_ = _simulate(8, n=500, K=3, gate="linear")
     r = fit_mixture_vem(X, y, 3, gate=gate, G=G, gate_hidden=2, n_init=3, random_state=0)
     assert np.all(np.diff(r.history) >= -1e-8 * np.abs(r.history[1:]))
+
+
+def test_linear_gate_terms_are_the_derivatives_and_add_over_chunks():
+    from bayesmoe.numerics.em import _gate_neg_objective_t
+    from bayesmoe.numerics.vem import gate_chunk
+
+    rng = np.random.default_rng(4)
+    n, g, K = 400, 3, 4
+    G, R = rng.normal(size=(n, g)), rng.dirichlet(np.ones(K), size=n)
+    theta = rng.normal(size=(K - 1) * (g + 1))
+    value, grad, hess = gate_chunk(G, R, theta, 0, hessian=True)
+    ref_value, ref_grad = _gate_neg_objective_t(theta, G.T.copy(), R.T.copy(), 0, np.inf, np.inf)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-10, atol=1e-10)
+    # Hessian against central differences of the gradient (error O(eps^2) ~ 1e-10 here)
+    eps = 1e-5
+    numeric = np.array(
+        [
+            (gate_chunk(G, R, theta + eps * e, 0)[1] - gate_chunk(G, R, theta - eps * e, 0)[1])
+            / (2 * eps)
+            for e in np.eye(theta.size)
+        ]
+    )
+    np.testing.assert_allclose(hess, numeric, atol=1e-6 * np.abs(hess).max())
+    assert np.all(np.linalg.eigvalsh(hess) > -1e-9)  # the negative objective is convex
+    halves = [
+        gate_chunk(G[s], R[s], theta, 0, hessian=True) for s in (slice(0, 150), slice(150, n))
+    ]
+    for whole, a, b in zip((value, grad, hess), *halves, strict=True):
+        np.testing.assert_allclose(whole, a + b, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_gate_m_step_reaches_the_gate_optimum():
+    # At convergence the gate maximises sum r log pi + log prior for the final r: its
+    # gradient vanishes (relative to the gradient's scale at the zero gate).
+    from bayesmoe.numerics.vem import _gate_penalty, gate_chunk
+
+    X, y, G, *_ = _simulate(8, n=800, K=3, gate="linear")
+    r = fit_mixture_vem(X, y, 3, gate="linear", G=G, n_init=3, random_state=0, tol=1e-12)
+    theta = np.concatenate([r.gate_intercept, r.gate_weights.ravel()])
+    R = r.responsibilities
+    _, grad = gate_chunk(G, R, theta, 0)
+    _, pen = _gate_penalty(theta, G.shape[1], 3, 0, 5.0, 2.0)
+    _, grad0 = gate_chunk(G, R, np.zeros_like(theta), 0)
+    assert np.abs(grad + pen).max() < 1e-5 * np.abs(grad0).max()
 
 
 def test_elbo_matches_a_monte_carlo_estimate():

@@ -71,6 +71,11 @@ _GATES = (None, "linear", "mlp")
 _GATE_INNER_MAXITER = 50
 #: The first gate fit starts from zero logits and a hard partition, so it gets longer.
 _GATE_INIT_MAXITER = 200
+#: Newton steps of the linear gate (``newton_descent``): a step is halved at most this
+#: often, and the steps stop when the predicted gain is below ``_NEWTON_GAIN`` per row
+#: (the EM's own tolerance is relative to a log-likelihood of order n).
+_NEWTON_HALVINGS = 30
+_NEWTON_GAIN = 1e-12
 #: Starts are first run to this relative change, and only the best ``_N_REFINE`` of them
 #: on to ``tol`` (see ``_multi_start``).
 _SCREEN_TOL = 1e-5
@@ -314,12 +319,104 @@ def _gate_neg_objective_t(theta, GT, RT, hidden, gate_sd, hidden_sd):
     return -(value - penalty), -np.concatenate(grads)
 
 
+def linear_gate_terms(GT, RT, log_PT) -> tuple[float, np.ndarray, np.ndarray]:
+    r"""Minus :math:`\sum_{ik} r_{ik}\log\pi_{ik}` of a linear gate, its gradient, Hessian.
+
+    For the gate parameters :math:`\theta = [c, \mathrm{vec}\,V]` (the order of
+    :func:`bayesmoe.numerics.em._gate_pack`: row :math:`j` of :math:`W = [c; V]`, then
+    expert :math:`a`) and :math:`\tilde g_i = [1, G_i]`: the gradient
+    :math:`-\sum_i \tilde g_{ij} (r_{ia} - \pi_{ia})` and the Hessian
+    :math:`\sum_i \tilde g_{ij}\tilde g_{il}\,\pi_{ia}(\delta_{ab} - \pi_{ib})`, over the
+    experts :math:`a, b < K` (the reference has no parameters). A pure numpy function of
+    one chunk, ``GT`` (g, n), responsibilities ``RT`` (K, n) and the gate's
+    log-probabilities ``log_PT`` (K, n); the sums of chunks add.
+    """
+    m, g = RT.shape[0] - 1, GT.shape[0]
+    P = np.exp(log_PT[:m])
+    value = -float(np.vdot(RT, log_PT))
+    delta = RT[:m] - P  # (m, n)
+    grad = -np.concatenate([delta.sum(axis=1), (GT @ delta.T).ravel()])
+    H = np.empty((g + 1, m, g + 1, m))
+    for a in range(m):
+        for b in range(a, m):
+            w = P[a] * (float(a == b) - P[b])
+            Gw = GT * w
+            block = np.empty((g + 1, g + 1))
+            block[0, 0] = w.sum()
+            block[1:, 0] = block[0, 1:] = Gw.sum(axis=1)
+            block[1:, 1:] = Gw @ GT.T
+            H[:, a, :, b] = block
+            H[:, b, :, a] = block
+    return value, grad, H.reshape((g + 1) * m, (g + 1) * m)
+
+
+def _linear_gate_at(GT, RT, theta) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`linear_gate_terms` at the flat linear-gate parameters ``theta``."""
+    K = RT.shape[0]
+    c, V, _, _ = _gate_unpack(theta, GT.shape[0], K, 0)
+    log_PT = np.zeros((K, GT.shape[1]))
+    log_PT[:-1] = V.T @ GT + c[:, None]
+    log_PT -= log_PT.max(axis=0)
+    log_PT -= np.log(np.exp(log_PT).sum(axis=0))
+    return linear_gate_terms(GT, RT, log_PT)
+
+
+def newton_descent(fun, theta, start, *, max_steps: int, min_gain: float) -> np.ndarray:
+    r"""Newton's method on a smooth convex function, every step checked.
+
+    ``fun(theta) -> (value, gradient, Hessian)``; ``start`` is its value at ``theta``
+    (often already known). A step :math:`-H^{-1}g` is halved (at most
+    ``_NEWTON_HALVINGS`` times) until the value does not increase, so the value never
+    increases; the steps stop after ``max_steps`` or when the Newton decrement
+    :math:`\tfrac12 g^\top H^{-1} g` (the quadratic model's predicted gain) is at most
+    ``min_gain``. Returns the last accepted point.
+    """
+    f, grad, hess = start
+    for _ in range(max_steps):
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            break
+        if not 0.5 * float(grad @ step) > min_gain:
+            break
+        t = 1.0
+        for _ in range(_NEWTON_HALVINGS):
+            cand = theta - t * step
+            f_new, grad_new, hess_new = fun(cand)
+            if np.isfinite(f_new) and f_new <= f:
+                break
+            t *= 0.5
+        else:
+            break
+        theta, f, grad, hess = cand, f_new, grad_new, hess_new
+    return theta
+
+
 def _update_gate(
     params: _Params, G: np.ndarray, R: np.ndarray, settings: _Settings, maxiter: int
 ) -> None:
-    """Generalised M-step for the gate: warm-started L-BFGS-B, kept only if it improves."""
+    """Generalised M-step for the gate, never lowering its objective.
+
+    The linear gate's objective is concave: Newton steps (:func:`newton_descent`) on
+    its exact Hessian reach the optimum in a few iterations; the mlp gate's is not, and it
+    takes a warm-started L-BFGS-B, kept only if it improves.
+    """
     theta0 = _gate_pack(params)
     GT, RT = np.ascontiguousarray(G.T), np.ascontiguousarray(R.T)
+    if settings.hidden == 0:
+        g = G.shape[1]
+
+        def fun(theta):
+            value, grad, hess = _linear_gate_at(GT, RT, theta)
+            value += float(theta @ theta) / (2.0 * settings.gate_sd**2)
+            grad = grad + theta / settings.gate_sd**2
+            return value, grad, hess + np.eye(theta.size) / settings.gate_sd**2
+
+        theta = newton_descent(
+            fun, theta0, fun(theta0), max_steps=maxiter, min_gain=_NEWTON_GAIN * GT.shape[1]
+        )
+        params.c, params.V = (a.copy() for a in _gate_unpack(theta, g, settings.K, 0)[:2])
+        return
     args = (GT, RT, settings.hidden, settings.gate_sd, settings.hidden_sd)
     f0, _ = _gate_neg_objective_t(theta0, *args)
     res = optimize.minimize(

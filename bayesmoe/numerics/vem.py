@@ -31,8 +31,16 @@ as such by the callers. One iteration is coordinate ascent on the evidence lower
   maximum likelihood of the shared scale, the seed's :math:`A = E\,ww^\top` restricted to
   the builders' diagonal, grouped prior);
 * :math:`q(\pi) = \mathrm{Dir}(\alpha + \gamma)`, :math:`\gamma_k = \sum_i r_{ik}`; or, for a
-  gate, a warm-started L-BFGS-B step on :math:`\sum_{ik} r_{ik}\log\pi_k(x_i) + \log p(V)`
-  (eq. 23's :math:`\arg\max_V`, with the builders' Gaussian prior on :math:`V`);
+  gate, an ascent step on :math:`Q(V) = \sum_{ik} r_{ik}\log\pi_k(x_i) + \log p(V)`
+  (eq. 23's :math:`\arg\max_V`, with the builders' Gaussian prior on :math:`V`). The
+  linear gate's :math:`Q` is concave and its gradient and Hessian are sums over rows,
+  :math:`\nabla Q = \sum_i (r_i - \pi_i)_{<K} \otimes \tilde g_i - V/s_g^2` and
+  :math:`-\nabla^2 Q = \sum_i (\mathrm{diag}\,\pi_i - \pi_i\pi_i^\top)_{<K} \otimes
+  \tilde g_i \tilde g_i^\top + I/s_g^2` with :math:`\tilde g_i = [1, G_i]`: the E-step
+  computes both at the current gate in its own pass, and the M-step takes Newton steps
+  (halved until :math:`Q` increases), each checked by one more pass, and none when the
+  Newton decrement is negligible against ``tol``. The mlp gate (not concave) takes a
+  warm-started L-BFGS-B step;
 * :math:`q(z_i)`: :math:`r_{ik} \propto \exp\{E\log\pi_{ik} - \log\sigma_k -
   e_{ik}/(2\sigma_k^2)\}`, with :math:`E\log\pi_k = \psi(\alpha_k + \gamma_k) -
   \psi(\sum_j \alpha_j + \gamma_j)` (eq. 15).
@@ -74,6 +82,11 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 #: to ``tol`` (on all rows when screening used a subsample).
 _SCREEN_TOL = 1e-5
 _N_REFINE = 2
+#: The linear gate's M-step: at most this many Newton steps, while the Newton decrement
+#: exceeds ``_NEWTON_GAIN * tol`` relative to the objective (well below what the
+#: convergence test can see).
+_NEWTON_STEPS = 5
+_NEWTON_GAIN = 1e-2
 #: Components with less responsibility mass than this keep their previous sigma.
 _MIN_MASS = 1e-8
 #: Smallest prior variance of a slope group (type-II ML can shrink a scale to zero).
@@ -197,8 +210,14 @@ class Moments:
     zz: np.ndarray  # (K, p, p)
     zu: np.ndarray  # (K, p)
     uu: np.ndarray  # (K,)
+    #: A linear gate's value, gradient and Hessian (:func:`~bayesmoe.numerics.em.
+    #: linear_gate_terms`) at the E-step's gate and responsibilities.
+    gate: tuple | None = None
 
     def __add__(self, other: Moments) -> Moments:
+        gate = None
+        if self.gate is not None and other.gate is not None:
+            gate = tuple(a + b for a, b in zip(self.gate, other.gate, strict=True))
         return Moments(
             self.n + other.n,
             self.loglik + other.loglik,
@@ -206,6 +225,7 @@ class Moments:
             self.zz + other.zz,
             self.zu + other.zu,
             self.uu + other.uu,
+            gate,
         )
 
 
@@ -258,16 +278,22 @@ def e_step_chunk(Z, y, G, params: StepParams) -> tuple[Moments, np.ndarray]:
     m = weighted_moments(Z, y, R, params.mean)
     # With r at its optimum, E[log p(y, z | .)] + H[q(z)] = sum_i logsumexp_k a_ik.
     m.loglik = float(log_norm.sum())
+    if params.gate is not None and params.gate[2] is None:
+        # The linear gate's M-step terms at the current gate, from this pass's R.
+        m.gate = _em.linear_gate_terms(G.T, R.T, log_pi.T)
     return m, R
 
 
-def gate_chunk(G, R, theta, hidden: int) -> tuple[float, np.ndarray]:
+def gate_chunk(G, R, theta, hidden: int, hessian: bool = False) -> tuple:
     r"""Minus :math:`\sum_{ik} r_{ik}\log\pi_k(G_i; \theta)` on one chunk, and its gradient.
 
-    The gate's M-step objective without its prior (added once, by the caller); a pure
-    numpy function of the chunk.
+    The gate's M-step objective without its prior (added once, by the caller); with
+    ``hessian=True`` (linear gate only) also its Hessian, as
+    :func:`bayesmoe.numerics.em.linear_gate_terms`. A pure numpy function of the chunk.
     """
     GT, RT = np.ascontiguousarray(G.T), np.ascontiguousarray(R.T)
+    if hessian:
+        return _em._linear_gate_at(GT, RT, theta)
     return _em._gate_neg_objective_t(theta, GT, RT, hidden, np.inf, np.inf)
 
 
@@ -303,8 +329,10 @@ class RowData:
     def e_step(self, params: StepParams) -> tuple[Moments, np.ndarray]:
         return e_step_chunk(self.Z, self.y, self.G, params)
 
-    def gate_objective(self, R: np.ndarray, theta, hidden: int) -> tuple[float, np.ndarray]:
+    def gate_objective(self, R: np.ndarray, theta, hidden: int, hessian: bool = False) -> tuple:
         RT = np.ascontiguousarray(R.T)
+        if hessian:
+            return _em._linear_gate_at(self.GT, RT, theta)
         return _em._gate_neg_objective_t(theta, self.GT, RT, hidden, np.inf, np.inf)
 
     def responsibilities(self, R: np.ndarray) -> np.ndarray:
@@ -400,18 +428,28 @@ def _step_params(state: _State, s: _Settings) -> StepParams:
     )
 
 
-def _update_gate(rows, state: _State, s: _Settings, maxiter: int) -> None:
-    """Generalised M-step for the gate: warm-started L-BFGS-B, kept only if it improves.
+def _update_gate(rows, state: _State, s: _Settings, maxiter: int, tol: float) -> None:
+    """Generalised M-step for the gate; it never lowers the objective.
 
-    Each evaluation is one pass of the row source (``gate_objective``) plus the prior.
+    The linear gate takes Newton steps (:func:`_newton_gate`); the mlp gate a warm-started
+    L-BFGS-B, kept only if it improves. Each evaluation is one pass of the row source
+    (``gate_objective``) plus the prior.
     """
     p = state.gate
     g = p.V.shape[0] if p.Wh is None else p.Wh.shape[0]
+    if s.hidden == 0:
+        _newton_gate(rows, state, s, g, tol)
+        return
+    last = {}
 
     def objective(theta):
+        # L-BFGS-B starts where the guard's f0 was taken: that pass is not repeated.
+        if "theta" in last and np.array_equal(theta, last["theta"]):
+            return last["value"]
         value, grad = rows.gate_objective(state.resp, theta, s.hidden)
         pen, pen_grad = _gate_penalty(theta, g, s.K, s.hidden, s.gate_sd, s.hidden_sd)
-        return value + pen, grad + pen_grad
+        last.update(theta=np.array(theta, copy=True), value=(value + pen, grad + pen_grad))
+        return last["value"]
 
     theta0 = _em._gate_pack(p)
     f0, _ = objective(theta0)
@@ -425,6 +463,40 @@ def _update_gate(rows, state: _State, s: _Settings, maxiter: int) -> None:
         p.c, p.V = c.copy(), V.copy()
         if Wh is not None:
             p.Wh, p.bh = Wh.copy(), bh.copy()
+
+
+def _newton_gate(rows, state: _State, s: _Settings, g: int, tol: float) -> None:
+    r"""The linear gate's M-step: Newton steps on its concave objective, each verified.
+
+    The gradient and Hessian at the current gate come with the last E-step (its
+    :class:`Moments` ``gate``), so a step costs one pass, that of its check, which also
+    returns the derivatives at the new point. A step is halved until the objective
+    improves; the steps stop when the Newton decrement :math:`\tfrac12 g^\top H^{-1} g`
+    (the quadratic model's gain) falls below ``_NEWTON_GAIN`` x ``tol`` x the objective's
+    scale, so that near convergence the M-step costs no pass at all.
+    """
+    p = state.gate
+
+    def with_prior(theta, terms):
+        value, grad, hess = terms
+        pen, pen_grad = _gate_penalty(theta, g, s.K, 0, s.gate_sd, s.hidden_sd)
+        hess = hess + np.eye(len(theta)) / s.gate_sd**2
+        return value + pen, grad + pen_grad, hess
+
+    theta = _em._gate_pack(p)
+    terms = state.moments.gate
+    if terms is None:  # a start's moments, not from a row source's E-step
+        terms = rows.gate_objective(state.resp, theta, 0, hessian=True)
+    scale = max(1.0, abs(state.history[-1])) if state.history else 1.0
+    theta = _em.newton_descent(
+        lambda th: with_prior(th, rows.gate_objective(state.resp, th, 0, hessian=True)),
+        theta,
+        with_prior(theta, terms),
+        max_steps=_NEWTON_STEPS,
+        min_gain=_NEWTON_GAIN * tol * scale,
+    )
+    c, V, _, _ = _em._gate_unpack(theta, g, s.K, 0)
+    p.c, p.V = c.copy(), V.copy()
 
 
 def _e_step(rows, state: _State, s: _Settings) -> float:
@@ -460,7 +532,7 @@ def _rest_of_bound(state: _State, s: _Settings) -> float:
     return out
 
 
-def _iterate(rows, state: _State, s: _Settings, gate_maxiter: int) -> float:
+def _iterate(rows, state: _State, s: _Settings, gate_maxiter: int, tol: float) -> float:
     """One coordinate-ascent sweep (M-step from the last E-step's moments, then E-step)."""
     _update_coefficients(state, s)
     _update_sigma(state, s)
@@ -468,13 +540,13 @@ def _iterate(rows, state: _State, s: _Settings, gate_maxiter: int) -> float:
     if s.gate is None:
         state.conc = s.alpha + state.moments.mass  # q(pi) = Dir(alpha + gamma), eq. 15
     else:
-        _update_gate(rows, state, s, gate_maxiter)
+        _update_gate(rows, state, s, gate_maxiter, tol)
     return _e_step(rows, state, s)
 
 
 def _run(rows, state: _State, s: _Settings, max_iter: int, tol: float, progress=None) -> _State:
     while len(state.history) - 1 < max_iter:
-        state.history.append(_iterate(rows, state, s, _em._GATE_INNER_MAXITER))
+        state.history.append(_iterate(rows, state, s, _em._GATE_INNER_MAXITER, tol))
         if progress is not None:
             progress(len(state.history) - 1, state.history[-1])
         if _em._small_change(state.history, tol):
