@@ -389,3 +389,42 @@ def test_minibatch_advi_fits_the_full_model(gated_data):
     assert idata["observed_data"]["y"].size == n
     assert idata["log_likelihood"]["y"].shape == (1, 50, n)
     assert set(idata["posterior"].data_vars) >= {"intercept", "beta", "gate_weights"}
+
+
+@pytest.mark.parametrize("gate", [None, "linear", "mlp"])
+def test_e_step_in_blocks_equals_one_block(gate, monkeypatch):
+    # The kernels run in blocks of ROW_BLOCK rows; the sums must not depend on the size.
+    from bayesmoe.numerics import vem
+    from bayesmoe.numerics.vem import StepParams, e_step_chunk, gate_chunk
+
+    rng = np.random.default_rng(2)
+    n, K, g = 1000, 3, 2
+    Z = np.column_stack([np.ones(n), rng.normal(size=(n, 2))])
+    G, y = rng.normal(size=(n, g)), rng.normal(size=n)
+    A = 0.1 * rng.normal(size=(K, 3, 3))
+    gates = {
+        None: None,
+        "linear": (rng.normal(size=K - 1), rng.normal(size=(g, K - 1)), None, None),
+        "mlp": (rng.normal(size=K - 1), rng.normal(size=(2, K - 1)), rng.normal(size=(g, 2)),
+                rng.normal(size=2)),
+    }  # fmt: skip
+    params = StepParams(
+        mean=rng.normal(size=(K, 3)), cov=A @ A.transpose(0, 2, 1), sigma=np.array([0.5, 1, 2]),
+        log_pi=None if gate else np.log([0.2, 0.3, 0.5]), gate=gates[gate],
+    )  # fmt: skip
+    whole, R = e_step_chunk(Z, y, G, params)
+    monkeypatch.setattr(vem, "ROW_BLOCK", 128)  # 8 blocks, the last one short
+    blocked, R_blocked = e_step_chunk(Z, y, G, params)
+    np.testing.assert_allclose(R_blocked, R, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(R.sum(axis=1), 1.0, rtol=1e-13)
+    for name in ("loglik", "mass", "zz", "zu", "uu"):
+        np.testing.assert_allclose(getattr(blocked, name), getattr(whole, name), rtol=1e-12)
+    assert (whole.gate is None) == (gate != "linear")
+    if gate == "linear":
+        theta = rng.normal(size=(K - 1) * (g + 1))
+        for a, b in zip(blocked.gate, whole.gate, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        one = gate_chunk(G, R, theta, 0, hessian=True)
+        monkeypatch.setattr(vem, "ROW_BLOCK", 1 << 16)
+        for a, b in zip(one, gate_chunk(G, R, theta, 0, hessian=True), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

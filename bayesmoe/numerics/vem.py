@@ -63,7 +63,6 @@ from scipy.special import digamma, gammaln, softmax
 
 from bayesmoe.numerics import em as _em
 from bayesmoe.numerics.blas import single_threaded_blas
-from bayesmoe.numerics.lse import logsumexp_last
 
 __all__ = [
     "Moments",
@@ -86,6 +85,8 @@ _N_REFINE = 2
 #: exceeds ``_NEWTON_GAIN * tol`` relative to the objective (well below what the
 #: convergence test can see).
 _NEWTON_STEPS = 5
+#: Rows per block of an in-memory row source (:class:`RowData`).
+ROW_BLOCK = 1 << 16
 _NEWTON_GAIN = 1e-2
 #: Components with less responsibility mass than this keep their previous sigma.
 _MIN_MASS = 1e-8
@@ -241,19 +242,28 @@ class StepParams:
 
 
 def weighted_moments(Z, y, R, mean) -> Moments:
-    """:class:`Moments` of responsibilities ``R`` about ``mean`` (``loglik`` left at 0)."""
-    resid = y[:, None] - Z @ mean.T  # (n, K)
-    ru = R * resid
-    K = R.shape[1]
-    zz = np.stack([Z.T @ (Z * R[:, k, None]) for k in range(K)])
+    """:class:`Moments` of responsibilities ``R`` (n, K) about ``mean`` (``loglik`` 0)."""
+    ZT = np.ascontiguousarray(Z.T)
+    return _moments_t(ZT, y, np.ascontiguousarray(R.T), y - mean @ ZT)
+
+
+def _moments_t(ZT, y, RT, residT) -> Moments:
+    """:class:`Moments` from the transposed design (p, n), RT (K, n) and residuals (K, n)."""
+    ruT = RT * residT
     return Moments(
         n=len(y),
         loglik=0.0,
-        mass=R.sum(axis=0),
-        zz=zz,
-        zu=ru.T @ Z,
-        uu=np.einsum("ik,ik->k", ru, resid),
+        mass=RT.sum(axis=1),
+        zz=np.stack([(ZT * r) @ ZT.T for r in RT]),
+        zu=ruT @ ZT.T,
+        uu=(ruT * residT).sum(axis=1),
     )
+
+
+def _blocks(n: int) -> list[slice]:
+    # Blocks of ROW_BLOCK rows: the kernels' (K x rows) temporaries stay in cache instead
+    # of being allocated, and first touched, at the size of a whole partition.
+    return [slice(i, i + ROW_BLOCK) for i in range(0, max(n, 1), ROW_BLOCK)]
 
 
 def e_step_chunk(Z, y, G, params: StepParams) -> tuple[Moments, np.ndarray]:
@@ -261,27 +271,49 @@ def e_step_chunk(Z, y, G, params: StepParams) -> tuple[Moments, np.ndarray]:
 
     :math:`r_{ik} \propto \exp a_{ik}`, :math:`a_{ik} = E\log\pi_{ik} - \tfrac12\log 2\pi
     - \log\sigma_k - e_{ik}/(2\sigma_k^2)`, with the expected squared residual
-    :math:`e_{ik} = u_{ik}^2 + Z_i^\top S_k Z_i`. A pure numpy function of the chunk.
+    :math:`e_{ik} = u_{ik}^2 + Z_i^\top S_k Z_i`. With a linear gate the
+    :class:`Moments` also hold the gate's M-step terms at the current gate
+    (:func:`bayesmoe.numerics.em.linear_gate_terms`). A pure numpy function of the chunk,
+    run in blocks of ``ROW_BLOCK`` rows with the short expert axis first (reductions over
+    K then add a few contiguous rows); the responsibilities come back as an (n, K) view
+    of a (K, n) array.
     """
-    resid = y[:, None] - Z @ params.mean.T
-    # (Z S_k) * Z summed over columns: one BLAS product per expert (einsum was 10x slower).
-    quad = np.stack([np.einsum("ij,ij->i", Z @ S, Z) for S in params.cov], axis=1)
+    n, K = len(y), len(params.sigma)
+    RT = np.empty((K, n))
+    total = None
+    for b in _blocks(n):
+        m = _e_step_block(Z[b], y[b], None if G is None else G[b], params, RT[:, b])
+        total = m if total is None else total + m
+    return total, RT.T
+
+
+def _e_step_block(Z, y, G, params: StepParams, out_RT) -> Moments:
+    ZT = np.ascontiguousarray(Z.T)
+    residT = y - params.mean @ ZT  # (K, n)
+    quadT = np.stack([((S @ ZT) * ZT).sum(axis=0) for S in params.cov])
+    GT = None
     if params.gate is None:
-        log_pi = params.log_pi[None, :]
+        log_piT = params.log_pi[:, None]
     else:
-        eta = _em.gate_logits(G, *params.gate)
-        log_pi = _em._log_softmax_rows(np.asfortranarray(eta))
-    sig = params.sigma
-    a = log_pi - 0.5 * _LOG_2PI - np.log(sig) - 0.5 * (resid**2 + quad) / sig**2
-    log_norm = logsumexp_last(a)
-    R = np.exp(a - log_norm[:, None])
-    m = weighted_moments(Z, y, R, params.mean)
+        c, V, Wh, bh = params.gate
+        GT = np.ascontiguousarray(G.T)
+        feats = GT if Wh is None else np.tanh(Wh.T @ GT + bh[:, None])
+        log_piT = np.zeros((len(params.sigma), len(y)))
+        log_piT[:-1] = V.T @ feats + c[:, None]
+        log_piT -= log_piT.max(axis=0)
+        log_piT -= np.log(np.exp(log_piT).sum(axis=0))
+    sig = params.sigma[:, None]
+    aT = log_piT - (0.5 * _LOG_2PI + np.log(sig)) - 0.5 * (residT**2 + quadT) / sig**2
+    top = aT.max(axis=0)
+    log_norm = top + np.log(np.exp(aT - top).sum(axis=0))
+    np.exp(aT - log_norm, out=out_RT)
+    m = _moments_t(ZT, y, out_RT, residT)
     # With r at its optimum, E[log p(y, z | .)] + H[q(z)] = sum_i logsumexp_k a_ik.
     m.loglik = float(log_norm.sum())
-    if params.gate is not None and params.gate[2] is None:
-        # The linear gate's M-step terms at the current gate, from this pass's R.
-        m.gate = _em.linear_gate_terms(G.T, R.T, log_pi.T)
-    return m, R
+    if GT is not None and params.gate[2] is None:
+        # The linear gate's M-step terms at the current gate, from this pass's r.
+        m.gate = _em.linear_gate_terms(GT, out_RT, log_piT)
+    return m
 
 
 def gate_chunk(G, R, theta, hidden: int, hessian: bool = False) -> tuple:
@@ -289,12 +321,17 @@ def gate_chunk(G, R, theta, hidden: int, hessian: bool = False) -> tuple:
 
     The gate's M-step objective without its prior (added once, by the caller); with
     ``hessian=True`` (linear gate only) also its Hessian, as
-    :func:`bayesmoe.numerics.em.linear_gate_terms`. A pure numpy function of the chunk.
+    :func:`bayesmoe.numerics.em.linear_gate_terms`. A pure numpy function of the chunk,
+    summed over blocks of ``ROW_BLOCK`` rows.
     """
-    GT, RT = np.ascontiguousarray(G.T), np.ascontiguousarray(R.T)
-    if hessian:
-        return _em._linear_gate_at(GT, RT, theta)
-    return _em._gate_neg_objective_t(theta, GT, RT, hidden, np.inf, np.inf)
+    parts = []
+    for b in _blocks(len(R)):
+        GT, RT = np.ascontiguousarray(G[b].T), np.ascontiguousarray(R[b].T)
+        if hessian:
+            parts.append(_em._linear_gate_at(GT, RT, theta))
+        else:
+            parts.append(_em._gate_neg_objective_t(theta, GT, RT, hidden, np.inf, np.inf))
+    return tuple(sum(p[i] for p in parts) for i in range(len(parts[0])))
 
 
 def _gate_penalty(theta, g: int, K: int, hidden: int, gate_sd: float, hidden_sd: float):
@@ -320,7 +357,6 @@ class RowData:
 
     def __init__(self, Z: np.ndarray, y: np.ndarray, G: np.ndarray | None):
         self.Z, self.y, self.G = Z, y, G
-        self.GT = None if G is None else np.ascontiguousarray(G.T)
 
     @property
     def n(self) -> int:
@@ -330,10 +366,7 @@ class RowData:
         return e_step_chunk(self.Z, self.y, self.G, params)
 
     def gate_objective(self, R: np.ndarray, theta, hidden: int, hessian: bool = False) -> tuple:
-        RT = np.ascontiguousarray(R.T)
-        if hessian:
-            return _em._linear_gate_at(self.GT, RT, theta)
-        return _em._gate_neg_objective_t(theta, self.GT, RT, hidden, np.inf, np.inf)
+        return gate_chunk(self.G, R, theta, hidden, hessian)
 
     def responsibilities(self, R: np.ndarray) -> np.ndarray:
         return R
