@@ -393,7 +393,7 @@ def test_minibatch_advi_fits_the_full_model(gated_data):
 
 @pytest.mark.parametrize("gate", [None, "linear", "mlp"])
 def test_e_step_in_blocks_equals_one_block(gate, monkeypatch):
-    # The kernels run in blocks of ROW_BLOCK rows; the sums must not depend on the size.
+    # The kernels run in blocks of rows; the sums must not depend on the block size.
     from bayesmoe.numerics import vem
     from bayesmoe.numerics.vem import StepParams, e_step_chunk, gate_chunk
 
@@ -412,8 +412,9 @@ def test_e_step_in_blocks_equals_one_block(gate, monkeypatch):
         mean=rng.normal(size=(K, 3)), cov=A @ A.transpose(0, 2, 1), sigma=np.array([0.5, 1, 2]),
         log_pi=None if gate else np.log([0.2, 0.3, 0.5]), gate=gates[gate],
     )  # fmt: skip
+    monkeypatch.setattr(vem, "BLOCK_BYTES", 1 << 30)  # one block
     whole, R = e_step_chunk(Z, y, G, params)
-    monkeypatch.setattr(vem, "ROW_BLOCK", 128)  # 8 blocks, the last one short
+    monkeypatch.setattr(vem, "BLOCK_BYTES", 3 * 8 * 150)  # 150 rows: 7 blocks, one short
     blocked, R_blocked = e_step_chunk(Z, y, G, params)
     np.testing.assert_allclose(R_blocked, R, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(R.sum(axis=1), 1.0, rtol=1e-13)
@@ -425,6 +426,6 @@ def test_e_step_in_blocks_equals_one_block(gate, monkeypatch):
         for a, b in zip(blocked.gate, whole.gate, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
         one = gate_chunk(G, R, theta, 0, hessian=True)
-        monkeypatch.setattr(vem, "ROW_BLOCK", 1 << 16)
+        monkeypatch.setattr(vem, "BLOCK_BYTES", 1 << 30)
         for a, b in zip(one, gate_chunk(G, R, theta, 0, hessian=True), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
