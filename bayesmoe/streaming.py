@@ -465,14 +465,22 @@ def _e_step_task(data, params):
     return e_step_chunk(*data, params)
 
 
-def _moments_of(result):
-    return result[0]
-
-
 def _gate_task(data, result, theta, hidden, hessian=False):
     from bayesmoe.numerics.vem import gate_chunk
 
     return gate_chunk(data[2], result[1], theta, hidden, hessian)
+
+
+def _e_step_lane(data, params) -> list:
+    return [_e_step_task(d, params) for d in data]
+
+
+def _lane_moments(results) -> list:
+    return [r[0] for r in results]
+
+
+def _gate_lane(data, results, theta, hidden, hessian=False) -> list:
+    return [_gate_task(d, r, theta, hidden, hessian) for d, r in zip(data, results, strict=True)]
 
 
 def _e_step_part(part, index, features, target, prepare, params):
@@ -484,22 +492,21 @@ def _gate_part(part, index, features, target, prepare, params, theta, hidden, he
     return _gate_task(data, _e_step_task(data, params), theta, hidden, hessian)
 
 
-def _worker_slots(client, n: int) -> list[str]:
-    """A worker address for each of ``n`` partitions, in proportion to the workers' threads.
+def _thread_slots(client) -> list[str]:
+    """A worker address per thread (one round over the workers per thread).
 
-    Every E-step waits for its slowest worker, so the persisted partitions are spread
-    evenly: left to the scheduler, the first worker ready takes more of them (6 of 10
-    files on 2 workers, measured), and the fit then runs at the pace of its 6.
+    Persisted partition ``i`` goes to slot ``i % len(slots)``: every E-step waits for its
+    slowest worker, and left to the scheduler the first worker ready takes more of them
+    (6 of 10 files on 2 workers, measured), so the fit ran at the pace of its 6.
     """
     workers = client.scheduler_info()["workers"]
     threads = {addr: max(int(w.get("nthreads") or 1), 1) for addr, w in sorted(workers.items())}
-    # one round over the workers per thread, so a data set of few partitions still spreads
     slots = [
         a for r in range(max(threads.values(), default=1)) for a, t in threads.items() if t > r
     ]
     if not slots:
         raise RuntimeError("the dask client has no workers")
-    return [slots[i % len(slots)] for i in range(n)]
+    return slots
 
 
 class PartitionRows:
@@ -547,9 +554,20 @@ class PartitionRows:
         self._data = None
         if self.persisted:
             tasks = self._tasks(_prepared)
+            threads = _thread_slots(client)
+            slots = [threads[i % len(threads)] for i in range(len(tasks))]
             self._data = [
                 client.compute(task, workers=[slot], allow_other_workers=True)
-                for task, slot in zip(tasks, _worker_slots(client, len(tasks)), strict=True)
+                for task, slot in zip(tasks, slots, strict=True)
+            ]
+            # One task per worker thread ("lane") and pass, over the partitions placed
+            # there: every pass is a round trip through the scheduler, and on 2 cores
+            # that shares them with the workers, 2 tasks a round instead of 10-20 (1e7
+            # rows in 1e6-row files) cut the rounds' overhead. Partition i is in lane
+            # i % len(threads), on the worker it was placed on.
+            self._lanes = [
+                (threads[j], list(range(j, len(tasks), len(threads))))
+                for j in range(min(len(threads), len(tasks)))
             ]
             client.gather(client.map(len, self._data))  # surface errors here, not mid-fit
 
@@ -580,9 +598,18 @@ class PartitionRows:
     def e_step(self, params):
 
         if self.persisted:
-            results = self.client.map(_e_step_task, self._data, params=params, pure=False)
-            moments = self.client.gather(self.client.map(_moments_of, results, pure=False))
-            handle = results
+            handle = [
+                self.client.submit(
+                    _e_step_lane, [self._data[i] for i in parts], params, workers=[slot],
+                    allow_other_workers=True, pure=False,
+                )
+                for slot, parts in self._lanes
+            ]  # fmt: skip
+            moments = self._in_order(
+                self.client.gather(
+                    [self.client.submit(_lane_moments, h, pure=False) for h in handle]
+                )
+            )
         else:
             tasks = self._tasks(_e_step_part, params)
             moments = self.client.gather(self.client.compute(tasks))
@@ -595,11 +622,14 @@ class PartitionRows:
     def gate_objective(self, handle, theta, hidden: int, hessian: bool = False):
 
         if self.persisted:
-            futures = self.client.map(
-                _gate_task, self._data, handle, theta=theta, hidden=hidden, hessian=hessian,
-                pure=False,
-            )  # fmt: skip
-            parts = self.client.gather(futures)
+            futures = [
+                self.client.submit(
+                    _gate_lane, [self._data[i] for i in parts], h, theta, hidden, hessian,
+                    workers=[slot], allow_other_workers=True, pure=False,
+                )
+                for (slot, parts), h in zip(self._lanes, handle, strict=True)
+            ]  # fmt: skip
+            parts = self._in_order(self.client.gather(futures))
         else:
             tasks = self._tasks(_gate_part, handle, theta, hidden, hessian)
             parts = self.client.gather(self.client.compute(tasks))
@@ -608,6 +638,15 @@ class PartitionRows:
             sum(part[i] for part in parts) if i == 0 else np.sum([p[i] for p in parts], axis=0)
             for i in range(len(parts[0]))
         )
+
+    def _in_order(self, per_lane: list) -> list:
+        """Per-lane lists of per-partition results, back in partition order: the sums
+        then add in the same order whatever the number of workers."""
+        out = [None] * len(self._data)
+        for (_, parts), results in zip(self._lanes, per_lane, strict=True):
+            for i, r in zip(parts, results, strict=True):
+                out[i] = r
+        return out
 
     def responsibilities(self, handle) -> None:
         """None: the responsibilities stay on the workers (n x K would not fit)."""

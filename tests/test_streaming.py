@@ -559,8 +559,8 @@ def test_streamed_vem_iterates_exactly_as_in_memory(client, gated_parquet, gate,
     assert got.responsibilities is None and ref.responsibilities.shape == (len(y), 2)
 
 
-def test_worker_slots_follow_the_workers_threads():
-    from bayesmoe.streaming import _worker_slots
+def test_thread_slots_follow_the_workers_threads():
+    from bayesmoe.streaming import _thread_slots
 
     class FakeClient:
         def __init__(self, workers):
@@ -570,11 +570,12 @@ def test_worker_slots_follow_the_workers_threads():
             return {"workers": self.workers}
 
     two = FakeClient({"tcp://b": {"nthreads": 1}, "tcp://a": {"nthreads": 1}})
-    assert _worker_slots(two, 5) == ["tcp://a", "tcp://b", "tcp://a", "tcp://b", "tcp://a"]
+    # partition i is placed on slot i % len(slots): an even spread over the threads
+    assert _thread_slots(two) == ["tcp://a", "tcp://b"]
     uneven = FakeClient({"tcp://a": {"nthreads": 2}, "tcp://b": {"nthreads": 1}})
-    assert _worker_slots(uneven, 6) == ["tcp://a", "tcp://b", "tcp://a"] * 2
+    assert _thread_slots(uneven) == ["tcp://a", "tcp://b", "tcp://a"]
     with pytest.raises(RuntimeError, match="no workers"):
-        _worker_slots(FakeClient({}), 3)
+        _thread_slots(FakeClient({}))
 
 
 def test_gated_experts_fit_a_parquet_folder_by_streamed_vem(client, gated_parquet):
