@@ -429,3 +429,28 @@ def test_e_step_in_blocks_equals_one_block(gate, monkeypatch):
         monkeypatch.setattr(vem, "BLOCK_BYTES", 1 << 30)
         for a, b in zip(one, gate_chunk(G, R, theta, 0, hessian=True), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_linear_gate_unchecked_newton_step_falls_back_to_checked_steps(monkeypatch):
+    # Each iteration takes one unchecked Newton step, checked by the E-step after it; when
+    # the bound falls the gate and r are restored and checked steps run. Forcing that
+    # fallback every time must reach the same optimum with a bound that never falls.
+    from bayesmoe.numerics import vem
+
+    X, y, G, *_ = _simulate(8, n=800, K=3, gate="linear")
+    kw = dict(gate="linear", G=G, n_init=3, random_state=0, tol=1e-12)
+    fast = fit_mixture_vem(X, y, 3, **kw)
+    calls = []
+    checked = vem._newton_gate
+
+    def spy(*a, **k):
+        calls.append(k.get("checked", True))
+        return checked(*a, **k)
+
+    monkeypatch.setattr(vem, "_newton_gate", spy)
+    monkeypatch.setattr(vem, "_BOUND_SLACK", -1.0)  # every unchecked step "fails"
+    slow = fit_mixture_vem(X, y, 3, **kw)
+    assert True in calls and False in calls
+    assert slow.elbo == pytest.approx(fast.elbo, rel=1e-9)
+    for r in (fast, slow):
+        assert np.all(np.diff(r.history) >= -1e-12 * np.abs(r.history[1:]))

@@ -85,6 +85,8 @@ _N_REFINE = 2
 #: exceeds ``_NEWTON_GAIN * tol`` relative to the objective (well below what the
 #: convergence test can see).
 _NEWTON_STEPS = 5
+#: A bound lower than the last by at most this (relative) is rounding, not a failed step.
+_BOUND_SLACK = 1e-12
 #: Bytes of one row-length temporary of the chunk kernels (a block of rows times the widest
 #: of Z, G and K). Below glibc's 128 KiB mmap threshold, temporaries are reused from the
 #: heap instead of being mapped and first touched afresh: dask workers run with
@@ -504,15 +506,18 @@ def _update_gate(rows, state: _State, s: _Settings, maxiter: int, tol: float) ->
             p.Wh, p.bh = Wh.copy(), bh.copy()
 
 
-def _newton_gate(rows, state: _State, s: _Settings, g: int, tol: float) -> None:
-    r"""The linear gate's M-step: Newton steps on its concave objective, each verified.
+def _newton_gate(rows, state: _State, s: _Settings, g: int, tol: float, checked=True) -> bool:
+    r"""The linear gate's M-step: Newton steps on its concave objective.
 
     The gradient and Hessian at the current gate come with the last E-step (its
-    :class:`Moments` ``gate``), so a step costs one pass, that of its check, which also
-    returns the derivatives at the new point. A step is halved until the objective
-    improves; the steps stop when the Newton decrement :math:`\tfrac12 g^\top H^{-1} g`
-    (the quadratic model's gain) falls below ``_NEWTON_GAIN`` x ``tol`` x the objective's
-    scale, so that near convergence the M-step costs no pass at all.
+    :class:`Moments` ``gate``). Checked (``checked=True``), a step costs one pass, that of
+    its check, which also returns the derivatives at the new point; a step is halved
+    until the objective improves. The steps stop when the Newton decrement
+    :math:`\tfrac12 g^\top H^{-1} g` (the quadratic model's gain) falls below
+    ``_NEWTON_GAIN`` x ``tol`` x the objective's scale, so that near convergence the
+    M-step costs no pass at all. Unchecked, one full step is taken with no pass (the
+    caller checks the bound after its E-step, :func:`_iterate`). Returns whether the
+    gate moved.
     """
     p = state.gate
 
@@ -522,20 +527,32 @@ def _newton_gate(rows, state: _State, s: _Settings, g: int, tol: float) -> None:
         hess = hess + np.eye(len(theta)) / s.gate_sd**2
         return value + pen, grad + pen_grad, hess
 
-    theta = _em._gate_pack(p)
+    start = _em._gate_pack(p)
     terms = state.moments.gate
     if terms is None:  # a start's moments, not from a row source's E-step
-        terms = rows.gate_objective(state.resp, theta, 0, hessian=True)
+        terms = rows.gate_objective(state.resp, start, 0, hessian=True)
     scale = max(1.0, abs(state.history[-1])) if state.history else 1.0
-    theta = _em.newton_descent(
-        lambda th: with_prior(th, rows.gate_objective(state.resp, th, 0, hessian=True)),
-        theta,
-        with_prior(theta, terms),
-        max_steps=_NEWTON_STEPS,
-        min_gain=_NEWTON_GAIN * tol * scale,
-    )
+    min_gain = _NEWTON_GAIN * tol * scale
+    if checked:
+        theta = _em.newton_descent(
+            lambda th: with_prior(th, rows.gate_objective(state.resp, th, 0, hessian=True)),
+            start,
+            with_prior(start, terms),
+            max_steps=_NEWTON_STEPS,
+            min_gain=min_gain,
+        )
+    else:
+        _, grad, hess = with_prior(start, terms)
+        try:
+            step = np.linalg.solve(hess, grad)
+        except np.linalg.LinAlgError:
+            return False
+        if not 0.5 * float(grad @ step) > min_gain:
+            return False
+        theta = start - step
     c, V, _, _ = _em._gate_unpack(theta, g, s.K, 0)
     p.c, p.V = c.copy(), V.copy()
+    return not np.array_equal(theta, start)
 
 
 def _e_step(rows, state: _State, s: _Settings) -> float:
@@ -578,6 +595,20 @@ def _iterate(rows, state: _State, s: _Settings, gate_maxiter: int, tol: float) -
     _update_prior_var(state, s)
     if s.gate is None:
         state.conc = s.alpha + state.moments.mass  # q(pi) = Dir(alpha + gamma), eq. 15
+    elif s.hidden == 0 and state.moments.gate is not None and state.history:
+        # The linear gate: one Newton step checked by the E-step that follows (no pass of
+        # its own). Should the bound fall, the gate and the last E-step's r are restored
+        # and the checked steps run (the expert updates above are exact, so the bound
+        # then cannot fall).
+        saved = (state.gate.c.copy(), state.gate.V.copy(), state.resp, state.moments)
+        g = state.gate.V.shape[0]
+        if not _newton_gate(rows, state, s, g, tol, checked=False):
+            return _e_step(rows, state, s)
+        value = _e_step(rows, state, s)
+        if value >= state.history[-1] - _BOUND_SLACK * abs(state.history[-1]):
+            return value
+        state.gate.c, state.gate.V, state.resp, state.moments = saved
+        _newton_gate(rows, state, s, g, tol)
     else:
         _update_gate(rows, state, s, gate_maxiter, tol)
     return _e_step(rows, state, s)
