@@ -37,10 +37,11 @@ as such by the callers. One iteration is coordinate ascent on the evidence lower
   :math:`\nabla Q = \sum_i (r_i - \pi_i)_{<K} \otimes \tilde g_i - V/s_g^2` and
   :math:`-\nabla^2 Q = \sum_i (\mathrm{diag}\,\pi_i - \pi_i\pi_i^\top)_{<K} \otimes
   \tilde g_i \tilde g_i^\top + I/s_g^2` with :math:`\tilde g_i = [1, G_i]`: the E-step
-  computes both at the current gate in its own pass, and the M-step takes Newton steps
-  (halved until :math:`Q` increases), each checked by one more pass, and none when the
-  Newton decrement is negligible against ``tol``. The mlp gate (not concave) takes a
-  warm-started L-BFGS-B step;
+  computes both at the current gate in its own pass, and the M-step takes one Newton
+  step, checked by the bound after the next E-step (no pass of its own), or none when the
+  Newton decrement is negligible against ``tol``; should the bound fall, the gate is
+  restored and checked Newton steps (halved until :math:`Q` increases, one pass each)
+  run instead. The mlp gate (not concave) takes a warm-started L-BFGS-B step;
 * :math:`q(z_i)`: :math:`r_{ik} \propto \exp\{E\log\pi_{ik} - \log\sigma_k -
   e_{ik}/(2\sigma_k^2)\}`, with :math:`E\log\pi_k = \psi(\alpha_k + \gamma_k) -
   \psi(\sum_j \alpha_j + \gamma_j)` (eq. 15).
