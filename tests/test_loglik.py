@@ -474,3 +474,24 @@ def test_stacking_models_are_never_subsampled(small_threshold):
     idata = xr.DataTree.from_dict({"posterior": xr.Dataset()})
     with pytest.raises(ValueError, match=r"rows .* needs a model built by"):
         bm.add_log_likelihood(idata, model, rows=10)
+
+
+def test_large_outputs_are_memory_maps_with_the_same_values(monkeypatch):
+    import mmap
+
+    from bayesmoe.numerics import loglik
+
+    def memory(a):  # what finally owns an array's buffer
+        while isinstance(a, np.ndarray) and a.base is not None:
+            a = a.base
+        return a.obj if isinstance(a, memoryview) else a
+
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(300, 4)), rng.normal(size=300)
+    coef, sigma = rng.normal(size=(50, 4)), rng.uniform(0.5, 2, 50)
+    plain = loglik.gaussian_linear(X, y, coef, sigma)
+    assert not isinstance(memory(plain), mmap.mmap)
+    monkeypatch.setattr(loglik, "MAP_BYTES", 8)
+    mapped = loglik.gaussian_linear(X, y, coef, sigma)
+    assert isinstance(memory(mapped), mmap.mmap) and mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, plain)

@@ -64,7 +64,7 @@ from bayesmoe.data import (
     warn_constant_features,
 )
 from bayesmoe.numerics.conjugate import sample_conditional_weights
-from bayesmoe.numerics.loglik import gaussian_linear
+from bayesmoe.numerics.loglik import gaussian_linear, output_array
 from bayesmoe.numerics.rescale import regression_to_user_scale
 from bayesmoe.priors import LOCAL_GLOBAL_FAMILIES, interaction_defaults, merge_priors
 
@@ -195,7 +195,7 @@ class InteractionSpec:
         intercept = (
             self.intercept_fixed if self.intercept_fixed is not None else posterior["intercept"]
         )
-        out = np.empty((n_chain, n_draw, X.shape[0]))
+        out = output_array((n_chain, n_draw, X.shape[0]))
         gaussian_linear(
             X,
             y,

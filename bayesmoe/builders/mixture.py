@@ -58,7 +58,7 @@ from bayesmoe.data import (
     warn_constant_features,
 )
 from bayesmoe.numerics.em import EMResult, fit_mixture_em
-from bayesmoe.numerics.loglik import mixture_gaussian_linear, softmax_gate
+from bayesmoe.numerics.loglik import mixture_gaussian_linear, output_array, softmax_gate
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.numerics.relabel import apply_permutations, relabel
 from bayesmoe.numerics.rescale import linear_layer_to_user_scale, regression_to_user_scale
@@ -441,7 +441,7 @@ class MixtureSpec:
                 arr("gate_intercept", "gate_expert"),
                 **hidden,
             )
-        out = np.empty((n_chain, n_draw, Xe.shape[0]))
+        out = output_array((n_chain, n_draw, Xe.shape[0]))
         mixture_gaussian_linear(
             Xe,
             y,
