@@ -361,23 +361,40 @@ def _linear_gate_at(GT, RT, theta) -> tuple[float, np.ndarray, np.ndarray]:
     return linear_gate_terms(GT, RT, log_PT)
 
 
+def newton_step(grad, hess, min_gain: float) -> np.ndarray | None:
+    r"""The Newton step :math:`H^{-1}g` (to subtract), or None when the Newton decrement
+    :math:`\tfrac12 g^\top H^{-1} g` (the quadratic model's predicted gain) is at most
+    ``min_gain`` or ``hess`` is singular."""
+    try:
+        step = np.linalg.solve(hess, grad)
+    except np.linalg.LinAlgError:
+        return None
+    return step if 0.5 * float(grad @ step) > min_gain else None
+
+
+def with_linear_gate_prior(theta, terms, gate_sd: float) -> tuple:
+    """:func:`linear_gate_terms` (value, gradient, Hessian) plus the gate's Gaussian prior."""
+    value, grad, hess = terms
+    return (
+        value + float(theta @ theta) / (2.0 * gate_sd**2),
+        grad + theta / gate_sd**2,
+        hess + np.eye(theta.size) / gate_sd**2,
+    )
+
+
 def newton_descent(fun, theta, start, *, max_steps: int, min_gain: float) -> np.ndarray:
     r"""Newton's method on a smooth convex function, every step checked.
 
     ``fun(theta) -> (value, gradient, Hessian)``; ``start`` is its value at ``theta``
-    (often already known). A step :math:`-H^{-1}g` is halved (at most
+    (often already known). A step (:func:`newton_step`) is halved (at most
     ``_NEWTON_HALVINGS`` times) until the value does not increase, so the value never
-    increases; the steps stop after ``max_steps`` or when the Newton decrement
-    :math:`\tfrac12 g^\top H^{-1} g` (the quadratic model's predicted gain) is at most
+    increases; the steps stop after ``max_steps`` or when the Newton decrement is at most
     ``min_gain``. Returns the last accepted point.
     """
     f, grad, hess = start
     for _ in range(max_steps):
-        try:
-            step = np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:
-            break
-        if not 0.5 * float(grad @ step) > min_gain:
+        step = newton_step(grad, hess, min_gain)
+        if step is None:
             break
         t = 1.0
         for _ in range(_NEWTON_HALVINGS):
@@ -407,10 +424,7 @@ def _update_gate(
         g = G.shape[1]
 
         def fun(theta):
-            value, grad, hess = _linear_gate_at(GT, RT, theta)
-            value += float(theta @ theta) / (2.0 * settings.gate_sd**2)
-            grad = grad + theta / settings.gate_sd**2
-            return value, grad, hess + np.eye(theta.size) / settings.gate_sd**2
+            return with_linear_gate_prior(theta, _linear_gate_at(GT, RT, theta), settings.gate_sd)
 
         theta = newton_descent(
             fun, theta0, fun(theta0), max_steps=maxiter, min_gain=_NEWTON_GAIN * GT.shape[1]

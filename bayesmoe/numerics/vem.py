@@ -86,6 +86,7 @@ _N_REFINE = 2
 #: exceeds ``_NEWTON_GAIN * tol`` relative to the objective (well below what the
 #: convergence test can see).
 _NEWTON_STEPS = 5
+_NEWTON_GAIN = 1e-2
 #: A bound lower than the last by at most this (relative) is rounding, not a failed step.
 _BOUND_SLACK = 1e-12
 #: Bytes of one row-length temporary of the chunk kernels (a block of rows times the widest
@@ -95,7 +96,6 @@ _BOUND_SLACK = 1e-12
 #: there 64 KiB blocks ran the E-step in 0.124 s per 1e6 rows (K = 3, 4 columns) against
 #: 0.368 s in 65536-row blocks (0.127 and 0.139 s without the setting).
 BLOCK_BYTES = 1 << 16
-_NEWTON_GAIN = 1e-2
 #: Components with less responsibility mass than this keep their previous sigma.
 _MIN_MASS = 1e-8
 #: Smallest prior variance of a slope group (type-II ML can shrink a scale to zero).
@@ -523,10 +523,7 @@ def _newton_gate(rows, state: _State, s: _Settings, g: int, tol: float, checked=
     p = state.gate
 
     def with_prior(theta, terms):
-        value, grad, hess = terms
-        pen, pen_grad = _gate_penalty(theta, g, s.K, 0, s.gate_sd, s.hidden_sd)
-        hess = hess + np.eye(len(theta)) / s.gate_sd**2
-        return value + pen, grad + pen_grad, hess
+        return _em.with_linear_gate_prior(theta, terms, s.gate_sd)
 
     start = _em._gate_pack(p)
     terms = state.moments.gate
@@ -544,11 +541,8 @@ def _newton_gate(rows, state: _State, s: _Settings, g: int, tol: float, checked=
         )
     else:
         _, grad, hess = with_prior(start, terms)
-        try:
-            step = np.linalg.solve(hess, grad)
-        except np.linalg.LinAlgError:
-            return False
-        if not 0.5 * float(grad @ step) > min_gain:
+        step = _em.newton_step(grad, hess, min_gain)
+        if step is None:
             return False
         theta = start - step
     c, V, _, _ = _em._gate_unpack(theta, g, s.K, 0)
