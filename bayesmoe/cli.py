@@ -429,5 +429,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> int:
+    """The ``bayesmoe`` command: :func:`main` in a process of its own.
+
+    The process is the command's, so the first fit may freeze the imported objects out
+    of the garbage collector's sight (:func:`bayesmoe.cache.freeze_imports`; about 0.6 s
+    less at exit and during compilation); ``BAYESMOE_GC_FREEZE=0`` keeps it from doing so.
+    """
+    from bayesmoe.cache import GC_FREEZE_ENV
+
+    os.environ.setdefault(GC_FREEZE_ENV, "1")
+    return main()
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(entry())

@@ -706,12 +706,16 @@ def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, start=N
     the same key reuses the compiled sampler with its own data swapped in
     (``CompiledModel.with_data``), which skips the PyTensor graph work as well.
     """
-    import nutpie
+    with bayesmoe.cache.paused_gc():  # nutpie's imports (all of ArviZ) without GC passes
+        import nutpie
 
+    if bayesmoe.cache.freeze_requested():  # after the last heavy import
+        bayesmoe.cache.freeze_imports()
     key = _cache_key(model)
     compiled = None if key is None else _NUTPIE_CACHE.get(key)
     if compiled is None:
-        compiled = bayesmoe.cache.compile_nutpie(model)
+        with bayesmoe.cache.paused_gc():  # PyTensor's rewriting: 0.3 s sooner
+            compiled = bayesmoe.cache.compile_nutpie(model)
     else:
         compiled = _with_model_data(compiled, model)
         _NUTPIE_CACHE.move_to_end(key)

@@ -42,13 +42,17 @@ else:
     names = ("tau_base", "tau_interaction", "sigma")
 post = est.idata_["posterior_working"]
 draws = {k: post[k].values.ravel().tolist() for k in names}
-print(json.dumps({"draws": draws, "hits": hits}))
+import gc
+print(json.dumps({"draws": draws, "hits": hits, "gc_enabled": gc.isenabled(),
+                  "frozen": gc.get_freeze_count()}))
 """
 
 
-def _run(tmp: Path, model: str = "interaction") -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PYTENSOR_FLAGS"}
+def _run(tmp: Path, model: str = "interaction", freeze: bool = False) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTENSOR_FLAGS", cache.GC_FREEZE_ENV)}
     env[cache.CACHE_ENV] = str(tmp)
+    if freeze:
+        env[cache.GC_FREEZE_ENV] = "1"
     out = subprocess.run(
         [sys.executable, "-c", FIT_SCRIPT, model],
         env=env,
@@ -85,6 +89,13 @@ def test_cold_and_warm_cache_give_identical_draws(tmp_path):
     assert warm["hits"] == [1, 1]  # both wrappers read back from disk
     assert warm["draws"] == cold["draws"]
     assert any(tmp_path.glob("v-*/pytensor/numba/*bayesmoe_logp*"))
+    # the collector is back on after the fit's pauses, and nothing was frozen unasked
+    # (the interpreter itself may freeze a few hundred objects at start-up)
+    assert warm["gc_enabled"] and warm["frozen"] < 10_000
+    # BAYESMOE_GC_FREEZE=1 (what the bayesmoe command sets): frozen, the same draws
+    frozen = _run(tmp_path, freeze=True)
+    assert frozen["frozen"] > 100_000 and frozen["gc_enabled"]
+    assert frozen["draws"] == cold["draws"]
 
 
 @pytest.mark.slow
@@ -94,6 +105,47 @@ def test_a_mixture_draws_the_same_from_a_cold_and_a_warm_cache(tmp_path):
     warm = _run(tmp_path, "mixture")
     assert warm["hits"] == [1, 1]
     assert warm["draws"] == cold["draws"]
+
+
+def test_paused_gc_nests_and_restores_the_collectors_state():
+    import gc
+
+    was = gc.isenabled()
+    try:
+        gc.enable()
+        with cache.paused_gc():
+            assert not gc.isenabled()
+            with cache.paused_gc():
+                assert not gc.isenabled()
+            assert not gc.isenabled()  # the outer pause still holds
+        assert gc.isenabled()
+        gc.disable()  # a user's own choice survives the pause
+        with cache.paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+        gc.enable()
+        with pytest.raises(RuntimeError), cache.paused_gc():
+            raise RuntimeError("boom")
+        assert gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_freeze_imports_freezes_once_and_only_when_asked(monkeypatch):
+    code = (
+        "import gc, bayesmoe.cache as c; n = gc.get_freeze_count(); "
+        "print(c.freeze_requested(), c.freeze_imports(), gc.get_freeze_count() > n, "
+        "c.freeze_imports())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != cache.GC_FREEZE_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "True", "True", "False"]
+    monkeypatch.setenv(cache.GC_FREEZE_ENV, "1")
+    assert cache.freeze_requested()
+    monkeypatch.setenv(cache.GC_FREEZE_ENV, "0")
+    assert not cache.freeze_requested()
 
 
 def test_import_loads_neither_pymc_nor_arviz():

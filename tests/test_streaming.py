@@ -703,3 +703,21 @@ def test_errors_inside_the_active_clients_block_propagate(client):
         with dask_client() as c:
             assert c is client
             raise PartitionError("bad")
+
+
+def test_is_dask_answers_without_importing_dask():
+    # An in-memory fit asks is_dask first: in a fresh process that must not cost dask's
+    # import (0.1 s); a dask collection cannot exist before dask is imported.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from bayesmoe.streaming import is_dask; "
+        "print(is_dask(np.zeros(3)), 'dask' in sys.modules); "
+        "import dask.dataframe as dd, pandas as pd; "
+        "print(is_dask(dd.from_pandas(pd.DataFrame({'a': [1.0, 2.0]}), npartitions=1)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "False", "True"]

@@ -47,7 +47,6 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from pymc_extras.prior import Prior
-from scipy.special import log_softmax, logsumexp
 
 from bayesmoe.builders.interaction import mark_scales
 from bayesmoe.data import (
@@ -59,7 +58,7 @@ from bayesmoe.data import (
 )
 from bayesmoe.numerics.em import EMResult, fit_mixture_em
 from bayesmoe.numerics.loglik import mixture_gaussian_linear, output_array, softmax_gate
-from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
+from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last, softmax_last
 from bayesmoe.numerics.relabel import apply_permutations, relabel
 from bayesmoe.numerics.rescale import linear_layer_to_user_scale, regression_to_user_scale
 from bayesmoe.numerics.vem import VEMResult, fit_mixture_vem, sample_coefficients
@@ -815,7 +814,7 @@ class MixtureSpec:
                 res.gate_hidden_weights,
                 res.gate_hidden_bias,
             )
-            const("gate_probability_grid", np.exp(log_softmax(grid, axis=1)), ("grid", "expert"))
+            const("gate_probability_grid", softmax_last(grid), ("grid", "expert"))
         return xr.Dataset(data, coords=coords), points
 
     def minibatch_model(self, batch_size: int) -> pm.Model:
@@ -1310,7 +1309,7 @@ def _responsibilities(res: EMResult, spec, Xe, G, yv) -> np.ndarray:
     mu = res.intercept + Xe @ res.beta.T
     log_joint = np.log(np.maximum(pi, 1e-300)) - 0.5 * ((yv[:, None] - mu) / res.sigma) ** 2
     log_joint -= np.log(res.sigma)
-    return np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+    return softmax_last(log_joint)
 
 
 def _decide_order(order_by, spec: MixtureSpec, width: int, intercept_fixed: bool) -> bool:

@@ -41,10 +41,10 @@ import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 from pymc_extras.prior import Prior
-from scipy.special import log_softmax, logsumexp
 
 from bayesmoe.builders.mixture import GATES, _gate_grid
 from bayesmoe.data import validate_features
+from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.priors import merge_priors
 
 __all__ = ["WEIGHT_FLOOR", "StackingSpec", "hierarchical_stacking", "stacking_defaults"]
@@ -137,7 +137,7 @@ class StackingSpec:
     def log_weights(self, posterior: xr.Dataset, X: np.ndarray) -> xr.DataArray:
         """:math:`\\log w_k(x_i)`, dims (chain, draw, obs, model)."""
         return xr.DataArray(
-            log_softmax(self.logits(posterior, X), axis=-1),
+            log_softmax_last(self.logits(posterior, X)),
             dims=(*SAMPLE_DIMS, "obs", "model"),
             coords={"model": self.model_names},
         )
@@ -145,7 +145,7 @@ class StackingSpec:
     def log_likelihood(self, posterior: xr.Dataset, X: np.ndarray, y: np.ndarray):
         r"""Pointwise stacking score :math:`\log \sum_k w_k(x_i) e^{\ell_{ik}}`."""
         logw = self.log_weights(posterior, X).values
-        score = logsumexp(logw + self.lpd[None, None], axis=-1)
+        score = logsumexp_last(logw + self.lpd[None, None])
         return xr.DataArray(score, dims=(*SAMPLE_DIMS, "obs"))
 
 

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pymc as pm
 import xarray as xr
-from scipy.special import logsumexp
+
+from bayesmoe.numerics.lse import logsumexp_last, softmax_last
 
 __all__ = [
     "SBC_BAND_PROB",
@@ -148,7 +149,7 @@ def _gate_probabilities(ds: xr.Dataset, x: np.ndarray) -> np.ndarray:
     V = _flat(ds, "gate_weights")[:, 0, :]  # (S, K-1)
     logits = c[:, None, :] + x[None, :, None] * V[:, None, :]
     logits = np.concatenate([logits, np.zeros((*logits.shape[:2], 1))], axis=-1)
-    return np.exp(logits - logsumexp(logits, axis=-1, keepdims=True))
+    return softmax_last(logits)
 
 
 def _mixture_quantities(ds: xr.Dataset) -> dict[str, np.ndarray]:
@@ -184,9 +185,8 @@ def _mixture_quantities(ds: xr.Dataset) -> dict[str, np.ndarray]:
         out["tau_base"] = _flat(ds, "tau_base")
     mu = b[:, None, :] + x[None, :, None] * w[:, None, :]
     z = (y[None, :, None] - mu) / sigma[:, None, :]
-    logdens = logsumexp(
-        np.log(pi_dens) - 0.5 * z**2 - np.log(sigma[:, None, :]) - 0.5 * np.log(2 * np.pi),
-        axis=-1,
+    logdens = logsumexp_last(
+        np.log(pi_dens) - 0.5 * z**2 - np.log(sigma[:, None, :]) - 0.5 * np.log(2 * np.pi)
     )
     for j, (xj, yj) in enumerate(_DENSITY_POINTS):
         out[f"log_density[x={xj:g},y={yj:g}]"] = logdens[:, j]

@@ -57,9 +57,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
-from scipy.special import logsumexp, softmax
 
 from bayesmoe.numerics.blas import single_threaded_blas
+from bayesmoe.numerics.lse import logsumexp_last, softmax_last
 
 __all__ = ["EMResult", "fit_mixture_em", "gate_logits", "mixing_weights"]
 
@@ -469,7 +469,7 @@ def _e_step_rows(
     log_dens = -0.5 * _LOG_2PI - np.log(params.sigma) - 0.5 * (resid / params.sigma) ** 2
     # Fortran order makes the reductions over the short K axis fast (see the gate objective).
     joint = np.asfortranarray(_log_mixing(params, G, len(y)) + log_dens)
-    log_norm = logsumexp(joint, axis=1)
+    log_norm = logsumexp_last(joint)
     return np.exp(joint - log_norm[:, None]), log_norm
 
 
@@ -1011,4 +1011,4 @@ def mixing_weights(result: EMResult, G: np.ndarray | None, n: int) -> np.ndarray
         result.gate_hidden_weights,
         result.gate_hidden_bias,
     )
-    return softmax(eta, axis=1)
+    return softmax_last(eta)

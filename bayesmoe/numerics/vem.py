@@ -60,10 +60,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
-from scipy.special import digamma, gammaln, softmax
+from scipy.special import digamma, gammaln
 
 from bayesmoe.numerics import em as _em
 from bayesmoe.numerics.blas import single_threaded_blas
+from bayesmoe.numerics.lse import softmax_last
 
 __all__ = [
     "Moments",
@@ -718,7 +719,7 @@ def _point_responsibilities(point, Z, y, G, s: _Settings) -> np.ndarray:
         log_pi = _em._log_softmax_rows(eta)
     sig = np.asarray(point.sigma, float)
     a = log_pi - np.log(sig) - 0.5 * ((y[:, None] - mu) / sig) ** 2
-    return softmax(a, axis=1)
+    return softmax_last(a)
 
 
 # --------------------------------------------------------------------------- driver

@@ -18,7 +18,8 @@ WAIC estimate unreliable (same reference).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
+
+from bayesmoe.numerics.lse import logsumexp_first
 
 __all__ = ["P_WAIC_MAX", "waic_pointwise"]
 
@@ -41,6 +42,6 @@ def waic_pointwise(log_lik: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     log_lik = np.asarray(log_lik, dtype=float)
     if log_lik.ndim != 2 or log_lik.shape[0] < 2:
         raise ValueError(f"log_lik must have shape (draws >= 2, n), got {log_lik.shape}")
-    lppd_i = logsumexp(log_lik, axis=0) - np.log(log_lik.shape[0])
+    lppd_i = logsumexp_first(log_lik) - np.log(log_lik.shape[0])
     p_i = log_lik.var(axis=0, ddof=1)
     return lppd_i - p_i, p_i
