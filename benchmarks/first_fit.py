@@ -10,6 +10,13 @@ sampling (min over identified parameters), and the warm/cold ratio of the same r
 
     python benchmarks/first_fit.py                       # everything (bounded, ~30 min)
     python benchmarks/first_fit.py --models interaction_collapsed --samplers nutpie
+    python benchmarks/first_fit.py --models interaction_collapsed gated_linear \
+        --samplers nutpie --warm-runs 7 --gc-freeze both --reference ../old-checkout
+
+``--warm-runs`` warm processes per cell (medians reported); ``--gc-freeze`` runs them with
+``BAYESMOE_GC_FREEZE`` off, on (what the ``bayesmoe`` command sets) or both;
+``--reference`` runs another checkout of bayesmoe in the same cells, alternating with this
+one, and reports each variant's wall time over the first's, paired round by round.
 
 Writes ``docs/first_fit/first_fit.csv`` and ``first_fit.txt`` (``--out`` to change).
 """
@@ -81,9 +88,20 @@ print(json.dumps(dict(import_s=t_import, fit_s=t_fit, sampling_s=sampling[0],
 """
 
 
-def run_one(model: str, sampler: str, cache: Path, timeout: float) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PYTENSOR_FLAGS"}
+def run_one(
+    model: str,
+    sampler: str,
+    cache: Path,
+    timeout: float,
+    freeze: bool = False,
+    code: str | None = None,
+) -> dict:
+    drop = ("PYTENSOR_FLAGS", "BAYESMOE_GC_FREEZE", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["BAYESMOE_CACHE_DIR"] = str(cache)
+    env["BAYESMOE_GC_FREEZE"] = "1" if freeze else "0"
+    if code is not None:  # another checkout of bayesmoe (the --reference)
+        env["PYTHONPATH"] = code
     start = time.perf_counter()
     try:
         out = subprocess.run(
@@ -111,29 +129,75 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per process")
+    parser.add_argument(
+        "--warm-runs", type=int, default=1, help="warm processes per cell (median reported)"
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        choices=("off", "on", "both"),
+        default="off",
+        help="children with BAYESMOE_GC_FREEZE=1 (what the bayesmoe command sets)",
+    )
+    parser.add_argument(
+        "--reference",
+        help="a checkout of another bayesmoe version (its root folder), run in the same "
+        "cells, its warm processes alternating with this code's; ratios are taken per round",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent.parent / "docs/first_fit"))
     args = parser.parse_args(argv)
+    freezes = {"off": (False,), "on": (True,), "both": (False, True)}[args.gc_freeze]
+    # (label, PYTHONPATH, BAYESMOE_GC_FREEZE); the first is the baseline of the ratios
+    variants = [("this", None, f) for f in freezes]
+    if args.reference:
+        variants.insert(0, ("reference", str(Path(args.reference).resolve()), False))
     rows = []
     for model in args.models:
         for sampler in args.samplers:
             with tempfile.TemporaryDirectory(prefix="bayesmoe-cache-") as tmp:
-                for state in ("cold", "warm"):
-                    row = run_one(model, sampler, Path(tmp), args.timeout)
-                    rows.append({"model": model, "sampler": sampler, "cache": state, **row})
-                    print(rows[-1], flush=True)
+                caches = [Path(tmp) / str(i) for i in range(len(variants))]
+                states = ["cold"] + ["warm"] * args.warm_runs
+                for round_, state in enumerate(states):
+                    for (label, code, freeze), cache in zip(variants, caches, strict=True):
+                        row = run_one(model, sampler, cache, args.timeout, freeze, code)
+                        rows.append(
+                            {
+                                "model": model,
+                                "sampler": sampler,
+                                "code": label,
+                                "gc_freeze": freeze,
+                                "cache": state,
+                                "round": round_,
+                                **row,
+                            }
+                        )
+                        print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     cols = ["process_s", "import_s", "other_s", "sampling_s", "ess", "ess_per_s", "rhat"]
     cols = [c for c in cols if c in df]
-    table = df.set_index(["model", "sampler", "cache"])[[*cols, "status"]]
-    wall = df.pivot_table(index=["model", "sampler"], columns="cache", values="process_s")
-    if {"cold", "warm"} <= set(wall.columns):
-        wall["warm/cold"] = wall["warm"] / wall["cold"]
+    keys = ["model", "sampler", "code", "gc_freeze", "cache"]
+    # medians over the warm processes of a cell (one cold process each)
+    table = df.groupby(keys, sort=False)[cols].median()
+    table["runs"] = df.groupby(keys, sort=False).size()
+    table["status"] = df.groupby(keys, sort=False)["status"].agg(
+        lambda v: ",".join(sorted(set(v)))
+    )
+    # whole-process wall time over the baseline variant's, round by round (the machine's
+    # speed drifts; a pair run back to back does not), then the median over rounds
+    base_label, _, base_freeze = variants[0]
+    wide = df.pivot_table(
+        index=["model", "sampler", "cache", "round"],
+        columns=["code", "gc_freeze"],
+        values="process_s",
+    )
+    ratios = wide.div(wide[(base_label, base_freeze)], axis=0)
+    ratio = ratios.groupby(level=["model", "sampler", "cache"]).median()
     load = os.getloadavg()
     text = (
         f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n\n"
         + table.to_string(float_format=lambda v: f"{v:.2f}")
-        + "\n\nwhole-process wall seconds, cold vs warm:\n"
-        + wall.to_string(float_format=lambda v: f"{v:.2f}")
+        + f"\n\nwhole-process wall time / that of ({base_label}, gc_freeze={base_freeze}),"
+        + " median over paired rounds:\n"
+        + ratio.to_string(float_format=lambda v: f"{v:.3f}")
         + "\n"
     )
     print(text)
