@@ -13,6 +13,8 @@ committed study; the bar is the study's own :func:`~bayesmoe.experiments.converg
 
     python benchmarks/convergence_local_global.py                  # 4 scenarios, R=20, n<=200
     python benchmarks/convergence_local_global.py --replicates 2   # smoke
+    python benchmarks/convergence_local_global.py --models learned_horseshoe --replicates 3 \
+        --chains 4 --draws 1000 --tune 1000 --workers 2   # one prior, at the defaults
 
 Writes ``docs/local_global/convergence_*.txt`` / ``.csv`` / ``.png`` (``--docs``).
 """
@@ -38,11 +40,16 @@ ONE_SCALE = "learned_half_cauchy"
 MAX_DIVERGENT = 0.001
 
 
+def _new_models(df: pd.DataFrame) -> list[str]:
+    """The local-global rows this run has (``--models`` may run one of them)."""
+    return [m for m in NEW if m in set(df["model"])]
+
+
 def table(df: pd.DataFrame, settings: conv.StudySettings) -> pd.DataFrame:
     """Cells within 2 paired s.e. of the best fixed choice, and the NUTS diagnostics."""
     rows = []
     per_fit = settings.chains * settings.draws
-    for model in (ONE_SCALE, *NEW):
+    for model in (ONE_SCALE, *_new_models(df)):
         h = conv.headline(df, learned=model, rivals=list(conv.FIXED_MODELS))
         rel = h["diff_vs_best"] / h["best_mse"]
         fits = df[(df["model"] == model) & (df["status"] == "ok")]
@@ -73,7 +80,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     scen = [s for s in SCENARIOS if s in set(ok["scenario"])]
     fig, axes = plt.subplots(1, len(scen), figsize=(4.2 * len(scen), 3.6), squeeze=False)
     for ax, s in zip(axes[0], scen, strict=True):
-        for model in (ONE_SCALE, *NEW):
+        for model in (ONE_SCALE, *_new_models(ok)):
             h = conv.headline(ok[ok["scenario"] == s], learned=model, rivals=conv.FIXED_MODELS)
             rel = 100 * h["diff_vs_best"] / h["best_mse"]
             err = 100 * 2 * h["se_vs_best"] / h["best_mse"]
@@ -104,6 +111,7 @@ def main(argv=None) -> None:
     p.add_argument("--chains", type=int, default=conv.StudySettings.chains)
     p.add_argument("--draws", type=int, default=conv.StudySettings.draws)
     p.add_argument("--tune", type=int, default=conv.StudySettings.tune)
+    p.add_argument("--models", nargs="+", default=list(NEW), choices=list(NEW))
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--docs", type=Path, default=DOCS)
     args = p.parse_args(argv)
@@ -115,7 +123,7 @@ def main(argv=None) -> None:
         list(SCENARIOS),
         args.replicates,
         args.out,
-        models=list(NEW),
+        models=list(args.models),
         settings=settings,
         n_workers=args.workers,
     )
@@ -133,7 +141,7 @@ def main(argv=None) -> None:
     assert (grid.nunique() == 1).all(), grid
     out = table(both, settings)
     lines = [
-        f"{len(new)} new fits ({', '.join(NEW)}) in {seconds:.0f} s with {args.workers} "
+        f"{len(new)} new fits ({', '.join(args.models)}) in {seconds:.0f} s with {args.workers} "
         f"worker(s); rivals and {ONE_SCALE} from {STUDY.relative_to(ROOT)}; "
         f"{len(SCENARIOS)} scenarios, n <= {args.max_n}, R = {args.replicates}, "
         f"{settings.chains} x {settings.draws} draws (+{settings.tune} tune)",
@@ -148,12 +156,14 @@ def main(argv=None) -> None:
     tag = f"R{args.replicates}_n{args.max_n}"
     if (args.chains, args.draws) != (conv.StudySettings.chains, conv.StudySettings.draws):
         tag += f"_{args.chains}x{args.draws}"
+    if list(args.models) != list(NEW):
+        tag += "_" + "_".join(m.removeprefix("learned_") for m in args.models)
     (args.docs / f"convergence_{tag}.txt").write_text(text + "\n")
     out.to_csv(args.docs / f"convergence_{tag}.csv", index=False)
     per_cell = pd.concat(
         [
             conv.headline(both, learned=m, rivals=conv.FIXED_MODELS).assign(model=m)
-            for m in (ONE_SCALE, *NEW)
+            for m in (ONE_SCALE, *args.models)
         ],
         ignore_index=True,
     )
