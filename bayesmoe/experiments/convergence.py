@@ -56,7 +56,7 @@ import pandas as pd
 from bayesmoe.data import interaction_design
 from bayesmoe.experiments.simulate import make_interaction_data
 from bayesmoe.numerics.blas import single_threaded_blas
-from bayesmoe.priors import LOCAL_GLOBAL_FAMILIES
+from bayesmoe.priors import LOCAL_GLOBAL_FAMILIES, horseshoe_global_scale
 
 __all__ = [
     "ADAPTIVE_MODELS",
@@ -313,8 +313,12 @@ def _empirical_bayes(X, y, X_test, **_):
     )
 
 
-def _learned(family: str):
-    """InteractionRegression with learned hyperpriors (collapsed form, NUTS by nutpie)."""
+def _learned(family: str, relevant_fraction: Mapping[str, float] | None = None):
+    """InteractionRegression with learned hyperpriors (collapsed form, NUTS by nutpie).
+
+    ``relevant_fraction`` (horseshoe only): another prior guess :math:`p_0/D` per group
+    than :data:`bayesmoe.priors.HORSESHOE_RELEVANT_FRACTION`.
+    """
 
     def fit_predict(X, y, X_test, *, settings: StudySettings, seed: int):
         import bayesmoe as bm
@@ -322,7 +326,15 @@ def _learned(family: str):
         from bayesmoe.builders.interaction import interaction_regression
 
         w = _Working(X, y)
-        model = interaction_regression(w.X, w.y, prior=family, collapsed=True)
+        d = w.X.shape[1]
+        widths = {"base": d, "interaction": d * (d - 1) // 2}
+        priors = {
+            f"tau_{g}": horseshoe_global_scale(f * widths[g], widths[g], len(w.y))
+            for g, f in (relevant_fraction or {}).items()
+        }
+        model = interaction_regression(
+            w.X, w.y, prior=family, collapsed=True, priors=priors or None
+        )
         # Read-only look at fitting's compilation cache: was this structure compiled here?
         compiled = model.bayesmoe_spec.cache_key not in fitting._NUTPIE_CACHE
         start = time.perf_counter()
@@ -408,6 +420,9 @@ def _models():
     extra = {
         "learned_horseshoe": _learned("horseshoe"),
         "learned_r2d2": _learned("r2d2"),
+        # the horseshoe guessing that half the interactions matter (the default guesses
+        # 1/10): how much of its loss on the study's dense truths is that guess
+        "learned_horseshoe_dense": _learned("horseshoe", {"interaction": 0.5}),
         "lasso_cv": _sklearn(lambda: lm.LassoCV(cv=5, max_iter=50_000, random_state=0)),
     }
     return fixed, adaptive, learned, extra
@@ -424,7 +439,13 @@ LEARNED_MODELS: tuple[str, ...] = tuple(_LEARNED)
 #: :data:`STUDY_MODELS` (all but the opt-in local-global rows and ``lasso_cv``).
 MODELS: dict[str, Callable] = {**_FIXED, **_ADAPTIVE, **_LEARNED, **_EXTRA}
 STUDY_MODELS: tuple[str, ...] = (*_FIXED, *_ADAPTIVE, *_LEARNED)
-_NUTS_MODELS = ("learned_half_cauchy", "learned_gamma", "learned_horseshoe", "learned_r2d2")
+_NUTS_MODELS = (
+    "learned_half_cauchy",
+    "learned_gamma",
+    "learned_horseshoe",
+    "learned_r2d2",
+    "learned_horseshoe_dense",
+)
 
 
 # -- one cell ---------------------------------------------------------------------------
