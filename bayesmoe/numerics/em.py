@@ -59,7 +59,7 @@ import numpy as np
 from scipy import optimize
 
 from bayesmoe.numerics.blas import single_threaded_blas
-from bayesmoe.numerics.lse import logsumexp_last, softmax_last
+from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last, softmax_last
 
 __all__ = ["EMResult", "fit_mixture_em", "gate_logits", "mixing_weights"]
 
@@ -237,12 +237,6 @@ def _gate_unpack(theta: np.ndarray, g: int, K: int, hidden: int):
     Wh = theta[pos : pos + g * hidden].reshape(g, hidden)
     bh = theta[pos + g * hidden :]
     return c, V, Wh, bh
-
-
-def _log_softmax_rows(eta: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax of an (n, K) array (max-shifted, so it cannot overflow)."""
-    shifted = eta - eta.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def _gate_neg_objective(
@@ -458,7 +452,7 @@ def _log_mixing(params: _Params, G: np.ndarray | None, n: int) -> np.ndarray:
     if params.log_pi is not None:
         return params.log_pi[None, :]
     eta = gate_logits(G, params.c, params.V, params.Wh, params.bh)
-    return _log_softmax_rows(np.asfortranarray(eta))
+    return log_softmax_last(eta)
 
 
 def _e_step_rows(

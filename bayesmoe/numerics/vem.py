@@ -64,7 +64,7 @@ from scipy.special import digamma, gammaln
 
 from bayesmoe.numerics import em as _em
 from bayesmoe.numerics.blas import single_threaded_blas
-from bayesmoe.numerics.lse import softmax_last
+from bayesmoe.numerics.lse import log_softmax_last, softmax_last
 
 __all__ = [
     "Moments",
@@ -716,7 +716,7 @@ def _point_responsibilities(point, Z, y, G, s: _Settings) -> np.ndarray:
             point.gate_hidden_weights,
             point.gate_hidden_bias,
         )
-        log_pi = _em._log_softmax_rows(eta)
+        log_pi = log_softmax_last(eta)
     sig = np.asarray(point.sigma, float)
     a = log_pi - np.log(sig) - 0.5 * ((y[:, None] - mu) / sig) ** 2
     return softmax_last(a)
