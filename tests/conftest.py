@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import matplotlib
 import numpy as np
@@ -31,6 +33,13 @@ def fitted(small_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return InteractionRegression(**FAST).fit(small_data.X, small_data.y)
+
+
+def python_output(code: str, env: dict[str, str] | None = None) -> str:
+    """What ``python -c code`` prints in a fresh interpreter (which must exit with 0)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def mc_close(a: float, b: float, mcse: float, k: float = 4.0) -> bool:

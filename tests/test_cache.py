@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bayesmoe import cache
+from tests.conftest import python_output
 
 #: One fit in a fresh process; prints the draws' checksum and whether numba loaded the
 #: wrappers from disk (a cfunc's cache hits).
@@ -138,10 +139,7 @@ def test_freeze_imports_freezes_once_and_only_when_asked(monkeypatch):
         "c.freeze_imports())"
     )
     env = {k: v for k, v in os.environ.items() if k != cache.GC_FREEZE_ENV}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert out == ["False", "True", "True", "False"]
+    assert python_output(code, env).split() == ["False", "True", "True", "False"]
     monkeypatch.setenv(cache.GC_FREEZE_ENV, "1")
     assert cache.freeze_requested()
     monkeypatch.setenv(cache.GC_FREEZE_ENV, "0")
@@ -157,8 +155,6 @@ def test_import_loads_neither_pymc_nor_arviz():
         "'matplotlib') if m in sys.modules); print(','.join(heavy)); "
         "f = bm.compare; print(f.__module__, callable(f))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split("\n")
+    out = python_output(code).split("\n")
     assert out[0] == ""
     assert out[1] == "bayesmoe.comparison True"

@@ -21,6 +21,7 @@ from bayesmoe.numerics.suffstats import (
     standardized_statistics,
 )
 from bayesmoe.streaming import PartitionError, design_moments, design_pass, read_parquet
+from tests.conftest import python_output
 
 
 def _offset_data(n: int, seed: int = 0):
@@ -708,16 +709,10 @@ def test_errors_inside_the_active_clients_block_propagate(client):
 def test_is_dask_answers_without_importing_dask():
     # An in-memory fit asks is_dask first: in a fresh process that must not cost dask's
     # import (0.1 s); a dask collection cannot exist before dask is imported.
-    import subprocess
-    import sys
-
     code = (
         "import sys, numpy as np; from bayesmoe.streaming import is_dask; "
         "print(is_dask(np.zeros(3)), 'dask' in sys.modules); "
         "import dask.dataframe as dd, pandas as pd; "
         "print(is_dask(dd.from_pandas(pd.DataFrame({'a': [1.0, 2.0]}), npartitions=1)))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert out == ["False", "False", "True"]
+    assert python_output(code).split() == ["False", "False", "True"]
