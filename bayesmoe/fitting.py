@@ -272,13 +272,7 @@ def fit(
     initvals = _init_synonym(initvals, sampler_kwargs)
     vem_options = _check_method_options(model, method, minibatch, initvals, sampler_kwargs)
     ll_rows = _log_likelihood_plan(model, log_likelihood, draws * chains)
-    if method == "nuts" and sampler == "numpyro":
-        try:
-            import numpyro  # noqa: F401
-        except ImportError as err:
-            raise ImportError(
-                "sampler='numpyro' needs JAX and numpyro: pip install 'bayesmoe[jax]'"
-            ) from err
+    _load_sampler(method, sampler)
     start_point = None if method == "vem" else _initial_values(model, initvals)
     if method == "nuts":
         for key, value in getattr(_spec(model), "sampler_defaults", {}).items():
@@ -695,6 +689,27 @@ def _cache_key(model: pm.Model):
     return getattr(spec, "cache_key", None)
 
 
+def _load_sampler(method: str, sampler: str) -> None:
+    """Import the NUTS backend (the collector paused), then freeze if asked.
+
+    nutpie imports all of ArviZ; the freeze (``BAYESMOE_GC_FREEZE``,
+    :func:`bayesmoe.cache.freeze_imports`) comes after the last heavy import of every
+    method, so later collections and the process's exit skip it all.
+    """
+    with bayesmoe.cache.paused_gc():
+        if method == "nuts" and sampler == "nutpie":
+            import nutpie  # noqa: F401
+        elif method == "nuts" and sampler == "numpyro":
+            try:
+                import numpyro  # noqa: F401
+            except ImportError as err:
+                raise ImportError(
+                    "sampler='numpyro' needs JAX and numpyro: pip install 'bayesmoe[jax]'"
+                ) from err
+    if bayesmoe.cache.freeze_requested():
+        bayesmoe.cache.freeze_imports()
+
+
 def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, start=None, **kwargs):
     """Sample with nutpie, compiling each model *structure* once per process.
 
@@ -706,11 +721,8 @@ def _sample_nutpie_cached(model, draws, tune, chains, seed, progressbar, start=N
     the same key reuses the compiled sampler with its own data swapped in
     (``CompiledModel.with_data``), which skips the PyTensor graph work as well.
     """
-    with bayesmoe.cache.paused_gc():  # nutpie's imports (all of ArviZ) without GC passes
-        import nutpie
+    import nutpie  # loaded by _load_sampler
 
-    if bayesmoe.cache.freeze_requested():  # after the last heavy import
-        bayesmoe.cache.freeze_imports()
     key = _cache_key(model)
     compiled = None if key is None else _NUTPIE_CACHE.get(key)
     if compiled is None:
