@@ -58,6 +58,9 @@ R2D2_DEFAULTS = {
 _FIXABLE = {"tau_base", "tau_interaction", "lambda_base", "lambda_interaction", "sigma", "c2"}
 #: Variables on (0, 1) that may be fixed to a number in that interval.
 _FIXABLE_UNIT = {"r2"}
+#: Scalar variables whose prior may instead have the dim ``scale_group`` (one value per
+#: weight group), where the model has that coord: the horseshoe's slab.
+_PER_GROUP = {"c2"}
 
 #: Default prior sd of the gate's output-layer parameters (logits, standardised features):
 #: a change of 2.5 in a log-odds per sd of x is a steep but not a hard switch.
@@ -119,7 +122,9 @@ def interaction_defaults(
       :data:`HORSESHOE_RELEVANT_FRACTION` (1/2 of the base effects, 1/10 of the
       interactions), slab :math:`\nu = 4`, :math:`s_c = 2 s` (:data:`HORSESHOE_SLAB`).
       Keys ``tau_base``, ``tau_interaction``, ``lambda_local_base``,
-      ``lambda_local_interaction`` (dims ``feature`` / ``interaction``) and ``c2``.
+      ``lambda_local_interaction`` (dims ``feature`` / ``interaction``) and ``c2``; a
+      user's ``c2`` prior with ``dims="scale_group"`` gives each group its own slab
+      :math:`c_g` (models with interactions).
       :math:`\sigma \tau_g` is the absolute global scale (Piironen and Vehtari's
       :math:`\tau_0 = p_0/(D - p_0)\, \sigma/\sqrt n`); :func:`horseshoe_global_scale`
       gives the prior for another guess :math:`p_0`.
@@ -589,9 +594,15 @@ def merge_priors(
                 f"priors has unknown key {key!r}; valid keys for this model are {sorted(defaults)}"
             )
         if isinstance(value, Prior):
-            merged[key] = check_prior(
-                key, value, defaults[key], sizes=sizes, improper_ok=improper_ok
-            )
+            default = defaults[key]
+            if (
+                key in _PER_GROUP
+                and tuple(value.dims or ()) == ("scale_group",)
+                and "scale_group" in (sizes or {})
+                and isinstance(default, Prior)
+            ):  # one value per weight group instead of one shared
+                default = Prior(default.distribution, dims="scale_group", **default.parameters)
+            merged[key] = check_prior(key, value, default, sizes=sizes, improper_ok=improper_ok)
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             if key in _FIXABLE:
                 _check_positive(f"priors[{key!r}]", value)

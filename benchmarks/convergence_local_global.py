@@ -15,6 +15,8 @@ committed study; the bar is the study's own :func:`~bayesmoe.experiments.converg
     python benchmarks/convergence_local_global.py --replicates 2   # smoke
     python benchmarks/convergence_local_global.py --models learned_horseshoe --replicates 3 \
         --chains 4 --draws 1000 --tune 1000 --workers 2   # one prior, at the defaults
+    python benchmarks/convergence_local_global.py --models learned_horseshoe_group_slab \
+        --workers 2   # an opt-in row: the horseshoe with a slab per group
 
 Writes ``docs/local_global/convergence_*.txt`` / ``.csv`` / ``.png`` (``--docs``).
 """
@@ -35,8 +37,9 @@ OUT = ROOT / "benchmarks" / "results" / "convergence_local_global"
 DOCS = ROOT / "docs" / "local_global"
 SCENARIOS = ("no_interaction", "weak_interaction", "strong_interaction", "very_strong_interaction")
 NEW = ("learned_horseshoe", "learned_r2d2")
-#: opt-in rows (``--models``): the horseshoe with a dense guess p0/D = 1/2 of interactions
-OPTIONAL = ("learned_horseshoe_dense",)
+#: opt-in rows (``--models``): the horseshoe with a dense guess p0/D = 1/2 of interactions,
+#: and that one with a slab per group wide enough to become the group's one scale
+OPTIONAL = ("learned_horseshoe_dense", "learned_horseshoe_group_slab")
 ONE_SCALE = "learned_half_cauchy"
 #: the issue's limit on divergent transitions at the defaults
 MAX_DIVERGENT = 0.001

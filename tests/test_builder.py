@@ -5,7 +5,7 @@ import pandas as pd
 import pymc as pm
 import pytest
 
-from bayesmoe import Prior, interaction_regression
+from bayesmoe import Prior, interaction_regression, mixture_regression
 from bayesmoe.numerics.conjugate import log_marginal_likelihood
 
 
@@ -216,6 +216,52 @@ def test_horseshoe_scales_follow_the_regularised_horseshoe(frame, rng):
     assert (b_base, b_int) == (priors["tau_base"].parameters["beta"], pytest.approx(b_int))
     (tau_at,) = _scales_at(model, point, "tau_base")
     assert tau_at == pytest.approx(tau_b, rel=1e-12)
+
+
+def test_horseshoe_slab_per_group(frame, rng):
+    """c2 with dims scale_group: the base weights saturate at c_base, the interactions at
+    c_interaction (the shared-slab formula per group)."""
+    X, y = frame
+    slab = Prior("HalfCauchy", beta=1.0, dims="scale_group")
+    model = interaction_regression(X, y, prior="horseshoe", priors={"c2": slab}, collapsed=True)
+    assert list(model.coords["scale_group"]) == ["base", "interaction"]
+    assert model.initial_point()["c2_log__"].shape == (2,)
+    point = model.initial_point()
+    c2, sigma = np.array([0.04, 9.0]), 0.7
+    taus = {"base": 0.2, "interaction": 0.3}
+    lams = {g: np.exp(rng.normal(0, 3, 3)) for g in taus}
+    for g in taus:
+        point[f"tau_{g}_unit_log__"] = np.log(taus[g] / model[f"tau_{g}_beta"].get_value())
+        point[f"lambda_local_{g}_log__"] = np.log(lams[g])
+    point.update(c2_log__=np.log(c2), sigma_log__=np.log(sigma))
+    sds = _scales_at(model, point, "beta_base_scale", "beta_interaction_scale")
+    for sd, g, c2_g in zip(sds, taus, c2, strict=True):
+        u2 = (sigma * taus[g] * lams[g]) ** 2
+        np.testing.assert_allclose(sd, np.sqrt(c2_g * u2 / (c2_g + u2)), rtol=1e-10)
+        assert np.all(sd < np.sqrt(c2_g))
+    # as the global scale grows every weight's prior sd tends to its group's slab: the
+    # one-scale model with tau_g = c_g is the limit
+    for g in taus:
+        point[f"tau_{g}_unit_log__"] = np.log(1e9)
+    sds = _scales_at(model, point, "beta_base_scale", "beta_interaction_scale")
+    for sd, c2_g in zip(sds, c2, strict=True):
+        np.testing.assert_allclose(sd, np.sqrt(c2_g), rtol=1e-6)
+
+
+def test_horseshoe_slab_per_group_needs_two_groups(frame, rng):
+    slab = Prior("HalfCauchy", beta=1.0, dims="scale_group")
+    X = rng.normal(size=(30, 2))
+    y = X[:, 0] + rng.normal(size=30)
+    with pytest.raises(ValueError, match=r"priors\['c2'\] has dims \('scale_group',\)"):
+        interaction_regression(X, y, interactions=None, prior="horseshoe", priors={"c2": slab})
+    Xf, yf = frame
+    with pytest.raises(ValueError, match=r"priors\['c2'\] has dims \('feature',\)"):
+        interaction_regression(
+            Xf, yf, prior="horseshoe", priors={"c2": Prior("HalfCauchy", beta=1.0, dims="feature")}
+        )
+    Xm, ym = _mixture_data()
+    with pytest.raises(ValueError, match=r"priors\['c2'\] has dims \('scale_group',\)"):
+        mixture_regression(Xm, ym, n_components=2, prior="horseshoe", priors={"c2": slab})
 
 
 def test_horseshoe_global_scale_is_its_half_cauchy_prior(frame):

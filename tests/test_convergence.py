@@ -228,7 +228,9 @@ def test_cli_study_with_nuts_on_two_workers_compiles_once_per_worker(tmp_path):
 
 
 def test_local_global_rows_run_by_name_and_stay_out_of_the_default_study():
-    assert {"learned_horseshoe", "learned_r2d2", "lasso_cv"} <= set(conv.MODELS)
+    optional = {"learned_horseshoe_dense", "learned_horseshoe_group_slab"}
+    assert {"learned_horseshoe", "learned_r2d2", "lasso_cv", *optional} <= set(conv.MODELS)
+    assert not optional & set(conv.STUDY_MODELS)
     assert "learned_horseshoe" not in conv.STUDY_MODELS
     settings = conv.StudySettings(draws=30, tune=30, chains=1, n_points=2, max_n_train=20)
     scenario = conv.SCENARIOS["weak_interaction"]

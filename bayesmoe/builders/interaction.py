@@ -411,7 +411,8 @@ def interaction_regression(
         Overrides keyed by variable name: ``intercept``, ``beta_base``,
         ``beta_interaction``, ``tau_base``, ``tau_interaction`` (``lambda_base``,
         ``lambda_interaction`` for the gamma family) and ``sigma``; the horseshoe adds
-        ``lambda_local_base``, ``lambda_local_interaction``, ``c2``, R2-D2 has ``r2``,
+        ``lambda_local_base``, ``lambda_local_interaction``, ``c2`` (one slab for both
+        groups, or one per group with ``dims="scale_group"``), R2-D2 has ``r2``,
         ``phi``, ``phi_base``, ``phi_interaction`` instead of ``tau_*``. Values are
         :class:`pymc_extras.prior.Prior` (``Flat``/``HalfFlat`` included) or a number that
         fixes a scale (or ``r2``). A ``Normal`` weight prior without ``sigma`` takes the
@@ -431,7 +432,8 @@ def interaction_regression(
         containers ``X_base`` (and ``xtx``, ``xty``, ``yty``, ``n_obs`` when collapsed);
         the fitting metadata is in ``model.bayesmoe_spec``. The local-global priors add the
         deterministic prior sd of every weight, ``beta_base_scale`` (dims ``feature``) and
-        ``beta_interaction_scale`` (``interaction``), and R2-D2 the coord ``scale_group``.
+        ``beta_interaction_scale`` (``interaction``), and R2-D2 (or a horseshoe with a
+        slab per group) the coord ``scale_group``.
     """
     Xv, names = validate_features(X, name="X")
     if Xv.shape[1] == 0:
@@ -526,7 +528,8 @@ def _build(
     merged = merge_priors(
         defaults,
         priors,
-        sizes={"feature": len(names), "interaction": len(pairs), "scale_group": 2},
+        sizes={"feature": len(names), "interaction": len(pairs)}
+        | ({"scale_group": 2} if pairs else {}),
         improper_ok={"intercept", "beta_base", "beta_interaction", "sigma"},
     )
     if collapsed not in (True, False, "auto"):
@@ -571,7 +574,7 @@ def _build(
     coords = {"obs": np.arange(Xv.shape[0]), "feature": names}
     if q:
         coords["interaction"] = int_names
-    if "phi" in merged:
+    if "phi" in merged or _per_group_slab(merged):
         coords["scale_group"] = ["base", "interaction"]
     spec = InteractionSpec(
         feature_names=names,
@@ -647,6 +650,12 @@ def _global_scale(spec, name: str):
     return pm.Deterministic(name, pm.Data(f"{name}_beta", b) * unit)
 
 
+def _per_group_slab(merged: dict) -> bool:
+    """Whether the horseshoe's slab ``c2`` has one value per weight group."""
+    c2 = merged.get("c2")
+    return isinstance(c2, Prior) and tuple(c2.dims or ()) == ("scale_group",)
+
+
 def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> dict:
     r"""The per-weight prior sds :math:`s_j` of a local-global prior, by ``beta_<g>_scale``.
 
@@ -661,13 +670,15 @@ def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> 
     out = {}
     if prior == "horseshoe":
         log_c2 = pt.log(_create(merged["c2"], "c2")) if groups else None
-        for g in groups:
+        per_group = _per_group_slab(merged)
+        for i, g in enumerate(groups):
             tau = _global_scale(merged[f"tau_{g}"], f"tau_{g}")
             lam = merged[f"lambda_local_{g}"].create_variable(f"lambda_local_{g}")
             # log s_j = log u - log(1 + u^2 / c^2) / 2, u = sigma tau_g lambda_j:
             # s_j -> u for small u (horseshoe), -> c for large u (the slab)
             log_u = log_sigma + pt.log(tau) + pt.log(lam)
-            log_sd = log_u - 0.5 * pt.softplus(2.0 * log_u - log_c2)
+            log_c2_g = log_c2[i] if per_group else log_c2
+            log_sd = log_u - 0.5 * pt.softplus(2.0 * log_u - log_c2_g)
             out[f"beta_{g}_scale"] = pm.Deterministic(
                 f"beta_{g}_scale", pt.exp(log_sd), dims=dims[g]
             )

@@ -56,7 +56,7 @@ import pandas as pd
 from bayesmoe.data import interaction_design
 from bayesmoe.experiments.simulate import make_interaction_data
 from bayesmoe.numerics.blas import single_threaded_blas
-from bayesmoe.priors import LOCAL_GLOBAL_FAMILIES, horseshoe_global_scale
+from bayesmoe.priors import LOCAL_GLOBAL_FAMILIES, Prior, horseshoe_global_scale
 
 __all__ = [
     "ADAPTIVE_MODELS",
@@ -313,11 +313,16 @@ def _empirical_bayes(X, y, X_test, **_):
     )
 
 
-def _learned(family: str, relevant_fraction: Mapping[str, float] | None = None):
+def _learned(
+    family: str,
+    relevant_fraction: Mapping[str, float] | None = None,
+    overrides: Mapping[str, Prior | float] | None = None,
+):
     """InteractionRegression with learned hyperpriors (collapsed form, NUTS by nutpie).
 
     ``relevant_fraction`` (horseshoe only): another prior guess :math:`p_0/D` per group
-    than :data:`bayesmoe.priors.HORSESHOE_RELEVANT_FRACTION`.
+    than :data:`bayesmoe.priors.HORSESHOE_RELEVANT_FRACTION`; ``overrides``: further
+    overrides of the builder's defaults.
     """
 
     def fit_predict(X, y, X_test, *, settings: StudySettings, seed: int):
@@ -331,7 +336,7 @@ def _learned(family: str, relevant_fraction: Mapping[str, float] | None = None):
         priors = {
             f"tau_{g}": horseshoe_global_scale(f * widths[g], widths[g], len(w.y))
             for g, f in (relevant_fraction or {}).items()
-        }
+        } | dict(overrides or {})
         model = interaction_regression(
             w.X, w.y, prior=family, collapsed=True, priors=priors or None
         )
@@ -423,6 +428,14 @@ def _models():
         # the horseshoe guessing that half the interactions matter (the default guesses
         # 1/10): how much of its loss on the study's dense truths is that guess
         "learned_horseshoe_dense": _learned("horseshoe", {"interaction": 0.5}),
+        # ... and with a slab per group that may shrink to the size of the group's weights
+        # (c_g^2 ~ HalfCauchy(1) in units of y's sd): as tau_g grows every weight's prior
+        # sd tends to c_g, so this horseshoe contains the one-scale model as a limit
+        "learned_horseshoe_group_slab": _learned(
+            "horseshoe",
+            {"interaction": 0.5},
+            {"c2": Prior("HalfCauchy", beta=1.0, dims="scale_group")},
+        ),
         "lasso_cv": _sklearn(lambda: lm.LassoCV(cv=5, max_iter=50_000, random_state=0)),
     }
     return fixed, adaptive, learned, extra
@@ -445,6 +458,7 @@ _NUTS_MODELS = (
     "learned_horseshoe",
     "learned_r2d2",
     "learned_horseshoe_dense",
+    "learned_horseshoe_group_slab",
 )
 
 
