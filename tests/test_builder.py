@@ -152,7 +152,8 @@ LOCAL_GLOBAL_FREE = {
         "tau_base_unit", "tau_interaction_unit", "lambda_local_base",
         "lambda_local_interaction", "c2", "sigma",
     },
-    "r2d2": {"r2", "phi", "phi_base", "phi_interaction", "sigma"},
+    # the Dirichlet shares are sampled as normalised gammas (phi* are Deterministics)
+    "r2d2": {"r2", "phi_gamma", "phi_base_gamma", "phi_interaction_gamma", "sigma"},
 }  # fmt: skip
 
 
@@ -300,6 +301,35 @@ def test_r2d2_variances_add_up_to_the_explained_share(frame):
     np.testing.assert_allclose((np.sum(sd_b**2) + np.sum(sd_i**2)) / sigma**2, omega)
     np.testing.assert_allclose(np.sum(sd_b**2) / sigma**2, omega * phi[0])
     np.testing.assert_allclose([tau_b**2, tau_i**2], omega * phi)
+
+
+def test_r2d2_shares_are_dirichlet(frame):
+    """Normalised Gamma(a_j, 1) draws are Dir(a): the prior draws of every share vector
+    match the Dirichlet's mean and variance within 4 Monte Carlo s.e."""
+    X, y = frame
+    a_user = np.array([0.3, 1.0, 2.5])
+    model = interaction_regression(
+        X, y, prior="r2d2", priors={"phi_interaction": Prior("Dirichlet", a=a_user)}
+    )
+    assert {"phi", "phi_base", "phi_interaction"} <= {v.name for v in model.deterministics}
+    S = 4000
+    with model:
+        prior = pm.sample_prior_predictive(
+            draws=S, var_names=["phi", "phi_base", "phi_interaction"], random_seed=1
+        )["prior"]
+    for name, a in (
+        ("phi", np.ones(2)),
+        ("phi_base", np.full(3, 0.5)),
+        ("phi_interaction", a_user),
+    ):
+        draws = prior[name].values.reshape(S, -1)
+        np.testing.assert_allclose(draws.sum(1), 1.0, rtol=1e-12)
+        A = a.sum()
+        mean, var = a / A, a * (A - a) / (A**2 * (A + 1))
+        np.testing.assert_array_less(np.abs(draws.mean(0) - mean), 4 * np.sqrt(var / S))
+        # the sample variance's s.e. from the fourth central moment of the draws
+        m4 = ((draws - draws.mean(0)) ** 4).mean(0)
+        np.testing.assert_array_less(np.abs(draws.var(0) - var), 4 * np.sqrt((m4 - var**2) / S))
 
 
 @pytest.mark.parametrize("prior", ["horseshoe", "r2d2"])

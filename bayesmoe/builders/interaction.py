@@ -685,12 +685,12 @@ def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> 
         return out
     r2 = _create(merged["r2"], "r2")
     log_omega = pt.log(r2) - pt.log1p(-r2)
-    phi = merged["phi"].create_variable("phi") if "phi" in merged else None
+    log_phi = _log_dirichlet(merged["phi"], "phi") if "phi" in merged else None
     for g in groups:
-        log_share = log_omega if phi is None else log_omega + pt.log(phi[0 if g == "base" else 1])
+        log_share = log_omega if log_phi is None else log_omega + log_phi[groups.index(g)]
         pm.Deterministic(f"tau_{g}", pt.exp(0.5 * log_share))
         within = (
-            pt.log(merged[f"phi_{g}"].create_variable(f"phi_{g}"))
+            _log_dirichlet(merged[f"phi_{g}"], f"phi_{g}")
             if f"phi_{g}" in merged
             else pt.zeros(1)  # a single weight takes its group's whole share
         )
@@ -700,6 +700,28 @@ def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> 
             dims=dims[g],
         )
     return out
+
+
+def _log_dirichlet(spec: Prior, name: str):
+    r"""The log of Dirichlet shares, sampled as normalised gamma variables.
+
+    :math:`\phi = \gamma / \sum_k \gamma_k`, :math:`\gamma_j \sim \mathrm{Gamma}(a_j, 1)`
+    independent, is exactly :math:`\phi \sim \mathrm{Dir}(a)`; the sum is an auxiliary
+    variable independent of :math:`\phi` (``<name>_gamma`` in the posterior). NUTS then
+    moves in the independent coordinates :math:`\log \gamma_j` instead of the coupled
+    log-ratios of PyMC's simplex transform. With many rows the data pin each weight and
+    its share's posterior gets a steep wall below (the likelihood falls like
+    :math:`e^{-w_j^2/(2 v_j)}` as its prior variance :math:`v_j \to 0`); coupled through the
+    simplex those walls made R2-D2 diverge on 1-2 % of transitions at :math:`10^5`-:math:`10^6`
+    rows (``docs/local_global/large_n.txt``). ``phi`` stays in the posterior as a
+    Deterministic.
+    """
+    a = spec.parameters["a"]
+    gamma = pm.Gamma(f"{name}_gamma", alpha=a, beta=1.0, dims=spec.dims)
+    log_gamma = pt.log(gamma)
+    log_phi = log_gamma - pt.logsumexp(log_gamma, axis=-1, keepdims=True)
+    pm.Deterministic(name, pt.exp(log_phi), dims=spec.dims)
+    return log_phi
 
 
 def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of):
