@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--splits", type=int, default=3)
     parser.add_argument("--targets", type=float, nargs="+", default=[0.8, 0.9, 0.95])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
     parser.add_argument(
         "--out", default=str(Path(__file__).resolve().parent.parent / "docs/local_global")
     )
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
         for s in range(args.splits):
             order = np.random.default_rng([0, s]).permutation(len(yv))  # real_data's splits
             tr = order[n_test:]
-            for prior in PRIORS:
+            for prior in args.priors:
                 targets = args.targets if prior != "half_cauchy" else args.targets[:1]
                 for target in targets:
                     row = one_fit(X.iloc[tr], yv[tr], prior, target, seed=1000 * s + 7)
