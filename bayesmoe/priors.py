@@ -145,7 +145,10 @@ def interaction_defaults(
       :math:`R^2` is the prior's share of the explained variance. A flat Dirichlet over
       all :math:`D` weights would aggregate to :math:`\phi \sim \mathrm{Dir}(a p, a q)`,
       giving the (many) interactions most of :math:`R^2` a priori; the two-level split
-      keeps the groups' shares separate and learnable.
+      keeps the groups' shares separate and learnable. Every Dirichlet here is sampled as
+      normalised gamma variables, :math:`\phi_j = \gamma_j / \sum_k \gamma_k`,
+      :math:`\gamma_j \sim \mathrm{Gamma}(a_j, 1)` (the same prior; ``phi*`` are
+      Deterministics, ``phi*_gamma`` the sampled variables).
     """
     if prior not in HYPERPRIOR_FAMILIES:
         raise ValueError(
