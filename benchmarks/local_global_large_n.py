@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from target_accept import one_fit
+from target_accept import convergence_table, one_fit
 
 PRIORS = ("half_cauchy", "horseshoe", "r2d2")
 BASE = np.array([0.5, -0.4, 0.3, 0.0, 0.2, -0.6])
@@ -93,17 +93,10 @@ def main(argv=None) -> int:
         df["seconds"].to_numpy()
         / ref.loc[list(zip(df["scenario"], df["n"], df["seed"], strict=True))].to_numpy()
     )
-    table = df.groupby(["scenario", "prior", "target_accept", "n"]).agg(
-        seeds=("seed", "size"),
-        rhat_max=("rhat_max", "max"),
-        divergent_pct=("divergences", "sum"),
-        draws=("draws", "sum"),
-        ess_bulk_min=("ess_bulk_min", "min"),
-        seconds_median=("seconds", "median"),
-        time_vs_one_scale=("time_ratio", "median"),
-    )
-    table["divergent_pct"] = 100 * table["divergent_pct"] / table.pop("draws")
-    table["bar_met"] = (table["rhat_max"] <= 1.01) & (table["divergent_pct"] <= 0.1)
+    table = convergence_table(
+        df, ["scenario", "prior", "target_accept", "n"], ("seeds", "seed"),
+        seconds_median=("seconds", "median"), time_vs_one_scale=("time_ratio", "median"),
+    )  # fmt: skip
     text = (
         f"InteractionRegression at the defaults (nutpie, 4 x 1000, collapsed), {args.seeds} "
         f"data seed(s) per cell; bar: R-hat <= 1.01 and <= 0.1 % divergent; time as a ratio "

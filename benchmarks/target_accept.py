@@ -62,6 +62,25 @@ def one_fit(X, y, prior: str, target: float | None, seed: int) -> dict:
     }
 
 
+def convergence_table(
+    df: pd.DataFrame, by: list[str], count: tuple[str, str], **extra: tuple[str, str]
+) -> pd.DataFrame:
+    """Per group of fits: their number (``count``: name, column), the worst R-hat, the
+    divergent share of all draws in %, the smallest bulk ESS, ``extra`` aggregations, and
+    whether the issue's bar (R-hat <= 1.01, <= 0.1 % divergent) holds."""
+    table = df.groupby(by).agg(
+        **{count[0]: (count[1], "size")},
+        rhat_max=("rhat_max", "max"),
+        divergent_pct=("divergences", "sum"),
+        draws=("draws", "sum"),
+        ess_bulk_min=("ess_bulk_min", "min"),
+        **extra,
+    )
+    table["divergent_pct"] = 100 * table["divergent_pct"] / table.pop("draws")
+    table["bar_met"] = (table["rhat_max"] <= 1.01) & (table["divergent_pct"] <= 0.1)
+    return table
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--splits", type=int, default=3)
@@ -96,16 +115,10 @@ def main(argv=None) -> int:
                     )
                     pd.DataFrame(rows).to_csv(out / "target_accept.csv", index=False)
     df = pd.DataFrame(rows)
-    table = df.groupby(["dataset", "prior", "target_accept"]).agg(
-        splits=("split", "size"),
-        rhat_max=("rhat_max", "max"),
-        divergent_pct=("divergences", "sum"),
-        draws=("draws", "sum"),
-        ess_bulk_min=("ess_bulk_min", "min"),
+    table = convergence_table(
+        df, ["dataset", "prior", "target_accept"], ("splits", "split"),
         seconds_mean=("seconds", "mean"),
-    )
-    table["divergent_pct"] = 100 * table["divergent_pct"] / table.pop("draws")
-    table["bar_met"] = (table["rhat_max"] <= 1.01) & (table["divergent_pct"] <= 0.1)
+    )  # fmt: skip
     text = (
         f"InteractionRegression at the defaults (nutpie, 4 x 1000, collapsed), {args.splits} "
         f"split(s) of real_data.py per data set; bar: R-hat <= 1.01 and <= 0.1 % divergent\n\n"
