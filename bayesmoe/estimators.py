@@ -816,10 +816,11 @@ class InteractionRegression(BayesianRegressor):
         Overrides keyed by variable name: ``intercept``, ``beta_base``, ``beta_interaction``,
         ``tau_base``, ``tau_interaction`` (``lambda_base``, ``lambda_interaction`` for
         gamma), ``sigma``; for the horseshoe also ``lambda_local_base``,
-        ``lambda_local_interaction``, ``c2``; for R2-D2 ``r2``, ``phi``, ``phi_base``,
-        ``phi_interaction``. Values are :class:`pymc_extras.prior.Prior` or numbers
-        (fixed), checked before anything is built (support, parameters, dims: a prior
-        without dims is broadcast over the variable's elements).
+        ``lambda_local_interaction``, ``c2`` (with ``dims="scale_group"``: a slab per
+        group); for R2-D2 ``r2``, ``phi``, ``phi_base``, ``phi_interaction``. Values are
+        :class:`pymc_extras.prior.Prior` or numbers (fixed), checked before anything is
+        built (support, parameters, dims: a prior without dims is broadcast over the
+        variable's elements).
     standardize : bool, default True
         Centre and scale each feature and ``y`` before modelling (interactions are formed
         from the standardised features; default priors are set on that scale). The
