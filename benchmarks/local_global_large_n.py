@@ -19,7 +19,8 @@ Usage::
     python benchmarks/local_global_large_n.py                         # 1e3 .. 1e6, 3 seeds
     python benchmarks/local_global_large_n.py --sizes 1000 1000000 --seeds 1   # quick
 
-Writes ``large_n.csv`` and ``large_n.txt`` to ``--out`` (default ``docs/local_global``).
+Writes ``large_n.csv``, ``large_n.txt`` and ``large_n.png`` to ``--out`` (default
+``docs/local_global``); ``--before CSV`` overlays an earlier run in the figure.
 """
 
 from __future__ import annotations
@@ -51,6 +52,46 @@ def simulate(scenario: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+def plot(df: pd.DataFrame, path: Path, before: pd.DataFrame | None = None) -> None:
+    """Divergent % and time over the one-scale model's by rows, per scenario and prior at
+    its default target acceptance (``before``: an earlier run's CSV, dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    runs = [(df, "-", "")] + ([(before, "--", " (before)")] if before is not None else [])
+    for run, style, label in runs:
+        run = run[run["target_accept"].astype(str) == "default"]
+        for (scenario, prior), g in run.groupby(["scenario", "prior"]):
+            if prior == "half_cauchy":
+                continue
+            color = {"horseshoe": "C0", "r2d2": "C1"}.get(prior, "C2")
+            marker = "o" if scenario == "sparse" else "s"
+            by_n = g.groupby("n")
+            pct = 100 * by_n["divergences"].sum() / by_n["draws"].sum()
+            axes[0].plot(pct.index, pct, style, color=color, marker=marker,
+                         label=f"{prior}, {scenario}{label}")  # fmt: skip
+            if "time_ratio" in g:
+                ratio = by_n["time_ratio"].median()
+                axes[1].plot(ratio.index, ratio, style, color=color, marker=marker)
+    axes[0].axhline(0.1, color="k", lw=0.8, ls=":")
+    axes[0].set_ylabel("divergent transitions (%)")
+    axes[1].set_ylabel("fit time / one-scale model's (median)")
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("rows")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("local-global priors at the defaults (4 x 1000 draws); dotted: the 0.1 % bar",
+                 fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -60,6 +101,7 @@ def main(argv=None) -> int:
     parser.add_argument("--scenarios", nargs="+", default=["sparse", "dense"])
     parser.add_argument("--priors", nargs="+", default=list(PRIORS[1:]), choices=PRIORS[1:])
     parser.add_argument("--targets", type=float, nargs="*", default=[])
+    parser.add_argument("--before", type=Path, help="an earlier run's large_n.csv to overlay")
     parser.add_argument(
         "--out", default=str(Path(__file__).resolve().parent.parent / "docs/local_global")
     )
@@ -104,6 +146,7 @@ def main(argv=None) -> int:
         + table.round(4).to_string()
     )
     (out / "large_n.txt").write_text(text + "\n")
+    plot(df, out / "large_n.png", pd.read_csv(args.before) if args.before else None)
     print(text)
     return 0
 
