@@ -333,6 +333,40 @@ def test_r2d2_shares_are_dirichlet(frame):
 
 
 @pytest.mark.parametrize("prior", ["horseshoe", "r2d2"])
+def test_group_shares_follow_the_coord_when_base_has_its_own_sd(frame, rng, prior):
+    """With a base prior of its own sd only the interactions take a local-global scale;
+    they must take the interaction group's share (R2-D2) or slab (horseshoe), not the
+    first entry of the scale_group coord."""
+    X, y = frame
+    priors = {"beta_base": Prior("Normal", mu=0.0, sigma=1.0)}
+    if prior == "horseshoe":
+        priors["c2"] = Prior("HalfCauchy", beta=1.0, dims="scale_group")
+    model = interaction_regression(X, y, prior=prior, priors=priors, collapsed=True)
+    assert "beta_base_scale" not in model.named_vars
+    point = model.initial_point()
+    sigma = 0.7
+    point["sigma_log__"] = np.log(sigma)
+    if prior == "horseshoe":
+        c2, tau, lam = np.array([0.04, 9.0]), 0.3, np.exp(rng.normal(0, 3, 3))
+        point.update(
+            c2_log__=np.log(c2), lambda_local_interaction_log__=np.log(lam),
+            tau_interaction_unit_log__=np.log(tau / model["tau_interaction_beta"].get_value()),
+        )  # fmt: skip
+        u2 = (sigma * tau * lam) ** 2
+        expected = np.sqrt(c2[1] * u2 / (c2[1] + u2))
+        (sd,) = _scales_at(model, point, "beta_interaction_scale")
+    else:
+        r2 = 0.6
+        point.update(r2_logodds__=np.log(r2 / (1 - r2)), phi_gamma_log__=np.log([0.2, 3.0]))
+        sd, phi, phi_i = _scales_at(
+            model, point, "beta_interaction_scale", "phi", "phi_interaction"
+        )
+        np.testing.assert_allclose(phi, [0.2 / 3.2, 3.0 / 3.2])
+        expected = sigma * np.sqrt(r2 / (1 - r2) * phi[1] * phi_i)
+    np.testing.assert_allclose(sd, expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("prior", ["horseshoe", "r2d2"])
 def test_local_global_potential_equals_numpy_marginal_likelihood(frame, prior):
     X, y = frame
     model = interaction_regression(X, y, prior=prior, collapsed=True)

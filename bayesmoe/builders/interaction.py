@@ -575,7 +575,7 @@ def _build(
     if q:
         coords["interaction"] = int_names
     if "phi" in merged or _per_group_slab(merged):
-        coords["scale_group"] = ["base", "interaction"]
+        coords["scale_group"] = list(_SCALE_GROUPS)
     spec = InteractionSpec(
         feature_names=names,
         interaction_names=int_names,
@@ -650,6 +650,11 @@ def _global_scale(spec, name: str):
     return pm.Deterministic(name, pm.Data(f"{name}_beta", b) * unit)
 
 
+#: The weight groups in the order of the ``scale_group`` coord (R2-D2's ``phi``, a
+#: per-group slab ``c2``).
+_SCALE_GROUPS = ("base", "interaction")
+
+
 def _per_group_slab(merged: dict) -> bool:
     """Whether the horseshoe's slab ``c2`` has one value per weight group."""
     c2 = merged.get("c2")
@@ -671,13 +676,13 @@ def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> 
     if prior == "horseshoe":
         log_c2 = pt.log(_create(merged["c2"], "c2")) if groups else None
         per_group = _per_group_slab(merged)
-        for i, g in enumerate(groups):
+        for g in groups:
             tau = _global_scale(merged[f"tau_{g}"], f"tau_{g}")
             lam = merged[f"lambda_local_{g}"].create_variable(f"lambda_local_{g}")
             # log s_j = log u - log(1 + u^2 / c^2) / 2, u = sigma tau_g lambda_j:
             # s_j -> u for small u (horseshoe), -> c for large u (the slab)
             log_u = log_sigma + pt.log(tau) + pt.log(lam)
-            log_c2_g = log_c2[i] if per_group else log_c2
+            log_c2_g = log_c2[_SCALE_GROUPS.index(g)] if per_group else log_c2
             log_sd = log_u - 0.5 * pt.softplus(2.0 * log_u - log_c2_g)
             out[f"beta_{g}_scale"] = pm.Deterministic(
                 f"beta_{g}_scale", pt.exp(log_sd), dims=dims[g]
@@ -687,7 +692,8 @@ def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> 
     log_omega = pt.log(r2) - pt.log1p(-r2)
     log_phi = _log_dirichlet(merged["phi"], "phi") if "phi" in merged else None
     for g in groups:
-        log_share = log_omega if log_phi is None else log_omega + log_phi[groups.index(g)]
+        # groups may lack "base" (a base prior with its own sigma): index by the coord
+        log_share = log_omega if log_phi is None else log_omega + log_phi[_SCALE_GROUPS.index(g)]
         pm.Deterministic(f"tau_{g}", pt.exp(0.5 * log_share))
         within = (
             _log_dirichlet(merged[f"phi_{g}"], f"phi_{g}")
