@@ -22,6 +22,7 @@ import pymc as pm
 import xarray as xr
 
 import bayesmoe.cache
+from bayesmoe.builders.contract import model_kind, spec_of
 from bayesmoe.numerics.blas import single_threaded_blas
 
 __all__ = [
@@ -147,18 +148,7 @@ def validate_fit_settings(
         _check_count("random_seed", random_seed, 0)
 
 
-def _spec(model: pm.Model):
-    return getattr(model, "bayesmoe_spec", None)
-
-
-def model_kind(model: pm.Model) -> str:
-    """The key of :data:`AUTO_SAMPLERS` for a model (``"other"`` for plain PyMC models)."""
-    spec = _spec(model)
-    if hasattr(spec, "collapsed"):
-        return "interaction_collapsed" if spec.collapsed else "interaction_rows"
-    if hasattr(spec, "n_experts"):
-        return "mixture" if spec.gate is None else f"gated_{spec.gate}"
-    return "other"
+_spec = spec_of
 
 
 def resolve_sampler(model: pm.Model, sampler: str) -> str:
@@ -275,11 +265,11 @@ def fit(
     _load_sampler(method, sampler)
     start_point = None if method == "vem" else _initial_values(model, initvals)
     if method == "nuts":
-        for key, value in getattr(_spec(model), "sampler_defaults", {}).items():
+        for key, value in (spec.sampler_defaults if spec else {}).items():
             sampler_kwargs.setdefault(key, value)
         # a user's own choice of nutpie's mass matrix (its older flags included) wins
         if sampler == "nutpie" and not _NUTPIE_MASS_MATRIX_ARGS & set(sampler_kwargs):
-            for key, value in getattr(_spec(model), "nutpie_defaults", {}).items():
+            for key, value in (spec.nutpie_defaults if spec else {}).items():
                 sampler_kwargs.setdefault(key, value)
     seeds = np.random.SeedSequence(random_seed).spawn(2)
     sample_seed = int(seeds[0].generate_state(1)[0])
@@ -381,7 +371,7 @@ def model_diagnostics(
     """
     report = diagnose(idata, var_names=_identified(model, idata), loo=loo)
     spec = _spec(model)
-    if not hasattr(spec, "component_diagnosis") or getattr(spec, "n_experts", 1) < 2:
+    if spec is None or not spec.has_component_diag or spec.n_outputs < 2:
         return report
     posterior = idata["posterior"].to_dataset()
     if n_rows is None:
@@ -449,7 +439,7 @@ def _check_method_options(model, method, minibatch, initvals, sampler_kwargs) ->
     """Method-specific arguments, checked before anything is built or compiled."""
     spec = _spec(model)
     if method == "vem":
-        if not hasattr(spec, "run_vem"):
+        if spec is None or not spec.supports_vem:
             raise ValueError(
                 "method='vem' (closed-form variational EM) is available for mixture models "
                 "(MixtureRegression, GatedExperts, bayesmoe.mixture_regression/gated_experts); "
@@ -476,14 +466,14 @@ def _check_method_options(model, method, minibatch, initvals, sampler_kwargs) ->
                 raise ValueError(f"tol must be a non-negative number, got {tol!r}")
         sampler_kwargs.clear()
         return options
-    if initvals == "vem" and not hasattr(spec, "run_vem"):
+    if initvals == "vem" and (spec is None or not spec.supports_vem):
         raise ValueError("initvals='vem' needs a mixture model (it starts from variational EM)")
     if minibatch is not None:
         if method not in ("advi", "fullrank_advi"):
             raise ValueError(
                 f"minibatch is for method='advi' or 'fullrank_advi', not method={method!r}"
             )
-        if not hasattr(spec, "minibatch_model"):
+        if spec is None or not spec.supports_minibatch:
             raise ValueError(
                 "minibatch applies to per-row mixture models (MixtureRegression, "
                 "GatedExperts); InteractionRegression's collapsed form does not grow with n"
@@ -501,10 +491,10 @@ class SubsampledLogLikelihoodWarning(UserWarning):
 
 def _log_likelihood_bytes(model: pm.Model, n_draws: int) -> tuple[int, int, int] | None:
     """(bytes, rows, experts) of a fit's pointwise log-likelihood; None without a spec."""
-    y = getattr(_spec(model), "y", None)
-    if y is None:
+    spec = _spec(model)
+    if spec is None or spec.y is None:
         return None
-    width = getattr(_spec(model), "n_experts", 1)
+    y, width = spec.y, spec.n_outputs
     return y.size * n_draws * width * 8, y.size, width
 
 
@@ -555,7 +545,7 @@ def _log_likelihood_plan(model: pm.Model, log_likelihood, n_draws: int):
         size is None
         or size[0] <= LOG_LIKELIHOOD_AUTO_BYTES
         or size[1] <= LOO_SUBSAMPLE_ROWS
-        or not getattr(_spec(model), "supports_row_subsample", True)
+        or not _spec(model).supports_row_subsample
     ):
         return "all"
     need, n_rows, width = size
@@ -669,7 +659,7 @@ def _initial_values(model: pm.Model, initvals) -> dict | None:
     if initvals not in ("auto", "em", "vem"):
         raise ValueError(f"initvals must be 'auto', 'em', 'vem', None or a dict, got {initvals!r}")
     spec = _spec(model)
-    if not hasattr(spec, "initial_values"):
+    if spec is None or not spec.has_start_point:
         return None
     if initvals == "vem":
         return spec.initial_values(spec.vem_point(model["X_base"].get_value()))
@@ -678,7 +668,8 @@ def _initial_values(model: pm.Model, initvals) -> dict | None:
 
 def _identified(model: pm.Model, idata: xr.DataTree) -> list[str] | None:
     """Variables whose diagnostics mean something (not a mixture's raw hidden units)."""
-    names = getattr(_spec(model), "identified_vars", None)
+    spec = _spec(model)
+    names = None if spec is None else spec.identified_vars
     if names is None:
         return None
     return [n for n in names if n in idata["posterior"].data_vars]
@@ -686,7 +677,7 @@ def _identified(model: pm.Model, idata: xr.DataTree) -> list[str] | None:
 
 def _cache_key(model: pm.Model):
     spec = _spec(model)
-    return getattr(spec, "cache_key", None)
+    return None if spec is None else spec.cache_key
 
 
 def _load_sampler(method: str, sampler: str) -> None:
@@ -858,7 +849,7 @@ def _complete(
     extra = spec.complete(posterior, model, rng)
     if extra.data_vars:
         idata["posterior"] = posterior.merge(extra).assign_attrs(posterior.attrs)
-    if relabel and hasattr(spec, "relabel"):
+    if relabel and spec.supports_relabel:
         relabelled = spec.relabel(posterior, model["X_base"].get_value())
         if relabelled is not posterior:
             idata["posterior"] = relabelled.assign_attrs(
@@ -905,7 +896,7 @@ def add_log_likelihood(idata: xr.DataTree, model: pm.Model, *, rows=None) -> xr.
         ``"subsample"``.
     """
     spec = _spec(model)
-    if rows is not None and not getattr(spec, "supports_row_subsample", spec is not None):
+    if rows is not None and (spec is None or not spec.supports_row_subsample):
         raise ValueError(
             "rows (a subsampled log-likelihood) needs a model built by "
             "bayesmoe.interaction_regression, mixture_regression or gated_experts"

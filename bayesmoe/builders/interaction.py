@@ -56,6 +56,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc_extras.prior import Prior
 
+from bayesmoe.builders.contract import ModelSpec
 from bayesmoe.data import (
     interaction_design,
     resolve_interactions,
@@ -88,10 +89,12 @@ class _Block:
 
 
 @dataclass
-class InteractionSpec:
+class InteractionSpec(ModelSpec):
     """What :func:`bayesmoe.fit` and the estimators need to know about a built model.
 
-    Attached to the model as ``model.bayesmoe_spec``.
+    Attached to the model as ``model.bayesmoe_spec``; no optional capability of
+    :class:`~bayesmoe.builders.contract.ModelSpec` beyond exact draws of the collapsed
+    weights in :meth:`complete`.
     """
 
     feature_names: list[str]
@@ -104,6 +107,10 @@ class InteractionSpec:
     intercept_fixed: float | None = None
     y: np.ndarray | None = None  # working-scale target, for observed_data and log-likelihood
     family: str = "half_cauchy"  # the ``prior=`` the model was built with
+
+    @property
+    def kind(self) -> str:
+        return "interaction_collapsed" if self.collapsed else "interaction_rows"
 
     @property
     def cache_key(self) -> tuple | None:

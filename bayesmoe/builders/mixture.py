@@ -41,6 +41,7 @@ from __future__ import annotations
 import hashlib
 import numbers
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pymc as pm
@@ -48,6 +49,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc_extras.prior import Prior
 
+from bayesmoe.builders.contract import ModelSpec
 from bayesmoe.builders.interaction import mark_scales
 from bayesmoe.data import (
     interaction_design,
@@ -127,11 +129,20 @@ class WorkingDesign:
 
 
 @dataclass
-class MixtureSpec:
+class MixtureSpec(ModelSpec):
     """What :func:`bayesmoe.fit` and the estimators need to know about a mixture model.
 
     Attached as ``model.bayesmoe_spec``. All arrays are on the builder's (working) scale.
+    Declares every optional capability of :class:`~bayesmoe.builders.contract.ModelSpec`:
+    variational EM, relabelling, minibatch ADVI, a shared start point and the component
+    diagnosis.
     """
+
+    supports_vem: ClassVar[bool] = True
+    supports_relabel: ClassVar[bool] = True
+    supports_minibatch: ClassVar[bool] = True
+    has_start_point: ClassVar[bool] = True
+    has_component_diag: ClassVar[bool] = True
 
     n_experts: int
     feature_names: list[str]
@@ -157,6 +168,14 @@ class MixtureSpec:
     _diagnosis_memo: tuple | None = field(default=None, repr=False, compare=False)
 
     # -- structure -------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return "mixture" if self.gate is None else f"gated_{self.gate}"
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_experts
+
     @property
     def experts(self) -> list[int]:
         return list(range(self.n_experts))

@@ -42,6 +42,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from pymc_extras.prior import Prior
 
+from bayesmoe.builders.contract import ModelSpec
 from bayesmoe.builders.mixture import GATES, _gate_grid
 from bayesmoe.data import validate_features
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
@@ -80,7 +81,7 @@ def stacking_defaults(
 
 
 @dataclass
-class StackingSpec:
+class StackingSpec(ModelSpec):
     """What :func:`bayesmoe.fit` and the estimator need to know about a stacking model.
 
     ``lpd`` (n, K) are the members' pointwise LOO log densities on the original scale of
@@ -97,6 +98,10 @@ class StackingSpec:
     #: the pointwise score is tied to the stored ``lpd`` of every row, so
     #: ``bayesmoe.fit(log_likelihood="auto")`` never stores it for a row subsample
     supports_row_subsample: ClassVar[bool] = False
+
+    @property
+    def kind(self) -> str:
+        return "stacking"
 
     @property
     def free(self) -> list[int]:
