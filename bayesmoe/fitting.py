@@ -424,6 +424,11 @@ _NUTPIE_CACHE: OrderedDict = OrderedDict()
 _NUTPIE_CACHE_SIZE = 16
 
 
+def is_compiled(cache_key) -> bool:
+    """Whether this process holds a compiled nutpie model for ``cache_key`` (read-only)."""
+    return cache_key is not None and cache_key in _NUTPIE_CACHE
+
+
 def _init_synonym(initvals, sampler_kwargs: dict):
     """``init="em"|"vem"`` means our start; any other ``init`` is PyMC's and passes on."""
     init = sampler_kwargs.get("init")

@@ -341,7 +341,7 @@ def _learned(
             w.X, w.y, prior=family, collapsed=True, priors=priors or None
         )
         # Read-only look at fitting's compilation cache: was this structure compiled here?
-        compiled = model.bayesmoe_spec.cache_key not in fitting._NUTPIE_CACHE
+        compiled = not fitting.is_compiled(model.bayesmoe_spec.cache_key)
         start = time.perf_counter()
         idata = bm.fit(
             model,
