@@ -345,7 +345,7 @@ def _write_fit(est, args) -> Path:
 
 def convergence(args) -> Path:
     """The learning-curve study on dask (see :mod:`bayesmoe.experiments.convergence`)."""
-    from bayesmoe.experiments import convergence as conv
+    from bayesmoe.studies import learning_curve as conv
 
     settings = conv.StudySettings(
         draws=args.draws,

@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayesmoe.experiments import convergence as conv
+from bayesmoe.studies import learning_curve as conv
+from bayesmoe.studies.learning_curve.summaries import successful_rows
 
 STUDY = Path(__file__).resolve().parents[1] / "notebooks" / "data" / "convergence_study.parquet"
 
@@ -44,7 +45,7 @@ def split_half_bias(df: pd.DataFrame, n_splits: int = 200, seed: int = 0) -> pd.
     half A (in-sample, as the bar does) and on half B (out of sample). The mean of
     ``(in - out) / out`` over splits is the relative optimism of the picked best.
     """
-    ok = conv._ok(df)  # the same rows headline() uses
+    ok = successful_rows(df)  # the same rows headline() uses
     rivals = [m for m in conv.FIXED_MODELS if m in set(ok["model"])]
     wide = ok.pivot_table(
         index=["scenario", "n_train", "replicate"], columns="model", values="mse"

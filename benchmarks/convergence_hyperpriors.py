@@ -22,9 +22,9 @@ This script separates the two possible reasons:
   noise sd: the best any member of this prior family could do if it learned the scales
   perfectly.
 
-Every model runs through :func:`bayesmoe.experiments.convergence.run_cell` on the
+Every model runs through :func:`bayesmoe.studies.learning_curve.run_cell` on the
 study's own data sets (same seeds), with the fixed rivals refitted in the same run, and
-the bar is computed by the study's :func:`~bayesmoe.experiments.convergence.headline`.
+the bar is computed by the study's :func:`~bayesmoe.studies.learning_curve.headline`.
 
 Usage::
 
@@ -45,8 +45,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayesmoe.experiments import convergence as conv
 from bayesmoe.experiments.simulate import make_interaction_data
+from bayesmoe.studies import learning_curve as conv
+from bayesmoe.studies.learning_curve.cells import data_seed
+from bayesmoe.studies.learning_curve.zoo import INTERCEPT_SD, WorkingScale
 
 OUT = Path(__file__).resolve().parent / "results" / "convergence_hyperpriors"
 DEFAULT_SCENARIOS = (
@@ -100,13 +102,13 @@ def _grid_posterior(X: bytes, y: bytes, shape: tuple):
     """
     Xa = np.frombuffer(X).reshape(shape)
     ya = np.frombuffer(y)
-    w = conv._Working(Xa, ya)
+    w = WorkingScale(Xa, ya)
     D = w.design(Xa)
     n, d = D.shape
     p = shape[1]
     xtx, xty, yty = D.T @ D, D.T @ w.y, float(w.y @ w.y)
     lam = np.empty((_TB.size, d))
-    lam[:, 0] = conv._INTERCEPT_SD**-2
+    lam[:, 0] = INTERCEPT_SD**-2
     lam[:, 1 : 1 + p] = np.exp(-2 * _TB)[:, None]
     lam[:, 1 + p :] = np.exp(-2 * _TI)[:, None]
     s2 = np.exp(2 * _SG)
@@ -145,13 +147,13 @@ def oracle_model(w_base: np.ndarray, w_interaction: np.ndarray, noise: float):
     tau_i = float(np.sqrt(np.mean(w_interaction**2))) if w_interaction.size else 0.0
 
     def fit_predict(X, y, X_test):
-        w = conv._Working(X, y)
+        w = WorkingScale(X, y)
         D = w.design(X)
         sx = w.x_scale  # working weight = raw weight * s_x / s_y (products: s_a s_b / s_y)
         sd_b = tau_b * sx / w.y_scale
         sd_i = np.array([tau_i * sx[a] * sx[b] / w.y_scale for a, b in w.pairs])
         sd = np.maximum(np.concatenate([sd_b, sd_i]), 1e-6)
-        lam = np.concatenate([[conv._INTERCEPT_SD**-2], sd**-2])
+        lam = np.concatenate([[INTERCEPT_SD**-2], sd**-2])
         s2 = (noise / w.y_scale) ** 2
         coef = np.linalg.solve(D.T @ D / s2 + np.diag(lam), D.T @ w.y / s2)
         return w.predict(coef, X_test)
@@ -174,7 +176,7 @@ def run(scenarios, replicates: int, max_n: int) -> pd.DataFrame:
             sc.x_dim,
             sc.noise_level,
             sc.interaction_scale,
-            seed=np.random.default_rng(conv._data_seed(settings, sc, r)),
+            seed=np.random.default_rng(data_seed(settings, sc, r)),
         )
         models = [*conv.FIXED_MODELS, "ridge_cv", "bayesian_ridge"]
         models += [(f, exact_model(f)) for f in families]

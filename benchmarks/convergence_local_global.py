@@ -6,10 +6,10 @@ choice at fewer small-n cells than the one-scale model, with R-hat <= 1.01 and a
 ``learned_r2d2`` (collapsed form, NUTS by nutpie, the estimators' per-prior sampler
 defaults such as R2-D2's target_accept 0.9) on the cells of the committed study
 (``notebooks/data/convergence_study.parquet``: same scenarios, replicates and data seeds,
-so every difference is paired), through :func:`bayesmoe.experiments.convergence.run_study`
+so every difference is paired), through :func:`bayesmoe.studies.learning_curve.run_study`
 on dask.distributed (resumable: cells are saved as they finish). The rivals (the fixed
 choices) and the one-scale model (``learned_half_cauchy``, NUTS) are read from the
-committed study; the bar is the study's own :func:`~bayesmoe.experiments.convergence.headline`.
+committed study; the bar is the study's own :func:`~bayesmoe.studies.learning_curve.headline`.
 
     python benchmarks/convergence_local_global.py                  # 4 scenarios, R=20, n<=200
     python benchmarks/convergence_local_global.py --replicates 2   # smoke
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bayesmoe.experiments import convergence as conv
+from bayesmoe.studies import learning_curve as conv
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "notebooks" / "data" / "convergence_study.parquet"

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayesmoe.experiments import convergence as conv
+from bayesmoe.studies import learning_curve as conv
 
 
 def _load() -> str:

@@ -1,4 +1,4 @@
-"""The convergence study: scenarios, generator parity with the seed, cells, dask runner."""
+"""The learning-curve study: scenarios, generator parity, cells, dask runner."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesmoe.experiments import convergence as conv
 from bayesmoe.experiments import make_interaction_data
+from bayesmoe.studies import learning_curve as conv
+from bayesmoe.studies.learning_curve.cells import tidy
 
 TINY = conv.Scenario("tiny", x_dim=3, noise_level=0.5, interaction_scale=1.0, n=400)
 
@@ -117,7 +118,7 @@ def test_user_model_errors_are_recorded_not_raised():
 
 
 def _fake(rows):
-    return conv._tidy(
+    return tidy(
         pd.DataFrame(
             [
                 dict(
@@ -238,3 +239,15 @@ def test_local_global_rows_run_by_name_and_stay_out_of_the_default_study():
     assert len(rows) >= 1 and (rows["status"] == "ok").all()
     assert np.all(np.isfinite(rows["mse"]))
     assert np.all(rows["tau_base"] > 0)  # on the raw scale: sigma * tau (relative) mapped back
+
+
+def test_former_import_paths_reexport_the_study():
+    """``bayesmoe.experiments.convergence`` / ``study_plots`` keep every name they had."""
+    from bayesmoe.experiments import convergence, study_plots
+    from bayesmoe.studies.learning_curve import plots
+
+    for name in convergence.__all__:
+        assert getattr(convergence, name) is getattr(conv, name), name
+    assert set(convergence.__all__) == set(conv.__all__)
+    for name in study_plots.__all__:
+        assert getattr(study_plots, name) is getattr(plots, name), name

@@ -1,4 +1,8 @@
-"""The seed notebook's data generator, with the truth returned alongside the data."""
+"""Data generators with known truth: interaction regressions and mixtures of experts.
+
+Each returns the data together with the parameters that generated them (and the
+noise-free mean), so that fits can be scored against the truth.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +71,7 @@ def make_interaction_data(
     *,
     seed: int | np.random.Generator | None = 0,
 ) -> InteractionData:
-    r"""Uniform features with all pairwise interactions, as in the seed notebook.
+    r"""Uniform features with all pairwise interactions (the interaction learning-curve design).
 
     .. math::
 
@@ -76,7 +80,9 @@ def make_interaction_data(
         y_i = b + x_i^\top w + \sum_{a<b} v_{ab} x_{ia} x_{ib} + \epsilon_i,\
         \epsilon_i \sim N(0, \text{noise}^2)
 
-    with :math:`s` = ``interaction_scale``.
+    with :math:`s` = ``interaction_scale``. One generator draws, in this order, ``X`` (row
+    by row), :math:`b`, then :math:`w` and :math:`u` together (base weights first, pairs in
+    ``itertools.combinations`` order), then the noise.
     """
     if n < 1 or x_dim < 1:
         raise ValueError(f"n and x_dim must be positive, got n={n}, x_dim={x_dim}")
