@@ -6,6 +6,19 @@ figure and :func:`arviz.weight_predictions` for averaged predictive draws. This 
 checks that the models can be compared at all (same observations, pointwise
 log-likelihood present), names the rows whose LOO estimate is unreliable, and runs the
 screening-then-NUTS search over the number of experts.
+
+References
+----------
+* PSIS-LOO and WAIC: Vehtari, Gelman & Gabry (2017), "Practical Bayesian model evaluation
+  using leave-one-out cross-validation and WAIC", *Statistics and Computing* 27, 1413-1432;
+  Pareto k: Vehtari, Simpson, Gelman, Yao & Gabry (2024), "Pareto smoothed importance
+  sampling", *JMLR* 25(72).
+* Subsampled LOO (the difference estimator with a cheap approximation of every row):
+  Magnusson, Andersen, Jonasson & Vehtari (2019), "Bayesian leave-one-out
+  cross-validation for large data", *ICML*, PMLR 97.
+* Stacking and (Bayesian-bootstrap) pseudo-BMA weights: Yao, Vehtari, Simpson & Gelman
+  (2018), "Using stacking to average Bayesian predictive distributions", *Bayesian
+  Analysis* 13(3), 917-1007.
 """
 
 from __future__ import annotations
@@ -770,7 +783,9 @@ def select_experts(
        ``screen_method`` and rank them by PSIS-LOO.
     2. Refit the best ``n_final`` with NUTS, compare them again, and choose K by
        ``selection``: ``"one_se"`` (default) the fewest experts whose ELPD is within one
-       standard error of the difference from the best, ``"best"`` the highest ELPD.
+       standard error of the difference from the best (the one-standard-error rule of
+       Hastie, Tibshirani & Friedman 2009, sec. 7.10, on the paired ELPD difference),
+       ``"best"`` the highest ELPD.
 
     Both stages use the evidence of the fits' own diagnosis
     (:meth:`~bayesmoe.MixtureRegression.component_diagnosis`, the sentence of their
@@ -846,7 +861,7 @@ def select_experts(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # Pareto k of rough fits: only a ranking
         screening = compare(screened)
-    # The same evidence as the fits' own diagnosis (issue 20): a screened K whose fit
+    # The same evidence as the fits' own diagnosis: a screened K whose fit
     # empties or merges components describes no more than a smaller K, so the finalists
     # are the best-ranked fits that support their own K (then the others, in rank order).
     screen_components = _components_table(screened, "screening")

@@ -5,6 +5,16 @@ number, meaning "fixed at this value"), keyed by the model's variable names. Def
 are set on the model's *working scale* (standardised data unless
 ``standardize=False``), using the spread of the working target so that they stay
 weakly informative whatever the units.
+
+References
+----------
+* Half-Cauchy priors on group scales: Gelman (2006), "Prior distributions for variance
+  parameters in hierarchical models", *Bayesian Analysis* 1(3), 515-534.
+* Regularised horseshoe: Piironen & Vehtari (2017), "Sparsity information and
+  regularization in the horseshoe and other shrinkage priors", *Electronic Journal of
+  Statistics* 11(2), 5018-5051.
+* R2-D2: Zhang, Naughton, Bondell & Reich (2022), "Bayesian regression using a prior on
+  the model fit: the R2-D2 shrinkage prior", *JASA* 117(538), 862-874.
 """
 
 from __future__ import annotations
@@ -93,14 +103,14 @@ def interaction_defaults(
     * ``prior="half_normal"``: :math:`\tau_b, \tau_i \sim \mathrm{HalfNormal}(s)`
     * ``prior="gamma"``: precisions
       :math:`\lambda = \tau^{-2} \sim \mathrm{Gamma}(1/2,\ 0.005 s^2)`
-      (the seed's suggestion of a gamma prior on the precision; with shape 1/2 and rate
-      :math:`c^2/2`, :math:`c = 0.1 s`, a single weight is marginally Cauchy with scale
-      :math:`0.1 s`. The exponential tail in :math:`\lambda` keeps :math:`\tau` above about
+      (a gamma prior on the precision; with shape 1/2 and rate :math:`c^2/2`,
+      :math:`c = 0.1 s`, a single weight is marginally Cauchy with scale :math:`0.1 s`.
+      The exponential tail in :math:`\lambda` keeps :math:`\tau` above about
       :math:`0.05 s`, so this family shrinks less aggressively towards zero than the
-      half-Cauchy; a shape-1 / rate-:math:`s^2` choice was tried and rejected because it
-      ruled out scales below :math:`s/3`.)
+      half-Cauchy; a shape-1 / rate-:math:`s^2` gamma would rule out scales below
+      :math:`s/3`.)
     * ``prior="fixed"``: :math:`\tau_b, \tau_i` fixed at ``base_scale``, ``interaction_scale``
-      (standard deviations, not the seed's variances)
+      (standard deviations, not variances)
     * ``sigma`` :math:`\sim \mathrm{HalfNormal}(s)`
 
     The local-global families give every weight its own prior sd inside its group

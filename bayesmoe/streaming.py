@@ -42,8 +42,7 @@ class PartitionError(ValueError):
 
 def is_dask(obj) -> bool:
     """Whether ``obj`` is a dask collection (DataFrame or Series)."""
-    # A dask collection cannot exist before dask is imported, so asking need not import it
-    # (0.1 s in a fresh process that has not).
+    # A dask collection cannot exist before dask is imported, so asking need not import it.
     dask = sys.modules.get("dask")
     return dask is not None and dask.is_dask_collection(obj)
 
@@ -327,8 +326,8 @@ def _partition_pass(part: pd.DataFrame, index: int, features, target, pairs, k):
     with np.errstate(invalid="ignore"):  # inf - inf of a bad value, reported below
         moments = chunk_moments(X, y, pairs)
     # A NaN or inf anywhere in X or y makes the column sums in ``moments.mean`` non-finite,
-    # so one check of 22 numbers replaces a pass over every column (~7 % of the partition's
-    # time); only then are the columns searched, to name the culprit.
+    # so one check of the means replaces a pass over every column; only then are the
+    # columns searched, to name the culprit.
     if not np.isfinite(moments.mean).all():
         _check_finite(X, y, _where(part, index), features, target)
     sample = chunk_sample(X, y, k, sample_rng(index)) if k else None
@@ -496,8 +495,8 @@ def _thread_slots(client) -> list[str]:
     """A worker address per thread (one round over the workers per thread).
 
     Persisted partition ``i`` goes to slot ``i % len(slots)``: every E-step waits for its
-    slowest worker, and left to the scheduler the first worker ready takes more of them
-    (6 of 10 files on 2 workers, measured), so the fit ran at the pace of its 6.
+    slowest worker, and left to the scheduler the first worker ready would take more of
+    them, so the fit would run at the pace of the most loaded worker.
     """
     workers = client.scheduler_info()["workers"]
     threads = {addr: max(int(w.get("nthreads") or 1), 1) for addr, w in sorted(workers.items())}
@@ -561,9 +560,8 @@ class PartitionRows:
                 for task, slot in zip(tasks, slots, strict=True)
             ]
             # One task per worker thread ("lane") and pass, over the partitions placed
-            # there: every pass is a round trip through the scheduler, and on 2 cores
-            # that shares them with the workers, 2 tasks a round instead of 10-20 (1e7
-            # rows in 1e6-row files) cut the rounds' overhead. Partition i is in lane
+            # there: every pass is a round trip through the scheduler, so a round costs
+            # one task per thread rather than one per partition. Partition i is in lane
             # i % len(threads), on the worker it was placed on.
             self._lanes = [
                 (threads[j], list(range(j, len(tasks), len(threads))))

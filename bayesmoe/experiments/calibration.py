@@ -1,12 +1,21 @@
-"""Simulation-based calibration (SBC, Talts et al. 2018) of bayesmoe's fitting path.
+r"""Simulation-based calibration (SBC, Talts et al. 2018) of bayesmoe's fitting path.
 
 For each simulation: draw parameters from the prior, simulate data from them, fit the
 model with :func:`bayesmoe.fit` (the same path users get: nutpie with its compilation
 cache, the EM start and relabelling of the mixtures), and record the rank of the true
-value of each quantity among thinned posterior draws. If the posterior is computed
-correctly the ranks are uniform; the check is ArviZ's simultaneous ECDF band
-(:func:`arviz_stats.ecdf_utils.ecdf_pit`, Säilynoja et al. 2022) at
-``SBC_BAND_PROB``, and the plot is :func:`arviz_plots.plot_ecdf_pit`.
+value of each quantity among thinned posterior draws:
+
+.. math::
+
+    \tilde\theta \sim p(\theta), \quad \tilde y \sim p(y \mid \tilde\theta), \quad
+    \theta_1, \dots, \theta_L \sim p(\theta \mid \tilde y), \quad
+    r = \#\{l : f(\theta_l) < f(\tilde\theta)\}.
+
+If the posterior is computed correctly, :math:`r` is uniform on :math:`\{0, \dots, L\}`
+for every function :math:`f` (Talts et al. 2018, theorem 1); the check is ArviZ's
+simultaneous ECDF band of the randomised PIT :math:`(r + U)/(L + 1)`
+(:func:`arviz_stats.ecdf_utils.ecdf_pit`, Säilynoja et al. 2022) at ``SBC_BAND_PROB``,
+and the plot is :func:`arviz_plots.plot_ecdf_pit`.
 
 Why not ``simuk.SBC``: it refits with :func:`pymc.sample` on a ``pm.observe``-d copy of
 the model, which compiles anew each simulation and bypasses what should be calibrated
@@ -23,6 +32,14 @@ Priors are given explicitly as the package defaults for a standardised target
 (``y_location=0, y_scale=1``): the defaults otherwise depend on the spread of the data,
 and a prior that depends on the simulated data would not be the prior the data were
 drawn from.
+
+References
+----------
+* Talts, Betancourt, Simpson, Vehtari & Gelman (2018), "Validating Bayesian inference
+  algorithms with simulation-based calibration", arXiv:1804.06788.
+* Säilynoja, Bürkner & Vehtari (2022), "Graphical test for discrete uniformity and its
+  applications in goodness-of-fit evaluation and multiple sample comparison",
+  *Statistics and Computing* 32, 32.
 """
 
 from __future__ import annotations

@@ -11,11 +11,10 @@ def single_threaded_blas():
     """Limit BLAS and OpenMP to one thread inside a ``with`` block.
 
     Every BLAS call of a fit here is small (K-by-K, (d+1)-square, L-BFGS-B's vector updates,
-    a collapsed model's Cholesky). With multithreaded OpenBLAS, SciPy's C L-BFGS-B (>= 1.15)
-    spent most of its time waking threads (10-60x slower in our measurements;
-    scipy/scipy#22438, #23191), and on this 2-core machine under load the collapsed
-    56-coefficient interaction model's logp+gradient took 31 ms with threaded BLAS and
-    0.36 ms with one thread. threadpoolctl ships with scikit-learn; without it we do not
+    a collapsed model's Cholesky), so waking BLAS threads costs more than the arithmetic:
+    with multithreaded OpenBLAS, SciPy's C L-BFGS-B (>= 1.15) spends most of its time
+    waking threads (scipy/scipy#22438, #23191), and so does a collapsed model's
+    log-density and gradient. threadpoolctl ships with scikit-learn; without it we do not
     limit.
     """
     try:

@@ -17,6 +17,9 @@ coefficient. The posterior is :math:`N(m_n, \Lambda_n^{-1})` with
 which depends on the data only through :math:`X^\top X, X^\top y`. This module is the
 test oracle for the fixed-scale interaction model and the engine of the collapsed one:
 given draws of the prior scales and :math:`\sigma`, it draws the weights exactly.
+
+Reference: Bishop (2006), *Pattern Recognition and Machine Learning*, secs. 3.3 (the
+posterior) and 3.5 (the evidence).
 """
 
 from __future__ import annotations
@@ -85,6 +88,14 @@ def log_marginal_likelihood(
 ) -> float:
     r""":math:`\log p(y \mid \Lambda_0, \sigma)` with ``w`` integrated out.
 
+    .. math::
+
+        \log p(y) = -\tfrac n2 \log(2\pi\sigma^2) + \tfrac12 \log|\Lambda_0|
+            - \tfrac12 \log|\Lambda_n|
+            - \tfrac12 \big(y^\top y/\sigma^2 + m_0^\top \Lambda_0 m_0
+            - m_n^\top \Lambda_n m_n\big),
+
+    i.e. the density of :math:`y \sim N(X m_0, \sigma^2 I + X \Lambda_0^{-1} X^\top)`.
     Flat coefficients (zero precision) contribute the improper-prior constant 1, so the
     result is defined up to that convention, as for any flat prior.
     """
@@ -109,9 +120,9 @@ def log_marginal_likelihood(
 class ConjugateLinearRegression:
     r"""Bayesian linear regression with known noise and a Gaussian prior, updated in closed form.
 
-    This is the seed notebook's ``BayesLinearRegressor`` written on sufficient
-    statistics: :meth:`partial_fit` adds a batch's :math:`X^\top X, X^\top y`, so fitting
-    in several batches gives exactly the one-shot posterior.
+    Written on sufficient statistics: :meth:`partial_fit` adds a batch's
+    :math:`X^\top X, X^\top y`, so fitting in several batches gives exactly the one-shot
+    posterior (Bishop 2006, sec. 3.3).
 
     Parameters
     ----------

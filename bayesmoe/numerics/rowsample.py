@@ -1,15 +1,15 @@
 r"""A uniform random sample of rows, drawn chunk by chunk and merged pairwise.
 
 A streamed fit cannot store the pointwise log-likelihood of every row, so LOO is estimated
-from a simple random sample of rows (Magnusson et al.'s subsampling LOO). The sample is a
-*bottom-k* sample: every row carries an independent uniform key :math:`U_i`, and the sample
-is the :math:`k` rows with the smallest keys. That is a uniform :math:`k`-subset of the rows
-without replacement, whatever the chunking, and two chunks' samples merge exactly by keeping
-the :math:`k` smallest keys of the two.
+from a simple random sample of rows (the subsampling LOO of Magnusson et al. 2019). The
+sample is a *bottom-k* sample (Cohen & Kaplan 2007): every row carries an independent
+uniform key :math:`U_i`, and the sample is the :math:`k` rows with the smallest keys. That
+is a uniform :math:`k`-subset of the rows without replacement, whatever the chunking, and
+two chunks' samples merge exactly by keeping the :math:`k` smallest keys of the two.
 
 A chunk of :math:`n` rows never draws its :math:`n` keys. It draws only its
 :math:`m = \min(k, n)` smallest, in increasing order, from the sequential form of the
-uniform order statistics,
+uniform order statistics (Devroye 1986, ch. V),
 
 .. math::
 

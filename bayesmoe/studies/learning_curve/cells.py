@@ -36,7 +36,7 @@ def _stable_id(text: str) -> int:
 def data_seed(
     settings: StudySettings, scenario: Scenario, replicate: int
 ) -> np.random.SeedSequence:
-    """The seed sequence of a (scenario, replicate) data set: the same for every model."""
+    """The ``SeedSequence`` of a (scenario, replicate) data set: the same for every model."""
     return np.random.SeedSequence([settings.seed, _stable_id(scenario.name), replicate])
 
 

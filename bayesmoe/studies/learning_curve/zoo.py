@@ -134,7 +134,8 @@ def _empirical_bayes(X, y, X_test, **_):
     r"""Type-II maximum likelihood: :math:`(\tau_b, \tau_i, \sigma)` maximise the collapsed
     marginal likelihood :func:`~bayesmoe.numerics.conjugate.log_marginal_likelihood` (the
     same priors as the NUTS models on the working scale); predict with the posterior mean
-    of the weights at the optimum."""
+    of the weights at the optimum (the evidence approximation: MacKay 1992; Bishop 2006,
+    sec. 3.5)."""
     from scipy import optimize
 
     from bayesmoe.numerics.conjugate import log_marginal_likelihood
