@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["MODELS", "main"]
+__all__ = ["DEMO_OUTPUTS", "FIT_OUTPUTS", "MODELS", "main", "results_folder"]
 
 #: Models the ``fit`` command knows; later model issues add theirs here.
 MODELS = {
@@ -19,6 +21,65 @@ MODELS = {
     "mixture": "MixtureRegression",
     "gated": "GatedExperts",
 }
+
+
+#: files ``bayesmoe fit`` writes into its ``--out`` folder
+FIT_OUTPUTS = ("model.nc", "summary.csv", "rank.png", "trace.png", "ppc.png")
+#: files ``bayesmoe demo`` writes into its ``--out`` folder
+DEMO_OUTPUTS = (
+    "loo_compare.csv",
+    "scales.png",
+    "predictions.png",
+    "base_only.nc",
+    "fixed_prior.nc",
+    "learned_scales.nc",
+    "experts_loo_compare.csv",
+    "gate_probabilities.png",
+    "gated_experts.nc",
+)
+
+
+def _input_files(data: str) -> list[Path]:
+    """The files a ``fit`` reads: the data file, or every file of a Parquet folder or glob."""
+    path = Path(data)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    return [Path(p) for p in glob.glob(data, recursive=True) if Path(p).is_file()]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def results_folder(out: str, outputs: Sequence[str], *, force: bool, inputs=()) -> Path:
+    """The ``--out`` folder of a command, checked before anything is computed.
+
+    Refused (ValueError, one line naming the folder) when it is a file, when it holds
+    anything and ``force`` is false, and, whatever ``force``, when one of the files the
+    command writes (``outputs``) is one of its input files (``inputs``), even through a
+    link. With ``force`` the command replaces its own output files in the folder and
+    leaves every other file alone.
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {str(folder)!r} is a file, not a folder")
+    if not force and folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(
+            f"--out folder {str(folder)!r} is not empty; choose an empty or new folder, or "
+            f"give --force to replace the files this command writes there ({', '.join(outputs)})"
+        )
+    for name in outputs:
+        if any(_same_file(folder / name, source) for source in inputs):
+            raise ValueError(
+                f"--out folder {str(folder)!r}: the result file {name!r} would overwrite the "
+                "input data; choose another --out folder (--force never overwrites the input)"
+            )
+    return folder
 
 
 def _fit_settings(args) -> dict:
@@ -131,6 +192,7 @@ def _wait_for(future) -> None:
 
 def demo(args) -> Path:
     """Base-only vs fixed-prior vs learned-hyperprior interaction models on the seed's data."""
+    out = results_folder(args.out, DEMO_OUTPUTS, force=args.force)
     import arviz as az
     import numpy as np
 
@@ -138,7 +200,6 @@ def demo(args) -> Path:
     from bayesmoe.experiments import make_interaction_data
     from bayesmoe.plots import plot_predictions, plot_scales
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = _fit_settings(args)
     # The seed's generator: 6 uniform features, all 15 interactions at a third of the base
@@ -301,6 +362,7 @@ def fit_file(args) -> Path:
     """
     import bayesmoe as bm
 
+    results_folder(args.out, FIT_OUTPUTS, force=args.force, inputs=_input_files(args.data))
     if args.model == "interaction" and _is_parquet_set(args.data):
         return fit_stream(args)
     frame = _read_table(Path(args.data))
@@ -328,7 +390,7 @@ def _write_fit(est, args) -> Path:
     """model.nc, summary.csv (the user's scale) and diagnostic plots of a fitted estimator."""
     from bayesmoe.plots import plot_diagnostics
 
-    out = Path(args.out)
+    out = Path(args.out)  # checked by results_folder before the fit
     out.mkdir(parents=True, exist_ok=True)
     est.save(out / "model.nc")
     summary = est.summary()
@@ -395,7 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bayesmoe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="fit the seed's simulated data and write plots")
-    p_demo.add_argument("--out", default="bayesmoe_demo", help="output folder")
+    p_demo.add_argument("--out", default="bayesmoe_demo", help="output folder (new or empty)")
+    p_demo.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
     p_demo.add_argument("--n-train", type=int, default=300)
     _add_fit_options(p_demo)
     p_fit = sub.add_parser("fit", help="fit a CSV or Parquet file")
@@ -407,7 +470,12 @@ def main(argv: list[str] | None = None) -> int:
     p_fit.add_argument("--gate-formula", help="gate inputs of --model gated, e.g. '~ x1'")
     p_fit.add_argument("--features", nargs="+", help="feature columns (default: all others)")
     p_fit.add_argument("--model", default="interaction", help=f"one of {list(MODELS)}")
-    p_fit.add_argument("--out", required=True, help="output folder")
+    p_fit.add_argument("--out", required=True, help="output folder (new or empty)")
+    p_fit.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out folder (never over the input data)",
+    )
     _add_fit_options(p_fit)
     _add_convergence_parser(sub)
     args = parser.parse_args(argv)
