@@ -15,7 +15,7 @@ from pathlib import Path
 
 __all__ = ["DEMO_OUTPUTS", "FIT_OUTPUTS", "MODELS", "main", "results_folder"]
 
-#: Models the ``fit`` command knows; later model issues add theirs here.
+#: Models the ``fit`` command knows; other models add theirs here.
 MODELS = {
     "interaction": "InteractionRegression",
     "mixture": "MixtureRegression",
@@ -118,9 +118,10 @@ def _step(what: str):
 def _print_cache() -> None:
     from bayesmoe import cache
 
-    folder = cache.cache_dir()
+    folder = cache.usable_cache_dir()
     if folder is None:
-        print("compile cache: off (BAYESMOE_CACHE_DIR=off)", flush=True)
+        why = "BAYESMOE_CACHE_DIR=off" if cache.cache_dir() is None else "its folder was refused"
+        print(f"compile cache: off ({why})", flush=True)
         return
     state = "empty" if _cache_is_empty() else "warm"
     print(
@@ -134,7 +135,7 @@ def _cache_is_empty() -> bool:
     """Whether the compile cache is on and holds no compiled model yet."""
     from bayesmoe import cache
 
-    folder = cache.cache_dir()
+    folder = cache.usable_cache_dir()
     return folder is not None and not any(folder.glob("pytensor/numba/*bayesmoe_logp*"))
 
 
@@ -142,8 +143,8 @@ def _compile_experts(n_train: int, seed: int, settings: dict) -> float:
     """Fit the demo's two expert models with a few draws, so that their compiled code is on disk.
 
     Runs in a worker process while the demo's first part fits in the main one: on an
-    empty cache the compiles of the mixture and the gated experts (about 40 s each on 2
-    cores, single-threaded) then overlap with the interaction models' instead of
+    empty cache the compiles of the mixture and the gated experts (single-threaded) then
+    overlap with the interaction models' instead of
     following them, and the main process reads them back from the cache. The model
     structure, hence the compiled code, does not depend on the number of draws.
     """
@@ -191,7 +192,7 @@ def _wait_for(future) -> None:
 
 
 def demo(args) -> Path:
-    """Base-only vs fixed-prior vs learned-hyperprior interaction models on the seed's data."""
+    """Base-only vs fixed-prior vs learned-hyperprior interaction models on simulated data."""
     out = results_folder(args.out, DEMO_OUTPUTS, force=args.force)
     import arviz as az
     import numpy as np
@@ -202,7 +203,7 @@ def demo(args) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     settings = _fit_settings(args)
-    # The seed's generator: 6 uniform features, all 15 interactions at a third of the base
+    # The simulated data: 6 uniform features, all 15 interactions at a third of the base
     # scale, unit noise. 300 training rows is where the choice of prior scales matters.
     train = make_interaction_data(args.n_train, 6, 1.0, 0.3, seed=args.seed)
     test = train.new_rows(2000, seed=args.seed + 1)
@@ -501,8 +502,8 @@ def entry() -> int:
     """The ``bayesmoe`` command: :func:`main` in a process of its own.
 
     The process is the command's, so the first fit may freeze the imported objects out
-    of the garbage collector's sight (:func:`bayesmoe.cache.freeze_imports`; about 0.6 s
-    less at exit and during compilation); ``BAYESMOE_GC_FREEZE=0`` keeps it from doing so.
+    of the garbage collector's sight (:func:`bayesmoe.cache.freeze_imports`: less time at
+    exit and during compilation); ``BAYESMOE_GC_FREEZE=0`` keeps it from doing so.
     """
     from bayesmoe.cache import GC_FREEZE_ENV
 
