@@ -29,6 +29,15 @@ def no_warned(monkeypatch):
     monkeypatch.setattr(cache, "_WARNED", set())
 
 
+def test_clear_leaves_a_users_folder_under_the_cache_root(monkeypatch, tmp_path):
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_text("x")
+    cache.clear(all_versions=True)
+    assert (photos / "a.jpg").read_text() == "x"
+
+
 def test_clear_deletes_only_folders_the_cache_made(monkeypatch, tmp_path):
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
     mine = cache.usable_cache_dir()
