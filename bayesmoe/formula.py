@@ -35,6 +35,22 @@ Design decisions
   ``scale``, ``bs``, ``poly``, ...), never against the caller's variables, so a saved
   design means the same thing when it is loaded elsewhere. ``.`` ("all other
   columns") is supported.
+* **No code runs from a formula.** formulaic evaluates terms as Python, so every
+  formula that reaches it (estimators, gate formulas, the command line, a design
+  restored by :meth:`FormulaDesign.from_dict` from a model file, dask partitions) is
+  first checked by :func:`check_formula` against an allow-list: data columns (plain or
+  backtick-quoted), the formula operators ``~ + - * : / ** ^ |``, parentheses, ``.``,
+  numeric literals; inside terms arithmetic and comparisons of columns and numbers;
+  calls of ``I``, ``C``, ``center``, ``scale``, ``standardize``, ``lag``, ``poly``,
+  ``bs``, ``cr``/``cs``/``cc``, ``hashed``, ``log``/``log10``/``log2``/``exp``/
+  ``exp2``/``exp10`` and ``np.<name>`` for the numpy functions in
+  :data:`NUMPY_FUNCTIONS`, with literal (number, string, list) non-data arguments and
+  only their documented keywords; contrasts ``contr.<name>`` and
+  ``Treatment``/``Sum``/``Poly``/``Helmert``/``Diff``. Anything else (other
+  attributes, ``__`` names, builtins, subscripts, lambdas, comprehensions, f-strings,
+  calls of call results, string literals in arithmetic, multistage formulas) is
+  refused with a one-line ValueError naming the term, before formulaic runs. See
+  ``docs/trust.md``.
 * **Persistence.** :meth:`FormulaDesign.to_dict` stores the formula text and the
   fitted formulaic state (categorical levels, stateful-transform parameters such as
   spline knots or centring constants) as plain JSON values; no pickle.
