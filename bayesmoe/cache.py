@@ -1,14 +1,11 @@
 """The persistent on-disk compile cache: where it lives, and a nutpie compile that uses it.
 
-A fresh Python process used to pay 7-40 s of numba compilation per model structure before
-its first draw, although most of the compiled code was already on disk. Measured on the
-demo's collapsed interaction model (2-core machine, ``benchmarks/first_fit.py``): 35 s
-to compile with an empty cache; with PyTensor's own numba cache warm still 7.8 s, of
-which 0.5-1 s was building the PyTensor functions and **7 s** nutpie's C-callback
-wrappers, which numba cannot cache (they capture the data arrays and a fresh uuid per
-compilation). :func:`compile_nutpie` builds the same ``nutpie.CompiledPyMCModel`` with
-wrappers generated as source with stable names and a content hash, which numba caches
-next to PyTensor's kernels; a warm compile is then the PyTensor graph work plus loading.
+nutpie's C-callback wrappers, as nutpie builds them, cannot be cached by numba (they
+capture the data arrays and a fresh uuid per compilation), so every fresh process would
+compile them again for each model structure. :func:`compile_nutpie` builds the same
+``nutpie.CompiledPyMCModel`` with wrappers generated as source with stable names and a
+content hash, which numba caches next to PyTensor's kernels; a warm compile is then the
+PyTensor graph work plus loading.
 
 Where things go (:func:`cache_dir`): ``$BAYESMOE_CACHE_DIR`` if set, else the platform's
 user cache folder (``platformdirs.user_cache_dir("bayesmoe")``, ``~/.cache/bayesmoe`` on
@@ -23,9 +20,20 @@ folder off: PyTensor then uses its own default). In it:
 * ``jax/``: JAX's persistent compilation cache (numpyro and nutpie's JAX backend),
   switched on by :func:`configure_jax` just before a JAX fit.
 
-Concurrent processes are safe: numba writes each cache entry to a temporary file and
-renames it into place, PyTensor locks its C compiledir, and JAX writes atomically; two
-processes that compile the same structure at once both compile, and one file wins.
+Trust: PyTensor imports compiled modules from the cache and numba unpickles its index, so
+the cache is code this process runs. :func:`usable_cache_dir` creates the root and the
+version folder with mode 0700 and marks the version folder with a :data:`MARKER` file;
+a root or version folder that is not owned by the user, or is writable by group or
+others, is refused with a :class:`CacheFolderWarning` (one line naming the folder and
+why), and bayesmoe then points nothing at it (PyTensor keeps its own default). A version
+folder of mode 0700 keeps other users out of everything below it. :func:`clear` deletes
+only marked folders, never anything else under the root.
+
+Concurrent processes are safe: folders are created with ``exist_ok`` and the marker with
+``O_EXCL``; numba writes each cache entry to a temporary file and renames it into place,
+PyTensor locks its C compiledir, and JAX writes atomically; two processes that compile
+the same structure at once both compile, and one file wins (``tests/test_trust_cache.py``
+runs two fits at once on one cache).
 """
 
 from __future__ import annotations
@@ -36,12 +44,16 @@ import hashlib
 import importlib.metadata
 import os
 import shutil
+import stat
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 __all__ = [
     "CACHE_ENV",
+    "MARKER",
+    "CacheFolderWarning",
     "cache_dir",
     "cache_root",
     "clear",
@@ -49,8 +61,10 @@ __all__ = [
     "configure",
     "configure_jax",
     "freeze_imports",
+    "is_marked",
     "paused_gc",
     "reproducible_numba",
+    "usable_cache_dir",
 ]
 
 #: Environment variable naming the cache root (``off`` / ``0`` / ``none`` disables it).
@@ -95,18 +109,113 @@ def cache_dir() -> Path | None:
     return None if root is None else root / _version_key()
 
 
+#: File that marks a folder as one the cache made: :func:`clear` deletes only these.
+MARKER = ".bayesmoe-cache"
+_WARNED: set[tuple[str, str]] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+class CacheFolderWarning(UserWarning):
+    """The cache folder was refused (not the user's, or writable by others): not used."""
+
+
+def _refusal(path: Path) -> str | None:
+    """Why ``path`` may not hold code this process will load (None: it may).
+
+    Compiled modules are imported and numba's index is unpickled from the cache, so the
+    folder must be the user's and writable by nobody else. Not checked where the
+    platform has no POSIX owners and modes (Windows).
+    """
+    if os.name != "posix":
+        return None
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a folder"
+    if info.st_uid != os.geteuid():
+        return f"belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"is writable by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def _warn_refused(path: Path, reason: str) -> None:
+    key = (str(path), reason)
+    with _WARNED_LOCK:
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+    warnings.warn(
+        f"bayesmoe: not using the compile cache folder {str(path)!r}: it {reason}, so the "
+        "compiled code in it could be someone else's; compiling without bayesmoe's cache "
+        f"(use a folder only you can write, e.g. 'chmod go-w', or set {CACHE_ENV}=off)",
+        CacheFolderWarning,
+        stacklevel=3,
+    )
+
+
+def _mark(folder: Path) -> None:
+    """Write the marker into a cache folder (concurrent processes: one of them writes it)."""
+    try:
+        fd = os.open(folder / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # already marked, or not writable (then nothing is cached there)
+        return
+    with os.fdopen(fd, "w") as marker:
+        marker.write("a bayesmoe compile cache folder (bayesmoe.cache.clear may delete it)\n")
+
+
+def is_marked(path: Path) -> bool:
+    """Whether ``path`` is a folder (not a link) that the cache made (holds the marker)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode) and stat.S_ISREG(
+            os.lstat(path / MARKER).st_mode
+        )
+    except OSError:
+        return False
+
+
+def usable_cache_dir() -> Path | None:
+    """:func:`cache_dir`, created (mode 0700, marked) and checked; None when not to be used.
+
+    None when the cache is off, or when the root or this version's folder is not owned
+    by the user or is writable by group or others (a :class:`CacheFolderWarning` says
+    which and why, once per process): compiled code is then neither read from nor
+    written to it. Safe to call from concurrent processes.
+    """
+    folder = cache_dir()
+    if folder is None:
+        return None
+    root = folder.parent
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        where, reason = root, _refusal(root)
+        if reason is None:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            where, reason = folder, _refusal(folder)
+    except OSError as err:
+        where, reason = root, f"cannot be created ({err.strerror})"
+    if reason is not None:
+        _warn_refused(where, reason)
+        return None
+    _mark(folder)
+    return folder
+
+
 def configure() -> Path | None:
     """Point PyTensor's compiledir into :func:`cache_dir` (before PyTensor is imported).
 
     Returns the compiledir PyTensor will use, or None when it was not set here: the cache
-    is off, PyTensor was already imported (its compiledir is then what it was, by default
-    ``~/.pytensor``, which is persistent too), or the user set ``base_compiledir`` or
-    ``compiledir`` in ``PYTENSOR_FLAGS`` (theirs is kept).
+    is off or its folder refused (:func:`usable_cache_dir`), PyTensor was already
+    imported (its compiledir is then what it was, by default ``~/.pytensor``, which is
+    persistent too), or the user set ``base_compiledir`` or ``compiledir`` in
+    ``PYTENSOR_FLAGS`` (theirs is kept).
     """
     flags = os.environ.get("PYTENSOR_FLAGS", "")
     if "pytensor" in sys.modules or "compiledir" in flags:
         return None
-    folder = cache_dir()
+    folder = usable_cache_dir()
     if folder is None:
         return None
     compiledir = folder / "pytensor"
@@ -122,10 +231,11 @@ def configure() -> Path | None:
 def configure_jax() -> Path | None:
     """Switch on JAX's persistent compilation cache in ``cache_dir()/jax`` (idempotent).
 
-    Called before numpyro / nutpie-jax fits; does nothing when the cache is off or the
-    user configured a JAX cache folder already.
+    Called before numpyro / nutpie-jax fits; does nothing when the cache is off, its
+    folder is refused (:func:`usable_cache_dir`) or the user configured a JAX cache
+    folder already.
     """
-    folder = cache_dir()
+    folder = usable_cache_dir()
     if folder is None:
         return None
     import jax
@@ -143,13 +253,16 @@ def configure_jax() -> Path | None:
 def clear(all_versions: bool = False) -> list[Path]:
     """Delete this version's cache folder (``all_versions=True``: every version's).
 
-    Returns the folders removed. Do not call it while another process is fitting.
+    Only folders the cache made are deleted: sub-folders of the root that hold the
+    :data:`MARKER` file and are not links. Anything else in the root (and folders of
+    bayesmoe versions that wrote no marker) is left alone. Returns the folders removed.
+    Do not call it while another process is fitting.
     """
     root = cache_root()
     if root is None or not root.is_dir():
         return []
     mine = cache_dir()
-    targets = [p for p in root.iterdir() if p.is_dir() and (all_versions or p == mine)]
+    targets = [p for p in root.iterdir() if (all_versions or p == mine) and is_marked(p)]
     for path in targets:
         shutil.rmtree(path, ignore_errors=True)
     return targets
@@ -157,13 +270,10 @@ def clear(all_versions: bool = False) -> list[Path]:
 
 #: PyTensor's numba kernels are compiled without ``fastmath`` for bayesmoe's fits. With it
 #: (PyTensor's default), a kernel compiled in this process and the same kernel loaded from
-#: the on-disk cache gave different draws from the same seed: a mixture's logp differed in
-#: the last bits (-441.1297731496793 vs -441.12977314967924 at one point), because LLVM
-#: may reassociate and contract floating point differently when it inlines freshly
-#: compiled callees than when it links cached object code. Measured (2-core machine, same
-#: seed, cold then warm cache): with fastmath the mixture's draws differ, without it they
-#: are identical; the cost in sampling time was 0-3 % for mixtures and gated experts and
-#: about 15 % for the per-row interaction model (2.03 s vs 2.37 s median, 2000 rows).
+#: the on-disk cache can give different draws from one ``random_seed``, because LLVM may
+#: reassociate and contract floating point differently when it inlines freshly compiled
+#: callees than when it links cached object code; without it a cold and a warm cache give
+#: identical draws (``tests/test_cache.py``), at some cost in sampling speed.
 NUMBA_FASTMATH = False
 
 
@@ -185,10 +295,8 @@ def reproducible_numba():
 # PyTensor's graph rewriting allocates several hundred thousand small objects per compile;
 # each of them counts towards CPython's cyclic-GC thresholds, and every full collection
 # walks every object the process holds (PyMC, PyTensor, numba, ArviZ and their imports:
-# about 2800 modules). Measured in a fresh process, warm cache, the demo's collapsed
-# interaction model (4 x 1000): the fit took 2.2 s with the collector on and 1.75 s with
-# it paused over the compile; the process's exit (tearing those modules down) 0.85 s
-# against 0.2 s when the imported objects are frozen (``docs/first_fit/first_fit.txt``).
+# thousands of modules). So the collector is paused over a compile (:func:`paused_gc`),
+# and a command-line process may freeze the imported objects (:func:`freeze_imports`).
 _GC_LOCK = threading.Lock()
 _GC_PAUSES = [0, False]  # nesting depth, whether the collector was on at the first entry
 #: Environment variable: ``1`` makes the first fit call :func:`freeze_imports`.
@@ -227,7 +335,7 @@ def freeze_imports() -> bool:
     For scripts and command-line runs: called once after the heavy imports (the
     ``bayesmoe`` command does; ``BAYESMOE_GC_FREEZE=1`` makes the first fit do it), later
     collections skip the imported modules' millions of objects and the interpreter's exit
-    does not tear them down one by one (0.85 s -> 0.2 s at the demo's size). The cost: an
+    does not tear them down one by one. The cost: an
     object alive at this moment that later becomes part of unreachable *cyclic* garbage
     is not reclaimed until :func:`gc.unfreeze`; objects freed by reference counting are
     freed as always. That is why a library call does not do it unasked in a long-lived

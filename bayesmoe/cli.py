@@ -5,20 +5,81 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import os
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["MODELS", "main"]
+__all__ = ["DEMO_OUTPUTS", "FIT_OUTPUTS", "MODELS", "main", "results_folder"]
 
-#: Models the ``fit`` command knows; later model issues add theirs here.
+#: Models the ``fit`` command knows; other models add theirs here.
 MODELS = {
     "interaction": "InteractionRegression",
     "mixture": "MixtureRegression",
     "gated": "GatedExperts",
 }
+
+
+#: files ``bayesmoe fit`` writes into its ``--out`` folder
+FIT_OUTPUTS = ("model.nc", "summary.csv", "rank.png", "trace.png", "ppc.png")
+#: files ``bayesmoe demo`` writes into its ``--out`` folder
+DEMO_OUTPUTS = (
+    "loo_compare.csv",
+    "scales.png",
+    "predictions.png",
+    "base_only.nc",
+    "fixed_prior.nc",
+    "learned_scales.nc",
+    "experts_loo_compare.csv",
+    "gate_probabilities.png",
+    "gated_experts.nc",
+)
+
+
+def _input_files(data: str) -> list[Path]:
+    """The files a ``fit`` reads: the data file, or every file of a Parquet folder or glob."""
+    path = Path(data)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    return [Path(p) for p in glob.glob(data, recursive=True) if Path(p).is_file()]
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def results_folder(out: str, outputs: Sequence[str], *, force: bool, inputs=()) -> Path:
+    """The ``--out`` folder of a command, checked before anything is computed.
+
+    Refused (ValueError, one line naming the folder) when it is a file, when it holds
+    anything and ``force`` is false, and, whatever ``force``, when one of the files the
+    command writes (``outputs``) is one of its input files (``inputs``), even through a
+    link. With ``force`` the command replaces its own output files in the folder and
+    leaves every other file alone.
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {str(folder)!r} is a file, not a folder")
+    if not force and folder.is_dir() and any(folder.iterdir()):
+        raise ValueError(
+            f"--out folder {str(folder)!r} is not empty; choose an empty or new folder, or "
+            f"give --force to replace the files this command writes there ({', '.join(outputs)})"
+        )
+    for name in outputs:
+        if any(_same_file(folder / name, source) for source in inputs):
+            raise ValueError(
+                f"--out folder {str(folder)!r}: the result file {name!r} would overwrite the "
+                "input data; choose another --out folder (--force never overwrites the input)"
+            )
+    return folder
 
 
 def _fit_settings(args) -> dict:
@@ -57,9 +118,10 @@ def _step(what: str):
 def _print_cache() -> None:
     from bayesmoe import cache
 
-    folder = cache.cache_dir()
+    folder = cache.usable_cache_dir()
     if folder is None:
-        print("compile cache: off (BAYESMOE_CACHE_DIR=off)", flush=True)
+        why = "BAYESMOE_CACHE_DIR=off" if cache.cache_dir() is None else "its folder was refused"
+        print(f"compile cache: off ({why})", flush=True)
         return
     state = "empty" if _cache_is_empty() else "warm"
     print(
@@ -73,7 +135,7 @@ def _cache_is_empty() -> bool:
     """Whether the compile cache is on and holds no compiled model yet."""
     from bayesmoe import cache
 
-    folder = cache.cache_dir()
+    folder = cache.usable_cache_dir()
     return folder is not None and not any(folder.glob("pytensor/numba/*bayesmoe_logp*"))
 
 
@@ -81,8 +143,8 @@ def _compile_experts(n_train: int, seed: int, settings: dict) -> float:
     """Fit the demo's two expert models with a few draws, so that their compiled code is on disk.
 
     Runs in a worker process while the demo's first part fits in the main one: on an
-    empty cache the compiles of the mixture and the gated experts (about 40 s each on 2
-    cores, single-threaded) then overlap with the interaction models' instead of
+    empty cache the compiles of the mixture and the gated experts (single-threaded) then
+    overlap with the interaction models' instead of
     following them, and the main process reads them back from the cache. The model
     structure, hence the compiled code, does not depend on the number of draws.
     """
@@ -130,7 +192,8 @@ def _wait_for(future) -> None:
 
 
 def demo(args) -> Path:
-    """Base-only vs fixed-prior vs learned-hyperprior interaction models on the seed's data."""
+    """Base-only vs fixed-prior vs learned-hyperprior interaction models on simulated data."""
+    out = results_folder(args.out, DEMO_OUTPUTS, force=args.force)
     import arviz as az
     import numpy as np
 
@@ -138,10 +201,9 @@ def demo(args) -> Path:
     from bayesmoe.experiments import make_interaction_data
     from bayesmoe.plots import plot_predictions, plot_scales
 
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings = _fit_settings(args)
-    # The seed's generator: 6 uniform features, all 15 interactions at a third of the base
+    # The simulated data: 6 uniform features, all 15 interactions at a third of the base
     # scale, unit noise. 300 training rows is where the choice of prior scales matters.
     train = make_interaction_data(args.n_train, 6, 1.0, 0.3, seed=args.seed)
     test = train.new_rows(2000, seed=args.seed + 1)
@@ -301,6 +363,7 @@ def fit_file(args) -> Path:
     """
     import bayesmoe as bm
 
+    results_folder(args.out, FIT_OUTPUTS, force=args.force, inputs=_input_files(args.data))
     if args.model == "interaction" and _is_parquet_set(args.data):
         return fit_stream(args)
     frame = _read_table(Path(args.data))
@@ -328,7 +391,7 @@ def _write_fit(est, args) -> Path:
     """model.nc, summary.csv (the user's scale) and diagnostic plots of a fitted estimator."""
     from bayesmoe.plots import plot_diagnostics
 
-    out = Path(args.out)
+    out = Path(args.out)  # checked by results_folder before the fit
     out.mkdir(parents=True, exist_ok=True)
     est.save(out / "model.nc")
     summary = est.summary()
@@ -395,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bayesmoe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="fit the seed's simulated data and write plots")
-    p_demo.add_argument("--out", default="bayesmoe_demo", help="output folder")
+    p_demo.add_argument("--out", default="bayesmoe_demo", help="output folder (new or empty)")
+    p_demo.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
     p_demo.add_argument("--n-train", type=int, default=300)
     _add_fit_options(p_demo)
     p_fit = sub.add_parser("fit", help="fit a CSV or Parquet file")
@@ -407,7 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     p_fit.add_argument("--gate-formula", help="gate inputs of --model gated, e.g. '~ x1'")
     p_fit.add_argument("--features", nargs="+", help="feature columns (default: all others)")
     p_fit.add_argument("--model", default="interaction", help=f"one of {list(MODELS)}")
-    p_fit.add_argument("--out", required=True, help="output folder")
+    p_fit.add_argument("--out", required=True, help="output folder (new or empty)")
+    p_fit.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty --out folder (never over the input data)",
+    )
     _add_fit_options(p_fit)
     _add_convergence_parser(sub)
     args = parser.parse_args(argv)
@@ -433,8 +502,8 @@ def entry() -> int:
     """The ``bayesmoe`` command: :func:`main` in a process of its own.
 
     The process is the command's, so the first fit may freeze the imported objects out
-    of the garbage collector's sight (:func:`bayesmoe.cache.freeze_imports`; about 0.6 s
-    less at exit and during compilation); ``BAYESMOE_GC_FREEZE=0`` keeps it from doing so.
+    of the garbage collector's sight (:func:`bayesmoe.cache.freeze_imports`: less time at
+    exit and during compilation); ``BAYESMOE_GC_FREEZE=0`` keeps it from doing so.
     """
     from bayesmoe.cache import GC_FREEZE_ENV
 

@@ -35,6 +35,22 @@ Design decisions
   ``scale``, ``bs``, ``poly``, ...), never against the caller's variables, so a saved
   design means the same thing when it is loaded elsewhere. ``.`` ("all other
   columns") is supported.
+* **No code runs from a formula.** formulaic evaluates terms as Python, so every
+  formula that reaches it (estimators, gate formulas, the command line, a design
+  restored by :meth:`FormulaDesign.from_dict` from a model file, dask partitions) is
+  first checked by :func:`check_formula` against an allow-list: data columns (plain or
+  backtick-quoted), the formula operators ``~ + - * : / ** ^ |``, parentheses, ``.``,
+  numeric literals; inside terms arithmetic and comparisons of columns and numbers;
+  calls of ``I``, ``C``, ``center``, ``scale``, ``standardize``, ``lag``, ``poly``,
+  ``bs``, ``cr``/``cs``/``cc``, ``hashed``, ``log``/``log10``/``log2``/``exp``/
+  ``exp2``/``exp10`` and ``np.<name>`` for the numpy functions in
+  :data:`NUMPY_FUNCTIONS`, with literal (number, string, list) non-data arguments and
+  only their documented keywords; contrasts ``contr.<name>`` and
+  ``Treatment``/``Sum``/``Poly``/``Helmert``/``Diff``. Anything else (other
+  attributes, ``__`` names, builtins, subscripts, lambdas, comprehensions, f-strings,
+  calls of call results, string literals in arithmetic, multistage formulas) is
+  refused with a one-line ValueError naming the term, before formulaic runs. See
+  ``docs/trust.md``.
 * **Persistence.** :meth:`FormulaDesign.to_dict` stores the formula text and the
   fitted formulaic state (categorical levels, stateful-transform parameters such as
   spline knots or centring constants) as plain JSON values; no pickle.
@@ -45,6 +61,7 @@ Design decisions
 from __future__ import annotations
 
 import ast
+import builtins
 import json
 import math
 import re
@@ -57,9 +74,13 @@ import numpy as np
 import pandas as pd
 from formulaic import Formula, ModelSpec, SimpleFormula
 from formulaic.errors import DataMismatchWarning
-from formulaic.parser.types import Factor, Term
+from formulaic.parser.algos.sanitize_tokens import sanitize_python_code
+from formulaic.parser.algos.tokenize import tokenize
+from formulaic.parser.types import Factor, Term, Token
+from formulaic.transforms import TRANSFORMS
+from formulaic.utils.code import sanitize_variable_names
 
-__all__ = ["FormulaDesign", "design_from_formula"]
+__all__ = ["FormulaDesign", "check_formula", "design_from_formula"]
 
 #: format tag written by :meth:`FormulaDesign.to_dict`
 FORMAT = "bayesmoe.formula"
@@ -161,6 +182,333 @@ def _decode_state(state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return encoder, transform
 
 
+# ----------------------------------------------------------------------- allowed grammar
+#: Transforms a formula may call: name -> (data arguments, most positional arguments,
+#: keywords). The first ``data arguments`` positional arguments are data expressions; the
+#: others, and every keyword, are literals (or, for ``contrasts``, a contrast spec).
+_TRANSFORM_ARGS: dict[str, tuple[int, int, frozenset[str]]] = {
+    "I": (1, 1, frozenset()),
+    "C": (1, 2, frozenset({"contrasts", "levels", "spans_intercept"})),
+    "center": (1, 1, frozenset()),
+    "scale": (1, 4, frozenset({"center", "scale", "ddof"})),
+    "standardize": (1, 4, frozenset({"center", "rescale", "ddof"})),
+    "lag": (1, 2, frozenset({"k"})),
+    "poly": (1, 3, frozenset({"degree", "raw"})),
+    "bs": (
+        1,
+        8,
+        frozenset(
+            {"df", "knots", "degree", "include_intercept", "lower_bound", "upper_bound"}
+            | {"extrapolation"}
+        ),
+    ),
+    **{
+        name: (
+            1,
+            7,
+            frozenset(
+                {"df", "knots", "lower_bound", "upper_bound", "constraints", "extrapolation"}
+            ),
+        )
+        for name in ("cr", "cs", "cc")
+    },
+    "hashed": (1, 3, frozenset({"levels", "contrasts", "spans_intercept"})),
+    **{name: (1, 1, frozenset()) for name in ("log", "log10", "log2", "exp", "exp2", "exp10")},
+}
+#: the positional argument of a transform that is a contrast coding
+_CONTRASTS_POSITION = {"C": 1, "hashed": 2}
+_UNARY_NUMPY = (
+    "log log1p log2 log10 exp expm1 exp2 sqrt cbrt square abs absolute sign sin cos tan "
+    "arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh floor ceil rint trunc"
+).split()
+#: ``np.<name>`` functions a formula may call, by number of (data) arguments.
+NUMPY_FUNCTIONS: dict[str, int] = {
+    **dict.fromkeys(_UNARY_NUMPY, 1),
+    **dict.fromkeys(("power", "maximum", "minimum", "arctan2", "hypot", "round"), 2),
+    "clip": 3,
+}
+#: Contrast codings ``C(g, ...)`` may name: ``contr.<name>`` and the patsy-style classes.
+CONTRASTS = frozenset({"treatment", "sum", "helmert", "poly", "diff", "custom", "SAS"})
+PATSY_CONTRASTS = frozenset({"Treatment", "Sum", "Poly", "Helmert", "Diff"})
+#: Python names a formula term may not use as a value unless the data has such a column:
+#: the builtins and formulaic's transform namespace (a formula sees only the data).
+_RESERVED = frozenset(dir(builtins)) | frozenset(TRANSFORMS) | {"np", "contr"}
+_OPERATOR_CHARS = frozenset("~+-*:/^|.")
+_NUMBER = re.compile(r"^[0-9]*\.?[0-9]*$")
+_ARITHMETIC = (
+    ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow,
+    ast.BitAnd, ast.BitOr, ast.BitXor,
+)  # fmt: skip
+_COMPARE = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
+_UNARY = (ast.USub, ast.UAdd, ast.Invert, ast.Not)
+
+
+class _Refused(Exception):
+    """A node of a formula term outside the allowed grammar (``what`` says which)."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+def check_formula(text: str, arg: str = "formula", columns: Sequence[str] = ()) -> str:
+    """Refuse a formula that is not in the allowed grammar, before formulaic reads it.
+
+    Formulaic evaluates formula terms as Python, and evaluates the callee of every call
+    while it lists a term's variables; so every formula this module hands to formulaic
+    passes through here first. The text is split into terms with formulaic's own
+    tokenizer (no evaluation), and each Python term is parsed with :mod:`ast` (after
+    formulaic's own handling of backtick-quoted names) and walked with an allow-list:
+
+    * formula operators ``~ + - * : / ** ^ |``, parentheses, ``.``, and numeric literals;
+    * data columns (plain or backtick-quoted names);
+    * in a term: arithmetic (``+ - * / // % ** & | ^``, unary ``-``/``+``/``~``/``not``)
+      and comparisons of columns and numbers;
+    * calls of formulaic's transforms ``I``, ``C``, ``center``, ``scale``,
+      ``standardize``, ``lag``, ``poly``, ``bs``, ``cr``/``cs``/``cc``, ``hashed``,
+      ``log``, ``log10``, ``log2``, ``exp``, ``exp2``, ``exp10`` and of the
+      numpy functions ``np.<name>`` in :data:`NUMPY_FUNCTIONS`; their first argument(s)
+      are data expressions, the others literals (numbers, strings, ``True``/``False``/
+      ``None``, lists, tuples and dicts of them); only the keywords each documents;
+    * as ``C``'s or ``hashed``'s contrasts: ``contr.<name>`` (:data:`CONTRASTS`) or
+      ``Treatment``/``Sum``/``Poly``/``Helmert``/``Diff``, called with literals or not.
+
+    Anything else is refused: attributes other than the above, names starting with
+    ``__``, Python builtins used as values, subscripts, lambdas, comprehensions,
+    f-strings, starred arguments, ``**kwargs``, keywords starting with ``_``, calls of
+    anything but the listed functions (so no call of a call's result), ``:=``,
+    conditional expressions, string literals outside a transform's literal arguments,
+    ``[ ]`` (multistage formulas) and ``%...%`` operators.
+
+    Parameters
+    ----------
+    text : str
+        The formula text.
+    arg : str, default "formula"
+        The argument name used in the error message.
+    columns : sequence of str
+        The data columns the formula may name; a column may shadow a Python builtin's
+        name (``min``, ``id``) as a value.
+
+    Returns
+    -------
+    str
+        ``text``, unchanged.
+
+    Raises
+    ------
+    TypeError
+        If ``text`` is not a str.
+    ValueError
+        If the formula holds a term outside the grammar (one line naming the term), or
+        cannot be split into terms.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{arg} must be a str, got {type(text).__name__}")
+    known = frozenset(str(c) for c in columns)
+    try:
+        tokens = list(tokenize(text))
+    except Exception as exc:  # formulaic's FormulaSyntaxError: unbalanced quotes, ...
+        message = _plain(exc)
+        first = message.splitlines()[0] if message else type(exc).__name__
+        raise ValueError(
+            f"{arg}: cannot parse term {_marked_term(text, message)!r} of {text!r}: {first}"
+        ) from None
+    for token in tokens:
+        try:
+            _check_token(token.kind, token.token, known)
+        except _Refused as refused:
+            raise ValueError(
+                f"{arg}: term {token.token!r} of {text!r} is not allowed: {refused.what} "
+                "(formulas may use data columns, formula operators, numbers and the "
+                "transforms listed in bayesmoe.formula)"
+            ) from None
+    return text
+
+
+def _marked_term(text: str, message: str) -> str:
+    """The part of ``text`` a formulaic syntax error marks (with the word before it)."""
+    context = message.splitlines()[-1] if message else ""
+    start, end = context.find("\u29db"), context.find("\u29da")
+    if text.count("\u29db") or start < 0 or end < start:
+        return text
+    while start > 0 and not (text[start - 1].isspace() or text[start - 1] in "~+*:/^|("):
+        start -= 1
+    return text[start : end - 1]
+
+
+def _check_token(kind: Token.Kind, token: str, known: frozenset[str]) -> None:
+    if kind is Token.Kind.OPERATOR:
+        if not set(token) <= _OPERATOR_CHARS:
+            raise _Refused(f"the operator {token!r}")
+    elif kind is Token.Kind.CONTEXT:
+        if token not in ("(", ")"):
+            raise _Refused(f"{token!r} (multistage formulas are not supported)")
+    elif kind is Token.Kind.VALUE:
+        if token != "." and not _NUMBER.match(token):
+            raise _Refused("a literal that is not a number")
+    elif kind is Token.Kind.NAME:
+        if any(part.startswith("__") for part in token.split(".")):
+            raise _Refused(f"the name {token!r} (names starting with '__')")
+    elif kind is Token.Kind.PYTHON:
+        _check_python(token, known)
+    else:  # pragma: no cover  (formulaic has no other token kinds)
+        raise _Refused(f"a token of kind {kind}")
+
+
+def _check_python(code: str, known: frozenset[str]) -> None:
+    """Parse a Python term as formulaic evaluates it, and walk it with the allow-list."""
+    aliases: dict[str, str] = {}
+    try:
+        # formulaic's own steps: tokenizer-time sanitising, then eval-time backtick aliases
+        expr = sanitize_variable_names(sanitize_python_code(code), {}, aliases)
+        tree = ast.parse(expr, mode="eval")
+    except (SyntaxError, ValueError):
+        raise _Refused("code that is not a Python expression") from None
+    except RecursionError:
+        raise _Refused("code nested too deeply") from None
+    aliased = {name for name, original in aliases.items() if original in known}
+    try:
+        _data_expr(tree.body, known | aliased)
+    except RecursionError:
+        raise _Refused("code nested too deeply") from None
+
+
+def _name(node: ast.Name, known: frozenset[str]) -> None:
+    if node.id.startswith("__"):
+        raise _Refused(f"the name {node.id!r} (names starting with '__')")
+    if node.id in _RESERVED and node.id not in known:
+        raise _Refused(f"{node.id!r} as a value (it is not a data column)")
+
+
+def _data_expr(node: ast.AST, known: frozenset[str]) -> None:
+    """A data expression: columns, numbers, arithmetic, comparisons, allowed calls."""
+    if isinstance(node, ast.Name):
+        _name(node, known)
+    elif isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+            raise _Refused(f"the literal {node.value!r} outside a transform's arguments")
+    elif isinstance(node, ast.BinOp) and isinstance(node.op, _ARITHMETIC):
+        _data_expr(node.left, known)
+        _data_expr(node.right, known)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, _UNARY):
+        _data_expr(node.operand, known)
+    elif isinstance(node, ast.Compare) and all(isinstance(op, _COMPARE) for op in node.ops):
+        for part in (node.left, *node.comparators):
+            _data_expr(part, known)
+    elif isinstance(node, ast.Call):
+        _call(node, known)
+    else:
+        raise _Refused(_describe(node))
+
+
+def _call(node: ast.Call, known: frozenset[str]) -> None:
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        if not (
+            isinstance(func.value, ast.Name)
+            and func.value.id == "np"
+            and func.attr in NUMPY_FUNCTIONS
+        ):
+            raise _Refused(f"the call of {_source(func)!r}")
+        n_data = n_max = NUMPY_FUNCTIONS[func.attr]
+        keywords: frozenset[str] = frozenset()
+    elif isinstance(func, ast.Name) and func.id in _TRANSFORM_ARGS:
+        n_data, n_max, keywords = _TRANSFORM_ARGS[func.id]
+    else:
+        raise _Refused(f"the call of {_source(func)!r}")
+    name = _source(func)
+    if len(node.args) < n_data or len(node.args) > n_max:
+        raise _Refused(f"{name}() with {len(node.args)} positional argument(s)")
+    for i, value in enumerate(node.args):
+        if i < n_data:
+            _data_expr(value, known)
+        elif _CONTRASTS_POSITION.get(name) == i:
+            _contrasts(value)
+        else:
+            _literal(value)
+    for keyword in node.keywords:
+        if keyword.arg is None or keyword.arg not in keywords:
+            what = "**" if keyword.arg is None else f"the keyword {keyword.arg!r}"
+            raise _Refused(f"{what} in {name}()")
+        if keyword.arg == "contrasts":
+            _contrasts(keyword.value)
+        else:
+            _literal(keyword.value)
+
+
+def _contrasts(node: ast.AST) -> None:
+    """A contrast coding: ``contr.<name>``, a patsy-style class, called with literals, or
+    a literal matrix/dict."""
+    target = node.func if isinstance(node, ast.Call) else node
+    if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+        if target.value.id != "contr" or target.attr not in CONTRASTS:
+            raise _Refused(f"the contrasts {_source(target)!r}")
+    elif isinstance(target, ast.Name):
+        if target.id not in PATSY_CONTRASTS:
+            raise _Refused(f"the contrasts {target.id!r}")
+    elif target is node:
+        _literal(node)
+        return
+    else:
+        raise _Refused(_describe(target))
+    if isinstance(node, ast.Call):
+        for value in node.args:
+            _literal(value)
+        for keyword in node.keywords:
+            if keyword.arg is None or keyword.arg.startswith("_"):
+                raise _Refused(f"the keyword {keyword.arg!r} in {_source(target)}()")
+            _literal(keyword.value)
+
+
+def _literal(node: ast.AST) -> None:
+    """A literal argument: a number, string, True/False/None, or a container of them."""
+    if isinstance(node, ast.Constant):
+        if not isinstance(node.value, int | float | str | None):
+            raise _Refused(f"the literal {node.value!r}")
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        if not (
+            isinstance(node.operand, ast.Constant)
+            and isinstance(node.operand.value, int | float)
+            and not isinstance(node.operand.value, bool)
+        ):
+            raise _Refused(_describe(node))
+    elif isinstance(node, ast.List | ast.Tuple | ast.Set):
+        for value in node.elts:
+            _literal(value)
+    elif isinstance(node, ast.Dict):
+        for value in (*node.keys, *node.values):
+            if value is None:  # {**other}
+                raise _Refused("'**' in a dict")
+            _literal(value)
+    else:
+        raise _Refused(_describe(node) + " where a literal argument is expected")
+
+
+def _source(node: ast.AST) -> str:
+    return ast.unparse(node).replace("\n", " ")
+
+
+def _describe(node: ast.AST) -> str:
+    kinds = {
+        ast.Attribute: "the attribute",
+        ast.Subscript: "the subscript",
+        ast.Lambda: "a lambda",
+        ast.ListComp: "a comprehension",
+        ast.SetComp: "a comprehension",
+        ast.DictComp: "a comprehension",
+        ast.GeneratorExp: "a comprehension",
+        ast.JoinedStr: "an f-string",
+        ast.Starred: "a starred argument",
+        ast.NamedExpr: "':='",
+        ast.IfExp: "a conditional expression",
+    }
+    for kind, what in kinds.items():
+        if isinstance(node, kind):
+            return f"{what} {_source(node)!r}"
+    return f"the expression {_source(node)!r} ({type(node).__name__})"
+
+
 # ----------------------------------------------------------------------- parsing
 @dataclass(frozen=True)
 class _Parsed:
@@ -171,12 +519,28 @@ class _Parsed:
     pairs: list[Term]
 
 
-def _parse(text: str, arg: str, available: Sequence[str]) -> _Parsed:
-    """Parse and check a formula's structure (no data needed beyond column names)."""
+def _formula(text: str, arg: str, available: Sequence[str], columns: Sequence[str]) -> Any:
+    """formulaic's parse of ``text``, after :func:`check_formula` (the only way in)."""
+    check_formula(text, arg, columns)
+    return Formula(text, _context={"__formulaic_variables_available__": list(available)})
+
+
+def _parse(
+    text: str, arg: str, available: Sequence[str], columns: Sequence[str] | None = None
+) -> _Parsed:
+    """Parse and check a formula's structure (no data needed beyond column names).
+
+    ``available``: what ``.`` expands to; ``columns``: the data columns the formula may
+    name (default ``available``).
+    """
+    columns = available if columns is None else columns
+    check_formula(text, arg, columns)
     try:
-        parsed = Formula(text, _context={"__formulaic_variables_available__": list(available)})
+        parsed = _formula(text, arg, available, columns)
     except Exception as exc:  # formulaic raises several types for malformed formulas
-        raise ValueError(f"{arg}: cannot parse {text!r}: {_plain(exc)}") from None
+        message = _plain(exc)
+        first = message.splitlines()[0] if message else type(exc).__name__
+        raise ValueError(f"{arg}: cannot parse {text!r}: {first}") from None
     if isinstance(parsed, SimpleFormula):
         lhs, rhs = None, parsed
     else:
@@ -591,6 +955,16 @@ class FormulaDesign:
                 f"saved formula design has version {d.get('version')!r}; this bayesmoe "
                 f"reads version {VERSION}"
             )
+        for key in ("formula", "gate"):
+            if not isinstance(d[key], str) and not (key == "gate" and d[key] is None):
+                raise ValueError(
+                    f"saved formula design: {key!r} must be a str, got {type(d[key]).__name__}"
+                )
+        state = d["state"] if isinstance(d["state"], Mapping) else {}
+        # refused here, before anything else reads the saved text
+        check_formula(d["formula"], "formula", _known_columns(state, "formula"))
+        if d["gate"] is not None:
+            check_formula(d["gate"], "gate", _known_columns(state, "gate"))
         return cls(
             formula=d["formula"],
             target=d["target"],
@@ -613,7 +987,8 @@ class FormulaDesign:
         return self.state
 
     def _parse(self, text: str, arg: str) -> _Parsed:
-        return _parse(text, arg, self._state()["available"].get(arg, []))
+        state = self._state()
+        return _parse(text, arg, state["available"].get(arg, []), _known_columns(state, arg))
 
     def _check_kinds_and_levels(self, data: pd.DataFrame) -> None:
         state = self._state()
@@ -647,6 +1022,19 @@ class FormulaDesign:
                 f"{part_state['columns']} at fit"
             )
         return _float_frame(matrix, part_state["base"], arg)
+
+
+def _known_columns(state: Mapping[str, Any], arg: str) -> list[str]:
+    """The data columns a saved design's formula names (what it may name as values)."""
+    names: list[str] = []
+    for key in ("kinds", "target_variables"):
+        value = state.get(key)
+        if isinstance(value, Mapping | list):
+            names.extend(str(v) for v in value)
+    available = state.get("available")
+    if isinstance(available, Mapping) and isinstance(available.get(arg), list):
+        names.extend(str(v) for v in available[arg])
+    return names
 
 
 def _union(frames: Sequence[pd.DataFrame], columns: Sequence[str], arg: str) -> pd.DataFrame:
@@ -692,16 +1080,17 @@ def _target(
     return spec, values, target
 
 
-def _available(text: str, columns: Sequence[str]) -> list[str]:
+def _available(text: str, columns: Sequence[str], arg: str) -> list[str]:
     """The column list the formula's ``.`` expands to at fit; [] when it has no ``.``.
 
     The formula is parsed against all columns and against none: when the terms agree,
     the formula does not use ``.`` and the columns need not be saved.
     """
+    check_formula(text, arg, columns)
 
     def terms(available: Sequence[str]) -> list[str] | None:
         try:
-            parsed = Formula(text, _context={"__formulaic_variables_available__": available})
+            parsed = _formula(text, arg, available, columns)
         except Exception:
             return None
         rhs = parsed if isinstance(parsed, SimpleFormula) else getattr(parsed, "rhs", None)
@@ -779,12 +1168,12 @@ def design_from_formula(
 
     parsed = _parse(formula, name, names)
     target_vars = _required(parsed.lhs)
-    available = {name: _available(formula, names)}
+    available = {name: _available(formula, names, name)}
     parsed_gate: _Parsed | None = None
     if gate is not None:
         gate_names = [c for c in names if c not in target_vars]
         parsed_gate = _parse(gate, "gate", gate_names)
-        available["gate"] = _available(gate, gate_names)
+        available["gate"] = _available(gate, gate_names, "gate")
 
     rhs = _rhs_formula(parsed)
     rhs_vars = _required(rhs)
