@@ -20,13 +20,8 @@ from sklearn.utils.validation import check_is_fitted
 from bayesmoe.builders.stacking import hierarchical_stacking
 from bayesmoe.comparison import pointwise_elpd
 from bayesmoe.data import Standardizer, validate_features, validate_target
-from bayesmoe.estimators import (
-    _ESTIMATORS,
-    SAMPLE_DIMS,
-    BayesianRegressor,
-    _per_obs,
-    _storable,
-)
+from bayesmoe.estimators.base import SAMPLE_DIMS, BayesianRegressor, per_obs
+from bayesmoe.estimators.io import estimator_class, register, storable
 from bayesmoe.fitting import add_log_likelihood
 
 __all__ = ["HierarchicalStacking"]
@@ -295,7 +290,7 @@ class HierarchicalStacking(BayesianRegressor):
         for k, (name, m) in enumerate(self.members_.items()):
             mw = m.standardizer_.transform_X(frame[list(m.feature_names_in_)].to_numpy())
             lw, mu, sd = m._components(mw)
-            sd = _per_obs(sd, mu)
+            sd = per_obs(sd, mu)
             mu = m.standardizer_.inverse_y(mu.values)
             sd = sd.values * m.standardizer_.y_scale
             logws.append(_paired(lw.values, C, D) + logw_stack[..., k : k + 1])
@@ -348,7 +343,7 @@ class HierarchicalStacking(BayesianRegressor):
         out = xr.DataTree.from_dict(groups)
         out.attrs.update(tree.attrs)
         out.attrs["bayesmoe_gate_columns"] = json.dumps(self.gate_columns_)
-        return _storable(out)
+        return storable(out)
 
     @classmethod
     def _from_saved(cls, tree: xr.DataTree) -> HierarchicalStacking:
@@ -360,7 +355,7 @@ class HierarchicalStacking(BayesianRegressor):
         members = {}
         for name, node in tree["members"].children.items():
             sub = node.copy()  # a detached tree rooted at the member
-            members[name] = _ESTIMATORS[sub.attrs["bayesmoe_estimator"]]._from_saved(sub)
+            members[name] = estimator_class(sub.attrs["bayesmoe_estimator"])._from_saved(sub)
         own = xr.DataTree.from_dict(
             {
                 n.path: n.to_dataset(inherit=False)
@@ -390,4 +385,4 @@ def _row_index(X):
     return X.index if isinstance(X, pd.DataFrame) else None
 
 
-_ESTIMATORS["HierarchicalStacking"] = HierarchicalStacking
+register(HierarchicalStacking)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bayesmoe as bm
-from bayesmoe import estimators as estimators_module
+from bayesmoe.estimators import base as estimator_base
 from bayesmoe.fitting import METHODS, SAMPLERS
 
 N, P = 12, 2
@@ -152,7 +152,7 @@ def no_compile(monkeypatch):
     def reached(*args, **kwargs):
         raise AssertionError("bad input reached bayesmoe.fit (sampling/compilation)")
 
-    monkeypatch.setattr(estimators_module, "fit", reached)
+    monkeypatch.setattr(estimator_base, "fit", reached)
 
 
 # ---------------------------------------------------------------- fit

@@ -11,7 +11,8 @@ from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 
 import bayesmoe as bm
-import bayesmoe.estimators as estimators_module
+import bayesmoe.estimators.base as estimator_base
+import bayesmoe.estimators.io as estimator_io
 
 from .conftest import FAST
 
@@ -99,8 +100,8 @@ def test_save_load_round_trip(fitted, small_data, tmp_path):
 def test_load_warns_on_version_mismatch(fitted, tmp_path, monkeypatch):
     path = fitted.save(tmp_path / "model.nc")
     monkeypatch.setattr(
-        estimators_module,
-        "_versions",
+        estimator_io,
+        "versions",
         lambda: {"bayesmoe_version": "99", "pymc_version": "x", "arviz_version": "y"},
     )
     with pytest.warns(UserWarning, match="other library versions"):
@@ -126,7 +127,7 @@ def test_failed_save_leaves_previous_file_intact(fitted, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(estimators_module.xr.DataTree, "to_netcdf", boom)
+    monkeypatch.setattr(estimator_io.xr.DataTree, "to_netcdf", boom)
     with pytest.raises(RuntimeError):
         fitted.save(path)
     assert path.read_bytes() == before
@@ -215,7 +216,7 @@ def test_bad_fit_input_is_refused_before_compilation(case, rng, monkeypatch):
     def no_compile(*args, **kwargs):
         raise AssertionError("compilation reached")
 
-    monkeypatch.setattr(estimators_module, "fit", no_compile)
+    monkeypatch.setattr(estimator_base, "fit", no_compile)
     with pytest.raises(exc, match=match):
         bm.InteractionRegression(**FAST).fit(data["X"], data["y"])
 
@@ -243,7 +244,7 @@ def test_bad_fit_input_is_refused_before_compilation(case, rng, monkeypatch):
 )
 def test_bad_settings_refused_before_compilation(params, exc, match, rng, monkeypatch):
     X, y = _frame(rng)
-    monkeypatch.setattr(estimators_module, "fit", lambda *a, **k: pytest.fail("compiled"))
+    monkeypatch.setattr(estimator_base, "fit", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(exc, match=match):
         bm.InteractionRegression(**{**FAST, **params}).fit(X, y)
 
@@ -258,7 +259,7 @@ def test_constant_feature_warns(rng, monkeypatch):
     def stop(*args, **kwargs):
         raise Reached
 
-    monkeypatch.setattr(estimators_module, "fit", stop)
+    monkeypatch.setattr(estimator_base, "fit", stop)
     with pytest.warns(UserWarning, match=r"constant columns \['c'\]"), pytest.raises(Reached):
         bm.InteractionRegression(**FAST).fit(X, y)
 

@@ -16,7 +16,7 @@ import pytest
 import xarray as xr
 
 import bayesmoe as bm
-from bayesmoe import estimators as estimators_module
+from bayesmoe.estimators import io as estimator_io
 from bayesmoe.experiments import make_interaction_data, make_mixture_data
 
 #: (method, sampler) pairs every estimator is checked with.
@@ -135,10 +135,8 @@ def test_diagnostics_survive_the_round_trip(fitted, tmp_path):
 
 def test_version_mismatch_warning_names_the_versions(fitted, tmp_path, monkeypatch):
     path = fitted.save(tmp_path / "m.nc")
-    saved = estimators_module._versions()
-    monkeypatch.setattr(
-        estimators_module, "_versions", lambda: {**saved, "pymc_version": "0.0-other"}
-    )
+    saved = estimator_io.versions()
+    monkeypatch.setattr(estimator_io, "versions", lambda: {**saved, "pymc_version": "0.0-other"})
     with pytest.warns(UserWarning, match=r"pymc_version.*0\.0-other"):
         loaded = bm.load(path)
     np.testing.assert_array_equal(
@@ -182,7 +180,7 @@ def test_save_failing_midway_leaves_nothing_half_written(fitted, tmp_path, monke
             fh.write(b"\x89HDF\r\n\x1a\n partial")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(estimators_module.xr.DataTree, "to_netcdf", write_half_then_fail)
+    monkeypatch.setattr(estimator_io.xr.DataTree, "to_netcdf", write_half_then_fail)
     with pytest.raises(OSError, match="No space left"):
         fitted.save(target)
     assert not target.exists()

@@ -1,0 +1,384 @@
+"""``BayesianRegressor``: the contract every bayesmoe estimator keeps.
+
+``__init__`` only stores keyword-only settings; ``fit`` validates, standardises, builds
+and fits, and returns ``self``; fitted attributes end in ``_``. Everything the user gets
+back is on the original scale of ``y``. Estimators work with :func:`sklearn.base.clone`,
+pipelines and :func:`sklearn.model_selection.cross_val_score`.
+
+A subclass provides ``_build(X_work, y_work) -> pm.Model`` and ``_components(X_work)``,
+the predictive at each row as a mixture of normals; every prediction, predictive draw and
+log density is computed here from ``_components``. The other jobs are mixins, one module
+each: the inputs (:mod:`.design`), the user's and the working scale (:mod:`.scale`),
+streamed fits (:mod:`.streamed`), predictions over dask partitions (:mod:`.dask`) and
+persistence (:mod:`.io`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from bayesmoe.builders.contract import spec_of
+from bayesmoe.data import Standardizer, validate_target
+from bayesmoe.estimators.dask import DaskPredictions, is_dask
+from bayesmoe.estimators.design import DesignInputs
+from bayesmoe.estimators.io import Persistence
+from bayesmoe.estimators.scale import SAMPLE_DIMS, UserScale
+from bayesmoe.estimators.streamed import StreamedFit
+from bayesmoe.fitting import Diagnostics, diagnose, fit, validate_fit_settings
+from bayesmoe.numerics.lse import logsumexp_first, logsumexp_last
+
+__all__ = ["PREDICT_BLOCK_BYTES", "SAMPLE_DIMS", "BayesianRegressor", "per_obs"]
+
+#: Target size of the (draws x rows x experts) temporaries of one block of predictions.
+PREDICT_BLOCK_BYTES = 64 * 2**20
+
+
+def per_obs(sd: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
+    """Broadcast component sds (chain, draw[, obs], expert) to the shape of ``like``."""
+    if "obs" not in sd.dims:
+        sd = sd.expand_dims(obs=like.sizes["obs"], axis=-2)
+    return sd.transpose(*like.dims)
+
+
+def _sample_coords(da: xr.DataArray) -> dict:
+    return {d: da[d].values for d in SAMPLE_DIMS if d in da.coords}
+
+
+class BayesianRegressor(
+    DesignInputs,
+    UserScale,
+    StreamedFit,
+    DaskPredictions,
+    Persistence,
+    RegressorMixin,
+    BaseEstimator,
+):
+    """Shared machinery of the bayesmoe estimators (not used directly).
+
+    Subclasses implement ``_build(X_work: DataFrame, y_work) -> pm.Model`` and
+    ``_components(X_work) -> (log_weights, means, sds)``: the predictive at each row as a
+    mixture of normals on the working scale (dims chain, draw, obs, expert; ``sds`` may
+    lack ``obs``). A single regression is the one-expert case, so prediction, predictive
+    draws and log densities have one implementation for every model.
+    """
+
+    #: names of the fit settings every estimator takes
+    _fit_settings = (
+        "method",
+        "sampler",
+        "draws",
+        "tune",
+        "chains",
+        "random_seed",
+        "progressbar",
+        "log_likelihood",
+        "fit_kwargs",
+    )
+
+    # ------------------------------------------------------------------ fitting
+    def _check_settings(self) -> None:
+        if self.fit_kwargs is not None and not isinstance(self.fit_kwargs, dict):
+            raise TypeError(f"fit_kwargs must be a dict, got {type(self.fit_kwargs).__name__}")
+        validate_fit_settings(
+            self.method,
+            self.sampler,
+            self.draws,
+            self.tune,
+            self.chains,
+            self.random_seed,
+            (self.fit_kwargs or {}).get("advi_iterations", 1),
+        )
+
+    def _sample_model(self, **options):
+        """Fit ``self.model_`` with the estimator's sampler settings (``fit_kwargs`` last)."""
+        log_likelihood = options.pop("log_likelihood", self.log_likelihood)
+        return fit(
+            self.model_,
+            self.method,
+            sampler=self.sampler,
+            draws=self.draws,
+            tune=self.tune,
+            chains=self.chains,
+            random_seed=self.random_seed,
+            progressbar=self.progressbar,
+            log_likelihood=log_likelihood,
+            **options,
+            **(self.fit_kwargs or {}),
+        )
+
+    @classmethod
+    def from_formula(cls, formula: str, data: pd.DataFrame, **params) -> BayesianRegressor:
+        """Fit the model a Wilkinson formula describes, on ``data``.
+
+        ``cls.from_formula("y ~ (a + b + c)**2", df, draws=500)`` is
+        ``cls(formula="y ~ (a + b + c)**2", draws=500).fit(df)``; see ``formula`` in the
+        class docstring for what formulas mean here.
+        """
+        return cls(formula=formula, **params).fit(data)
+
+    def fit(self, X, y=None, *, strict: bool = False, client=None) -> BayesianRegressor:
+        """Validate the data, build the model and sample its posterior.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or dask DataFrame of shape (n, p)
+            With ``formula``: the DataFrame holding the formula's columns. A dask
+            DataFrame (e.g. :func:`bayesmoe.read_parquet`) is fitted without loading it
+            (models that support it: see ``_fit_streamed``).
+        y : array-like of shape (n,), optional
+            Not given with ``formula`` (the formula names the target). With a dask ``X``:
+            the name of its target column, or a dask Series.
+        strict : bool
+            Raise :class:`bayesmoe.fitting.DiagnosticsError` if any diagnostic fails its
+            threshold (see :func:`bayesmoe.fit`); the estimator then stays unfitted.
+        client : distributed.Client, optional
+            With a dask ``X``: where the pass over the data runs (default: the active
+            client, else a ``LocalCluster`` started for the pass and closed after it).
+
+        Returns
+        -------
+        self
+        """
+        self._check_settings()
+        if not isinstance(strict, bool | np.bool_):
+            raise TypeError(f"strict must be True or False, got {strict!r}")
+        if is_dask(X) or is_dask(y):
+            return self._fit_streamed(X, y, strict=bool(strict), client=client)
+        start = time.perf_counter()
+        X, y, design = self._formula_design(X, y)
+        if design is None:
+            self.__dict__.pop("formula_design_", None)
+        else:
+            self.formula_design_ = design
+        Xv, names = self._features(X, y)
+        yv = validate_target(y, Xv.shape[0], name="y")
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.n_features_in_ = Xv.shape[1]
+        self.standardizer_ = Standardizer.fit(Xv, yv, enabled=self.standardize)
+        Xw = pd.DataFrame(self.standardizer_.transform_X(Xv), columns=names)
+        yw = self.standardizer_.transform_y(yv)
+        self.model_ = self._build(Xw, yw)
+        data_seconds = time.perf_counter() - start
+        self.idata_ = self._sample_model(strict=bool(strict))
+        self._to_original_scale(yv)
+        self._posterior_to_user_scale()
+        self.idata_.attrs["bayesmoe_estimator"] = type(self).__name__
+        # validation, standardisation, design and sufficient statistics: the O(n d^2) pass
+        self.idata_.attrs["bayesmoe_data_seconds"] = data_seconds
+        return self
+
+    def add_log_likelihood(self) -> xr.DataTree:
+        """Compute the pointwise log-likelihood of every training row (user's scale of y).
+
+        For a fit made with ``log_likelihood=False``, or to replace a subsampled one by the
+        full one (``attrs["bayesmoe_log_likelihood"]`` becomes ``"full"``). Streamed fits
+        hold a row sample only (``observed_data``), so this is that sample's.
+        """
+        check_is_fitted(self, "idata_")
+        Xw = self.idata_["constant_data"]["X_base"].values
+        yw = self.standardizer_.transform_y(self.idata_["observed_data"]["y"].values)
+        # the spec's blocked kernels (numerics.loglik), part of every spec's contract
+        ll = spec_of(self.model_).log_likelihood(self._working_posterior(), Xw, yw)
+        ll = ll - np.log(self.standardizer_.y_scale)
+        self.idata_["log_likelihood"] = xr.Dataset(
+            {"y": ll.assign_coords(obs=self.idata_["observed_data"]["obs"].values)}
+        )
+        if "loo_approximation" in self.idata_.children:
+            del self.idata_["loo_approximation"]
+        if not self.idata_.attrs.get("bayesmoe_streamed"):
+            self.idata_.attrs["bayesmoe_log_likelihood"] = "full"
+        return self.idata_
+
+    def sample_posterior_predictive(self) -> xr.DataTree:
+        """Add a ``posterior_predictive`` group of replicated training ``y`` (original scale)."""
+        check_is_fitted(self, "idata_")
+        rep = self._predictive_draws(self.idata_["constant_data"]["X_base"].values, salt=2)
+        rep = rep.assign_coords(obs=self.idata_["observed_data"]["obs"].values)
+        self.idata_["posterior_predictive"] = xr.Dataset({"y": rep})
+        return self.idata_
+
+    # ------------------------------------------------------------------ predictions
+    def _predictive_draws(self, Xw: np.ndarray, salt: int) -> xr.DataArray:
+        """y drawn from the (mixture) predictive for every posterior draw, original scale."""
+        logw, mu, sd = self._components(Xw)
+        rng = self._rng(salt)
+        w = np.exp(logw.values)
+        u = rng.uniform(size=(*w.shape[:-1], 1))
+        k = np.minimum((u > np.cumsum(w, axis=-1)).sum(axis=-1), w.shape[-1] - 1)
+        mu_k = np.take_along_axis(mu.values, k[..., None], axis=-1)[..., 0]
+        sd_k = np.take_along_axis(per_obs(sd, mu).values, k[..., None], axis=-1)[..., 0]
+        y = mu_k + sd_k * rng.standard_normal(mu_k.shape)
+        draws = xr.DataArray(y, dims=(*SAMPLE_DIMS, "obs"), coords=_sample_coords(mu))
+        return self.standardizer_.inverse_y(draws).rename("y")
+
+    def _rng(self, salt: int) -> np.random.Generator:
+        seed = self.random_seed
+        return np.random.default_rng(None if seed is None else [seed, salt])
+
+    def _store_predictions(self, raw: np.ndarray, **variables: xr.DataArray) -> None:
+        """Put prediction variables in ``idata_["predictions"]`` (obs = rows of ``raw``).
+
+        Variables for the same ``X`` accumulate; a new ``X`` replaces the group.
+        """
+        obs = np.arange(raw.shape[0])
+        new = xr.Dataset({k: v.assign_coords(obs=obs) for k, v in variables.items()})
+        same_X = (
+            "predictions_constant_data" in self.idata_.children
+            and "predictions" in self.idata_.children
+            and np.array_equal(self.idata_["predictions_constant_data"]["X"].values, raw)
+        )
+        if same_X:
+            new = (
+                self.idata_["predictions"]
+                .to_dataset()
+                .drop_vars(list(variables), errors="ignore")
+                .merge(new)
+            )
+        self.idata_["predictions"] = new
+        self.idata_["predictions_constant_data"] = xr.Dataset(
+            {"X": (("obs", "feature"), raw)},
+            coords={"obs": obs, "feature": list(self.feature_names_in_)},
+        )
+
+    def predict_dist(self, X) -> xr.DataArray:
+        """Posterior predictive draws of ``y`` at ``X``, dims (chain, draw, obs).
+
+        For a mixture this is the full mixture predictive (multimodal where experts
+        disagree), not a Gaussian summary. Also stored as ``idata_["predictions"]["y"]``.
+        """
+        if is_dask(X):
+            raise TypeError(
+                "predict_dist draws chains x draws values per row and is not offered for "
+                "dask inputs; use predict / pointwise_log_predictive_density, or a sample "
+                "of rows (X.sample(frac=...).compute())"
+            )
+        raw = self._raw(X)
+        draws = self._predictive_draws(self.standardizer_.transform_X(raw), salt=1)
+        self._store_predictions(raw, y=draws)
+        return draws.assign_coords(obs=np.arange(raw.shape[0]))
+
+    def predict(self, X, return_std: bool = False):
+        r"""Posterior predictive mean; with ``return_std`` also its sd (noise included).
+
+        Both are exact functions of the posterior draws (no predictive sampling noise).
+        With mixing weights :math:`\pi_k`, means :math:`\mu_k` and sds :math:`\sigma_k`:
+        :math:`E[y] = E_\theta[\sum_k \pi_k \mu_k]` and
+        :math:`E[y^2] = E_\theta[\sum_k \pi_k (\sigma_k^2 + \mu_k^2)]`.
+
+        For a dask DataFrame ``X`` the result is a lazy dask Series (the sd too), computed
+        partition by partition on whatever scheduler is active.
+        """
+        if is_dask(X):
+            mean = self._dask_rows(X, None, "predict")
+            if not return_std:
+                return mean
+            return mean, self._dask_rows(X, None, "predict_std")
+        Xw = self._work_X(X)
+        mean, second = np.empty(Xw.shape[0]), np.empty(Xw.shape[0])
+        for rows in self._row_blocks(Xw.shape[0]):
+            logw, mu, sd = self._components(Xw[rows])
+            w = np.exp(logw.values)
+            mean[rows] = (w * mu.values).sum(axis=-1).mean(axis=(0, 1))
+            if return_std:
+                sq = per_obs(sd, mu).values ** 2 + mu.values**2
+                second[rows] = (w * sq).sum(axis=-1).mean(axis=(0, 1))
+        out = self.standardizer_.inverse_y(mean)
+        if not return_std:
+            return out
+        var = np.maximum(second - mean**2, 0.0)
+        return out, np.sqrt(var) * self.standardizer_.y_scale
+
+    def _row_blocks(self, n: int) -> list[slice]:
+        """Row blocks whose (draws x rows x experts) temporaries stay near
+        ``PREDICT_BLOCK_BYTES``: predictions of many rows never hold all draws of all rows
+        at once."""
+        post = self._working_posterior()
+        draws = post.sizes.get("chain", 1) * post.sizes.get("draw", 1)
+        experts = len(self.model_.coords.get("expert", [0]))
+        step = max(1, PREDICT_BLOCK_BYTES // (8 * draws * experts))
+        return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), step)]
+
+    def log_predictive_density(self, X, y=None) -> float:
+        r"""Held-out log pointwise predictive density, summed over rows.
+
+        :math:`\sum_i \log \frac1S \sum_s p(y_i \mid \theta_s)`, computed with
+        log-sum-exp on the original scale of ``y``. For a dask ``X`` (``y`` the name of its
+        target column) a lazy dask scalar.
+        """
+        if is_dask(X):
+            return self.pointwise_log_predictive_density(X, y).sum()
+        return float(np.sum(self.pointwise_log_predictive_density(X, y)))
+
+    def pointwise_log_predictive_density(self, X, y=None) -> np.ndarray:
+        r"""Held-out :math:`\log \frac1S \sum_s p(y_i \mid \theta_s)` per row, shape (n,).
+
+        For a dask DataFrame ``X`` with its target column named by ``y``: a lazy dask
+        Series, computed partition by partition.
+        """
+        if is_dask(X):
+            return self._dask_rows(X, y, "pointwise_log_predictive_density")
+        Xw = self._work_X(X)
+        yv = validate_target(self._target(X, y), Xw.shape[0], name="y")
+        yw = self.standardizer_.transform_y(yv)
+        out = np.empty(Xw.shape[0])
+        for rows in self._row_blocks(Xw.shape[0]):
+            ll = self._pointwise_loglik(Xw[rows], yw[rows]).values
+            S = ll.shape[0] * ll.shape[1]
+            out[rows] = logsumexp_first(ll.reshape(S, -1)) - np.log(S)
+        return out - np.log(self.standardizer_.y_scale)  # Jacobian of the standardisation
+
+    def _joint(self, Xw, yw) -> xr.DataArray:
+        r""":math:`\log \pi_k + \log N(y_i \mid \mu_{ik}, \sigma_k)`, working scale."""
+        logw, mu, sd = self._components(Xw)
+        sd_ = per_obs(sd, mu).values
+        z = (np.asarray(yw)[None, None, :, None] - mu.values) / sd_
+        return logw.copy(data=logw.values - 0.5 * z**2 - np.log(sd_) - 0.5 * np.log(2 * np.pi))
+
+    def _pointwise_loglik(self, Xw, yw) -> xr.DataArray:
+        joint = self._joint(Xw, yw)
+        return xr.DataArray(
+            logsumexp_last(joint.values), dims=joint.dims[:-1], coords=_sample_coords(joint)
+        )
+
+    # ------------------------------------------------------------------ reporting
+    def summary(self, **kwargs) -> pd.DataFrame:
+        """ArviZ summary of the model's parameters on the user's scale.
+
+        Coefficients are those of the raw features (see ``posterior`` and
+        :mod:`bayesmoe.numerics.rescale`); ``var_names`` and the other keyword arguments
+        go to :func:`arviz.summary`. The sampled working-scale draws are in
+        ``idata_["posterior_working"]``.
+        """
+        check_is_fitted(self, "idata_")
+        names = kwargs.pop("var_names", None) or self._summary_vars()
+        kwargs.setdefault("round_to", "none")
+        # One variable at a time: ArviZ 1.3 mislabels the rows of a variable whose dims
+        # appear in another order in an earlier variable (e.g. sigma[expert] before
+        # gate_probability_grid[grid, expert]).
+        names = [names] if isinstance(names, str) else list(names)
+        return pd.concat([az.summary(self.idata_, var_names=[n], **kwargs) for n in names])
+
+    def check(self, loo: bool | None = None) -> Diagnostics:
+        """Diagnostics report of the fit: R-hat, bulk ESS, divergences, BFMI, Pareto k.
+
+        ``loo`` (default: whenever the pointwise log-likelihood is stored) adds the Pareto
+        k of PSIS-LOO. ``report.ok`` is False if any check fails its threshold (the
+        constants of :mod:`bayesmoe.fitting`); ``print(report)`` shows the table and
+        ``report.to_frame()`` returns it.
+        """
+        check_is_fitted(self, "idata_")
+        if loo is None:
+            loo = "log_likelihood" in self.idata_.children
+        if not isinstance(loo, bool | np.bool_):
+            raise TypeError(f"loo must be True, False or None, got {loo!r}")
+        return self._diagnose(bool(loo))
+
+    def _diagnose(self, loo: bool) -> Diagnostics:
+        return diagnose(self.working_view(), var_names=self._summary_vars(), loo=loo)
