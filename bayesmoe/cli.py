@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["DEMO_OUTPUTS", "FIT_OUTPUTS", "MODELS", "main", "results_folder"]
+__all__ = ["DEMO_OUTPUTS", "FIT_OUTPUTS", "MODELS", "SUMMARY_FORMATS", "main", "results_folder"]
 
 #: Models the ``fit`` command knows; other models add theirs here.
 MODELS = {
@@ -25,6 +25,15 @@ MODELS = {
 
 #: files ``bayesmoe fit`` writes into its ``--out`` folder
 FIT_OUTPUTS = ("model.nc", "summary.csv", "rank.png", "trace.png", "ppc.png")
+#: How the commands print a posterior summary (:func:`arviz.summary`'s columns); the
+#: summary.csv they write keeps every digit.
+SUMMARY_FORMATS = {
+    **{c: "{:.3f}" for c in ("mean", "sd", "mcse_mean", "mcse_sd")},
+    **{c: "{:.3f}" for c in ("eti89_lb", "eti89_ub", "hdi89_lb", "hdi89_ub")},
+    "ess_bulk": "{:.0f}",
+    "ess_tail": "{:.0f}",
+    "r_hat": "{:.2f}",
+}
 #: files ``bayesmoe demo`` writes into its ``--out`` folder
 DEMO_OUTPUTS = (
     "loo_compare.csv",
@@ -191,13 +200,33 @@ def _wait_for(future) -> None:
             print(f"(it took {seconds:.1f} s, overlapping with the first models)", flush=True)
 
 
+def _comparison_table(fits: dict, path: Path, title: str, **columns: dict):
+    """:func:`arviz.compare` of ``fits``, printed under ``title`` and written to ``path``.
+
+    The CSV holds ArviZ's unrounded numbers (and a ``model`` header over the names); the
+    print rounds them as :func:`bayesmoe.comparison.format_table` does. ``columns``: more
+    columns, each a dict of model name -> value.
+    """
+    import arviz as az
+
+    from bayesmoe.comparison import format_table
+
+    table = az.compare(fits, round_to="none")
+    for column, values in columns.items():
+        table[column] = [values[name] for name in table.index]
+    print(f"\n{title}")
+    print(format_table(table))
+    table.to_csv(path, index_label="model")
+    return table
+
+
 def demo(args) -> Path:
     """Base-only vs fixed-prior vs learned-hyperprior interaction models on simulated data."""
     out = results_folder(args.out, DEMO_OUTPUTS, force=args.force)
-    import arviz as az
     import numpy as np
 
     import bayesmoe as bm
+    from bayesmoe.comparison import format_table
     from bayesmoe.experiments import make_interaction_data
     from bayesmoe.plots import plot_predictions, plot_scales
 
@@ -222,17 +251,15 @@ def demo(args) -> Path:
             est.fit(train.X, train.y)
         fits[name] = est.idata_
         preds[name] = est.predict(test.X, return_std=True)
-    table = az.compare(fits)
-    print("\nLOO comparison (ArviZ):")
-    print(table.to_string())
-    table.to_csv(out / "loo_compare.csv")
+    _comparison_table(fits, out / "loo_compare.csv", "LOO comparison (ArviZ):")
     learned = candidates["learned_scales"].summary(var_names=["tau_base", "tau_interaction"])
     true_scales = (
         float(np.sqrt(np.mean(train.w_base**2))),
         float(np.sqrt(np.mean(train.w_interaction**2))),
     )
     print("\nLearned prior scales (posterior):")
-    print(learned[["mean", "sd", "eti89_lb", "eti89_ub", "r_hat"]].to_string())
+    columns = ["mean", "sd", "eti89_lb", "eti89_ub", "r_hat"]
+    print(format_table(learned[columns], SUMMARY_FORMATS, index_name="parameter"))
     print(
         f"root mean square of the true weights: base {true_scales[0]:.3f}, "
         f"interaction {true_scales[1]:.3f}"
@@ -255,7 +282,6 @@ def _demo_experts(args, settings: dict, out: Path, compiling=None) -> None:
     ``compiling``: the future of :func:`_start_expert_compiles`, awaited before the
     expert models are fitted.
     """
-    import arviz as az
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -277,11 +303,12 @@ def _demo_experts(args, settings: dict, out: Path, compiling=None) -> None:
             est.fit(train.X, train.y)
         fits[name] = est.idata_
         lpd[name] = est.log_predictive_density(test.X, test.y) / len(test.y)
-    table = az.compare(fits)
-    table["heldout_lpd_per_row"] = [lpd[name] for name in table.index]
-    print("\nTwo-regime data: LOO comparison (ArviZ) and held-out log density per row:")
-    print(table.to_string())
-    table.to_csv(out / "experts_loo_compare.csv")
+    _comparison_table(
+        fits,
+        out / "experts_loo_compare.csv",
+        "Two-regime data: LOO comparison (ArviZ) and held-out log density per row:",
+        heldout_lpd_per_row=lpd,
+    )
     gated = candidates["gated_experts"]
     proba = gated.predict_proba(test.X)
     true = train.gate_probabilities(test.X.to_numpy())
@@ -389,14 +416,15 @@ def fit_file(args) -> Path:
 
 def _write_fit(est, args) -> Path:
     """model.nc, summary.csv (the user's scale) and diagnostic plots of a fitted estimator."""
+    from bayesmoe.comparison import format_table
     from bayesmoe.plots import plot_diagnostics
 
     out = Path(args.out)  # checked by results_folder before the fit
     out.mkdir(parents=True, exist_ok=True)
     est.save(out / "model.nc")
     summary = est.summary()
-    summary.to_csv(out / "summary.csv")
-    print(summary.to_string())
+    summary.to_csv(out / "summary.csv", index_label="parameter")
+    print(format_table(summary, SUMMARY_FORMATS, index_name="parameter"))
     est.sample_posterior_predictive()
     names = [v for v in est._summary_vars() if est.idata_["posterior"][v].size <= 4 * 4000]
     plot_diagnostics(est.idata_, [n for n in names if not n.startswith("beta")] or names, out)

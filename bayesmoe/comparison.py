@@ -41,10 +41,12 @@ from bayesmoe.numerics.waic import P_WAIC_MAX, waic_pointwise
 
 __all__ = [
     "ICS",
+    "TABLE_FORMATS",
     "WEIGHT_METHODS",
     "Comparison",
     "ExpertSelection",
     "compare",
+    "format_table",
     "pointwise_elpd",
     "predict_averaged",
     "select_experts",
@@ -58,6 +60,21 @@ SAMPLE_DIMS = ("chain", "draw")
 #: Fewest rows that subsampled models must share to be compared: the difference
 #: estimator's SE is a sample sd over these rows.
 MIN_SHARED_ROWS = 100
+#: How :func:`format_table` prints the columns of a comparison table (ArviZ's names):
+#: log densities and their standard errors to 0.1, weights and probabilities to 0.01,
+#: a per-row log density to 0.001. Other columns print as pandas does.
+TABLE_FORMATS = {
+    "elpd": "{:.1f}",
+    "elpd_diff": "{:.1f}",
+    "se": "{:.1f}",
+    "dse": "{:.1f}",
+    "subsampling_dse": "{:.1f}",
+    "p": "{:.1f}",
+    "weight": "{:.2f}",
+    "p_worse": "{:.2f}",
+    "p_better": "{:.2f}",
+    "heldout_lpd_per_row": "{:.3f}",
+}
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -439,6 +456,27 @@ def pointwise_elpd(
 
 
 # ---------------------------------------------------------------------------- compare
+def format_table(
+    table: pd.DataFrame, formats: Mapping[str, str] | None = None, *, index_name: str = "model"
+) -> str:
+    """A table as text to print: a header row, then one line per row, columns aligned.
+
+    Display only: the numbers of ``table`` are not changed (write the table itself, e.g.
+    with ``table.to_csv``, to keep every digit). ``formats`` maps column names to format
+    strings (default :data:`TABLE_FORMATS`); a missing value prints as an empty cell. The
+    index becomes the first column, headed ``index_name`` unless the index has a name.
+    """
+    formats = TABLE_FORMATS if formats is None else formats
+    name = str(table.index.name or index_name)
+    width = max([len(name), *(len(str(v)) for v in table.index)])
+    head = f"{name:<{width}}"  # row names and their header left-aligned
+    frame = table.rename_axis(head).reset_index()
+    formatters = {head: lambda v: f"{v!s:<{width}}"}
+    formatters.update({c: formats[c].format for c in frame.columns if c in formats})
+    return frame.to_string(index=False, formatters=formatters, na_rep="")
+
+
+# ---------------------------------------------------------------------------- compare
 @dataclass
 class Comparison:
     """Result of :func:`compare`.
@@ -482,6 +520,10 @@ class Comparison:
 
     def __repr__(self) -> str:
         return f"Comparison(ic={self.ic!r}, method={self.method!r})\n{self.table!r}"
+
+    def __str__(self) -> str:
+        """The table as :func:`format_table` prints it (what ``print(result)`` shows)."""
+        return f"{self.ic.upper()} comparison ({self.method} weights)\n{format_table(self.table)}"
 
 
 def compare(

@@ -9,6 +9,7 @@ import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from matplotlib import ticker
 
 __all__ = ["plot_diagnostics", "plot_predictions", "plot_scales"]
 
@@ -36,6 +37,8 @@ def plot_scales(
         ax.axhline(truth[1], color="k", ls=":", lw=1, label="true interaction scale")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis, limits in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        _log_ticks(axis, *limits)
     ax.set_xlabel(r"$\tau_\mathrm{base}$")
     ax.set_ylabel(r"$\tau_\mathrm{interaction}$")
     ax.set_title("Learned prior scales (posterior draws)")
@@ -83,6 +86,29 @@ def plot_diagnostics(idata: xr.DataTree, var_names: list[str], out_dir: str | Pa
         pc.savefig(written[-1])
     plt.close("all")
     return written
+
+
+def _log_ticks(axis, low: float, high: float) -> None:
+    """Tick labels of a log-scaled axis spanning ``[low, high]`` that never overlap.
+
+    Within a factor of five, at most six evenly spaced round numbers; up to two decades,
+    1, 2 and 5 times powers of ten; both labelled as plain numbers (0.2, 0.5, 1). Over
+    more decades at most six powers of ten, labelled :math:`10^k`. Minor ticks carry
+    no label.
+    """
+    decades = np.log10(high / low)
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    if decades <= 0.7:
+        axis.set_major_locator(ticker.MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+        axis.set_major_formatter(plain)
+    elif decades <= 2:
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(plain)
+    else:
+        axis.set_major_locator(ticker.LogLocator(base=10, numticks=6))
+        axis.set_major_formatter(ticker.LogFormatterSciNotation(base=10))
+    axis.set_minor_locator(ticker.LogLocator(base=10, subs="auto"))
+    axis.set_minor_formatter(ticker.NullFormatter())
 
 
 def _finish(fig, path):

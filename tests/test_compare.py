@@ -259,3 +259,38 @@ def test_choose_restricted_to_self_consistent_fits():
     assert _choose(table, "one_se", _self_consistent(components)) == 3
     # no fit supports its own K: the choice falls back to the whole table
     assert _choose(table, "one_se", []) == 2
+
+
+def _close_models(n: int = 300) -> dict[str, xr.DataTree]:
+    """Three models whose elpd (about -440) differ by less than ArviZ's 2-digit rounding."""
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=n)
+    base = rng.normal(-1.47, 0.3, size=n)
+    return {
+        name: _tree(base + shift + 0.01 * rng.normal(size=(2, 100, n)), y)
+        for name, shift in (("base_only", -0.002), ("fixed_prior", -0.004), ("learned", 0.0))
+    }
+
+
+def test_printed_table_has_a_header_and_one_decimal():
+    """elpd, elpd_diff, se, dse and p print to 0.1 and weights to 0.01 under a header row;
+    the table itself keeps every digit."""
+    from bayesmoe.comparison import format_table
+
+    result = bm.compare(_close_models(), plot=False)
+    table = result.table
+    assert table["elpd"].nunique() == 3 and table["elpd"].round(-1).nunique() == 1
+    lines = format_table(table).splitlines()
+    header = lines[0].split()
+    assert header[0] == "model" and {"elpd", "elpd_diff", "se", "dse", "p", "weight"} <= set(
+        header
+    )
+    assert len(lines) == 1 + len(table)
+    for line, (name, row) in zip(lines[1:], table.iterrows(), strict=True):
+        assert line.startswith(name)
+        for column, fmt in (("elpd", "{:.1f}"), ("se", "{:.1f}"), ("weight", "{:.2f}")):
+            assert fmt.format(row[column]) in line.split()
+    elpds = {f"{v:.1f}" for v in table["elpd"]}
+    assert len(elpds) == 3, elpds  # distinct at 0.1, where 2 digits print -440 thrice
+    assert str(result).splitlines()[1:] == lines
+    assert "nan" not in format_table(table).lower()  # the best model's p_worse: empty cell

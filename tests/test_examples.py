@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import arviz as az
 import nbformat
 import numpy as np
 import pandas as pd
@@ -84,6 +85,39 @@ def test_demo_writes_table_and_plots(tmp_path, capsys):
         "gated_experts.nc",
     ):
         assert (tmp_path / name).stat().st_size > 0
+    for line in ("model           rank elpd_diff", "parameter        mean    sd eti89_lb"):
+        assert line in out  # header rows over the printed tables
+    table = pd.read_csv(tmp_path / "loo_compare.csv", index_col="model")
+    assert set(table.index) == {"base_only", "fixed_prior", "learned_scales"}
+    assert table["elpd"].nunique() == 3
+    for name, row in table.iterrows():
+        assert f"{row['elpd']:.1f}" in out and row["elpd"] != round(row["elpd"], 1), name
+    experts = pd.read_csv(tmp_path / "experts_loo_compare.csv", index_col="model")
+    assert experts["elpd"].nunique() == 3 and experts["heldout_lpd_per_row"].notna().all()
+
+
+def test_comparison_table_csv_keeps_every_digit(tmp_path, capsys):
+    """The CSV holds ArviZ's unrounded floats (elpd that differ below two significant
+    digits stay distinct); the print rounds them under a header row."""
+    from bayesmoe import cli
+    from tests.test_compare import _close_models
+
+    fits = _close_models()
+    path = tmp_path / "loo_compare.csv"
+    lpd = {name: -1.0 - i / 7 for i, name in enumerate(fits)}
+    table = cli._comparison_table(fits, path, "LOO comparison:", heldout_lpd_per_row=lpd)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1] == "LOO comparison:" and printed[2].split()[:2] == ["model", "rank"]
+    written = pd.read_csv(path, index_col="model")
+    expected = az.compare(fits, round_to="none")
+    assert list(written.index) == list(expected.index) == list(table.index)
+    for column in ("elpd", "elpd_diff", "se", "dse", "p", "weight"):
+        np.testing.assert_allclose(written[column], expected[column], rtol=1e-12, atol=0)
+    assert written["elpd"].nunique() == 3 and written["elpd"].round(-1).nunique() == 1
+    assert (written["elpd"] != written["elpd"].round(2)).all()  # not rounded before writing
+    assert written["heldout_lpd_per_row"].to_dict() == lpd
+    for name, line in zip(written.index, printed[3:], strict=True):
+        assert line.startswith(name) and f"{written.loc[name, 'elpd']:.1f}" in line
 
 
 def test_demo_compiles_the_experts_in_the_background_only_on_an_empty_cache(
