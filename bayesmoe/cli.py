@@ -106,7 +106,7 @@ def _fit_settings(args) -> dict:
 def _add_fit_options(p: argparse.ArgumentParser, draws: int = 1000) -> None:
     p.add_argument("--method", default="nuts", help="nuts | advi | fullrank_advi | vem (mixtures)")
     p.add_argument(
-        "--sampler", default="auto", help="auto (per model, measured) | nutpie | pymc | numpyro"
+        "--sampler", default="auto", help="auto (fastest per model) | nutpie | pymc | numpyro"
     )
     p.add_argument("--draws", type=int, default=draws)
     p.add_argument("--tune", type=int, default=draws)
@@ -485,7 +485,7 @@ def _add_convergence_parser(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bayesmoe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="fit the seed's simulated data and write plots")
+    p_demo = sub.add_parser("demo", help="fit and compare models on simulated data, write plots")
     p_demo.add_argument("--out", default="bayesmoe_demo", help="output folder (new or empty)")
     p_demo.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
     p_demo.add_argument("--n-train", type=int, default=300)
