@@ -221,8 +221,16 @@ def _done(path: Path, retry_failed: bool) -> bool:
 def _open_client(scheduler: str | None, n_workers: int):
     from distributed import Client, LocalCluster
 
+    from bayesmoe.streaming import unguarded_script
+
     if scheduler is not None:
         return Client(scheduler), None
+    script = unguarded_script()
+    if script is not None:  # spawned workers would re-run the script and never start
+        raise RuntimeError(
+            f"run_study starts worker processes, which re-run {script!r} from the top; "
+            'put the study under `if __name__ == "__main__":` or pass client= or scheduler='
+        )
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
