@@ -188,7 +188,8 @@ def check_resume(out: Path, cells: Iterable) -> None:
         path = cell_path(out, s.name, r, _model_name(m))
         if not path.exists():
             continue
-        new = cell_record(s, m, settings)
+        # compared as saved: through JSON (numpy scalars and tuples as JSON has them)
+        new = json.loads(json.dumps(cell_record(s, m, settings), default=str))
         old = read_cell_record(path)
         if old is None:
             differ.setdefault("settings", ("not recorded", "recorded", path))
