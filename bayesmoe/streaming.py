@@ -4,14 +4,18 @@ The numerical kernels are numpy functions of one chunk (:mod:`bayesmoe.numerics.
 this module only maps them over the partitions of a :class:`dask.dataframe.DataFrame` and
 reduces the results pairwise, on a ``dask.distributed`` client: the user's (an active
 ``Client``, e.g. ``Client("tcp://scheduler:8786")``, is picked up) or a ``LocalCluster``
-started here and closed afterwards. Every partition is validated in the same pass (column
+started here and closed afterwards (worker processes; worker threads when the call comes
+from a script's top level without an ``if __name__ == "__main__":`` guard, see
+:func:`unguarded_script`). Every partition is validated in the same pass (column
 present, numeric, finite), and a failure names the column and the partition (and its file
 for frames made by :func:`read_parquet`) before anything is sampled.
 """
 
 from __future__ import annotations
 
+import ast
 import glob
+import inspect
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -32,7 +36,10 @@ __all__ = [
     "design_pass",
     "formula_frame",
     "is_dask",
+    "is_dask_frame",
+    "is_dask_series",
     "read_parquet",
+    "unguarded_script",
 ]
 
 
@@ -45,6 +52,25 @@ def is_dask(obj) -> bool:
     # A dask collection cannot exist before dask is imported, so asking need not import it.
     dask = sys.modules.get("dask")
     return dask is not None and dask.is_dask_collection(obj)
+
+
+def is_dask_frame(obj) -> bool:
+    """Whether ``obj`` is a dask DataFrame (not a Series: with current dask a Series also
+    answers ``hasattr(obj, "columns")``, so that probe cannot tell them apart)."""
+    if not is_dask(obj):
+        return False
+    import dask.dataframe as dd
+
+    return isinstance(obj, dd.DataFrame)
+
+
+def is_dask_series(obj) -> bool:
+    """Whether ``obj`` is a dask Series."""
+    if not is_dask(obj):
+        return False
+    import dask.dataframe as dd
+
+    return isinstance(obj, dd.Series)
 
 
 def _files(path) -> list[str]:
@@ -135,12 +161,64 @@ def read_parquet(path, *, columns: Sequence[str] | None = None):
     return ddf
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    """Whether ``node`` is ``if __name__ == "__main__":`` (either operand order)."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    consts = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and consts == ["__main__"]
+
+
+def unguarded_script() -> str | None:
+    """The path of the running script when this call comes from its top level outside an
+    ``if __name__ == "__main__":`` block; None otherwise.
+
+    Worker processes of a ``LocalCluster`` are started by ``spawn``, which re-imports the
+    script that started them: unguarded top-level code would run again in every worker and
+    start a cluster there, which multiprocessing refuses (the workers never start). The
+    answer is read from the call stack (the script's outermost frame) and the script's
+    syntax tree; an interactive session, ``python -c`` or a script that cannot be read
+    answers None.
+    """
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not main_file:
+        return None
+    main_file = os.path.realpath(main_file)
+    frame = inspect.currentframe()
+    top = None
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "<module>" and os.path.realpath(code.co_filename) == main_file:
+            top = frame
+        frame = frame.f_back
+    if top is None:
+        return None
+    try:
+        tree = ast.parse(Path(main_file).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    line = top.f_lineno
+    for node in ast.walk(tree):
+        if _is_main_guard(node) and node.body[0].lineno <= line <= node.body[-1].end_lineno:
+            return None
+    return main_file
+
+
 @contextmanager
 def dask_client(client=None, *, n_workers: int = 2) -> Iterator:
     """The client to run on: ``client``, an active one, or a new ``LocalCluster``.
 
-    A cluster started here (``n_workers`` single-threaded worker processes) is closed when
-    the block ends, also on error.
+    A cluster started here (``n_workers`` single-threaded workers) is closed when the
+    block ends, also on error. Its workers are processes, or threads of this process when
+    the call comes from a script's top level without an ``if __name__ == "__main__":``
+    guard (:func:`unguarded_script`: worker processes would re-run the script and never
+    start). The numerical kernels release the GIL in their matrix products, so threads
+    keep most of the processes' throughput.
     """
     from distributed import Client, LocalCluster, get_client
 
@@ -155,7 +233,10 @@ def dask_client(client=None, *, n_workers: int = 2) -> Iterator:
         yield active
         return
     cluster = LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=unguarded_script() is None,
+        dashboard_address=None,
     )
     try:
         with Client(cluster) as new:

@@ -177,6 +177,11 @@ def test_study_on_two_dask_workers_streams_saves_and_resumes(tmp_path):
         df = conv.run_study([TINY], 2, tmp_path, **request)
         first = _first_run_checks(df, tmp_path, settings, calls)
         again = conv.run_study([TINY], 2, tmp_path, **request)
+        other = {**request, "settings": conv.StudySettings(max_n_train=30, draws=10)}
+        n_calls = calls.read_text().count("x")
+        with pytest.raises(ValueError, match=r"draws: 500 saved vs 10 now"):
+            conv.run_study([TINY], 2, tmp_path, **other)
+        assert calls.read_text().count("x") == n_calls  # refused before any cell ran
     finally:
         client.close()
         cluster.close()
@@ -251,3 +256,57 @@ def test_former_import_paths_reexport_the_study():
     assert set(convergence.__all__) == set(conv.__all__)
     for name in study_plots.__all__:
         assert getattr(study_plots, name) is getattr(plots, name), name
+
+
+def _saved_cell(out, settings, model="ols_base"):
+    """One cell of TINY, run in this process and saved as the runner saves it."""
+    from bayesmoe.studies.learning_curve.runner import cell_record, write_cell
+
+    df = conv.run_cell(TINY, 0, model, settings)
+    write_cell(df, conv.cell_path(out, "tiny", 0, model), cell_record(TINY, model, settings))
+    return df
+
+
+def test_a_resume_with_other_settings_is_refused_naming_them(tmp_path):
+    """Each cell records its settings and code version; a resume (no dask needed: every
+    requested cell is saved) with the same settings gathers them, with other settings or
+    another scenario definition it stops before any cell runs and names what differs."""
+    import bayesmoe
+    from bayesmoe.studies.learning_curve.runner import read_cell_record
+
+    settings = conv.StudySettings(max_n_train=30)
+    df = _saved_cell(tmp_path, settings)
+    record = read_cell_record(conv.cell_path(tmp_path, "tiny", 0, "ols_base"))
+    assert record["bayesmoe_version"] == bayesmoe.__version__
+    assert record["draws"] == 500 and record["scenario.n"] == 400 and record["settings_hash"]
+    same = conv.run_study([TINY], 1, tmp_path, models=["ols_base"], settings=settings)
+    np.testing.assert_array_equal(same["mse"], df["mse"])
+
+    request = dict(models=["ols_base"], progress=False)
+    other = conv.StudySettings(max_n_train=30, seed=3, chains=4)
+    with pytest.raises(ValueError, match=r"chains: 2 saved vs 4 now.*seed: 0 saved vs 3 now"):
+        conv.run_study([TINY], 1, tmp_path, settings=other, **request)
+    bigger = conv.Scenario("tiny", x_dim=3, noise_level=0.5, interaction_scale=2.0, n=400)
+    with pytest.raises(ValueError, match=r"scenario.interaction_scale: 1.0 saved vs 2.0 now"):
+        conv.run_study([bigger], 1, tmp_path, settings=settings, **request)
+    assert not (tmp_path / "runs.jsonl").exists()  # nothing ran
+
+
+def test_cells_without_a_settings_record_are_not_resumed(tmp_path):
+    settings = conv.StudySettings(max_n_train=30)
+    df = conv.run_cell(TINY, 0, "ols_base", settings)
+    conv.write_parquet_atomic(df, conv.cell_path(tmp_path, "tiny", 0, "ols_base"))
+    with pytest.raises(ValueError, match="settings: 'not recorded'"):
+        conv.run_study([TINY], 1, tmp_path, models=["ols_base"], settings=settings)
+
+
+def test_study_figures_are_written_whole_and_leave_no_temporary_file(tmp_path):
+    from bayesmoe.studies.learning_curve import plots
+
+    settings = conv.StudySettings(max_n_train=30)
+    df = pd.concat(
+        [conv.run_cell(TINY, r, "ols_base", settings) for r in range(2)], ignore_index=True
+    )
+    path = plots.plot_learning_curves(df, tmp_path / "curves.png", models=["ols_base"])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]

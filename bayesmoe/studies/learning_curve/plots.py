@@ -9,6 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from bayesmoe.files import atomic_write
+
 __all__ = ["DEFAULT_CURVES", "plot_learning_curves", "plot_regret", "plot_scales"]
 
 #: Models drawn by default: both OLS, the fixed choices that win somewhere, the
@@ -148,8 +150,8 @@ def _save(fig, path):
     if path is None:
         return fig
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100), suffix=path.suffix or ".png")
+    finally:
+        plt.close(fig)
     return path

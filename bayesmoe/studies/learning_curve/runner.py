@@ -3,10 +3,17 @@
 Each (scenario, replicate, model) cell is a dask task. Cells are saved one Parquet file
 each as they finish (atomically), so an interrupted study resumes where it stopped, and a
 cell that raises is saved with its error instead of stopping the others.
+
+Every cell file records, in its Parquet metadata (key ``bayesmoe.study``), the settings
+its rows depend on and the code version (:func:`cell_record`). A run into a folder that
+holds cells recorded with other settings stops with a ``ValueError`` naming them before
+any cell runs, so one folder never mixes results of different settings.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import numbers
 import os
 import time
@@ -16,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bayesmoe.files import atomic_write
 from bayesmoe.studies.learning_curve.cells import failed_cell, run_cell, tidy
 from bayesmoe.studies.learning_curve.scenarios import (
     ALL_SCENARIOS,
@@ -25,7 +33,25 @@ from bayesmoe.studies.learning_curve.scenarios import (
 )
 from bayesmoe.studies.learning_curve.zoo import MODELS, NUTS_MODELS, STUDY_MODELS
 
-__all__ = ["WORKER_ENV", "cell_path", "gather", "run_study", "write_parquet_atomic"]
+__all__ = [
+    "RECORD_KEY",
+    "WORKER_ENV",
+    "cell_path",
+    "cell_record",
+    "check_resume",
+    "gather",
+    "read_cell_record",
+    "run_study",
+    "write_cell",
+    "write_parquet_atomic",
+]
+
+#: The Parquet metadata key under which a cell file records its :func:`cell_record`.
+RECORD_KEY = b"bayesmoe.study"
+
+#: How a cell's data and fit seeds derive from the study seed (see
+#: :func:`~bayesmoe.studies.learning_curve.cells.data_seed`); part of every cell record.
+SEED_SCHEME = "SeedSequence([seed, crc32(scenario), replicate(, crc32(model))])"
 
 #: One thread per BLAS/numba pool in each worker: a worker is one core's worth of work.
 WORKER_ENV = {
@@ -88,17 +114,97 @@ def cell_path(out: Path, scenario: str, replicate: int, model: str) -> Path:
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> Path:
-    """Write to a temporary file in the same folder, then rename over ``path``."""
+    """Write ``df`` to ``path`` atomically (:func:`bayesmoe.files.atomic_write`),
+    creating the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def cell_record(scenario: Scenario, model, settings: StudySettings) -> dict:
+    """What a cell's rows depend on: the scenario's definition, the model, the sampler
+    settings, the seed scheme and the code version (``bayesmoe_version``), with
+    ``settings_hash``, the SHA-256 of all of these.
+
+    A user model ``(name, callable)`` is recorded by the callable's module and qualified
+    name; a change inside its body is not seen.
+    """
+    import bayesmoe
+
+    name = _model_name(model)
+    fn = MODELS[model] if isinstance(model, str) else model[1]
+    scen = {k: v for k, v in asdict(scenario).items() if k != "description"}
+    record = {f"scenario.{k}": v for k, v in scen.items()}
+    record["model"] = name
+    record["model_callable"] = (
+        f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    )
+    record.update(asdict(settings))
+    record["seed_scheme"] = SEED_SCHEME
+    record["bayesmoe_version"] = bayesmoe.__version__
+    text = json.dumps(record, sort_keys=True, default=str)
+    record["settings_hash"] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return record
+
+
+def write_cell(df: pd.DataFrame, path: Path, record: dict) -> Path:
+    """Write a cell's table atomically with ``record`` in its Parquet metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[RECORD_KEY] = json.dumps(record, default=str).encode()
+    table = table.replace_schema_metadata(meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_cell_record(path: Path) -> dict | None:
+    """The :func:`cell_record` saved in a cell file; None when it holds none (a file
+    written before cells recorded their settings, or one that cannot be read)."""
+    import pyarrow.parquet as pq
+
     try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+        meta = pq.read_schema(path).metadata or {}
+        return json.loads(meta[RECORD_KEY])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_resume(out: Path, cells: Iterable) -> None:
+    """Refuse to resume into ``out`` if a saved cell of ``cells`` (``(scenario,
+    replicate, model, settings)`` tuples) was run with other settings.
+
+    Raises
+    ------
+    ValueError
+        Naming each setting that differs, with the saved and the requested value, and
+        the first cell file that holds it.
+    """
+    differ: dict[str, tuple] = {}
+    for s, r, m, settings in cells:
+        path = cell_path(out, s.name, r, _model_name(m))
+        if not path.exists():
+            continue
+        # compared as saved: through JSON (numpy scalars and tuples as JSON has them)
+        new = json.loads(json.dumps(cell_record(s, m, settings), default=str))
+        old = read_cell_record(path)
+        if old is None:
+            differ.setdefault("settings", ("not recorded", "recorded", path))
+            continue
+        for key in sorted(set(old) | set(new)):
+            if key != "settings_hash" and old.get(key) != new.get(key):
+                differ.setdefault(key, (old.get(key, "absent"), new.get(key, "absent"), path))
+    if differ:
+        lines = "; ".join(
+            f"{k}: {old!r} saved vs {new!r} now (e.g. {p})" for k, (old, new, p) in differ.items()
+        )
+        raise ValueError(
+            f"out={str(out)!r} holds cells run with other settings ({lines}); resume with "
+            "the same settings, or write to another folder (or delete those cells)"
+        )
 
 
 def _done(path: Path, retry_failed: bool) -> bool:
@@ -116,8 +222,16 @@ def _done(path: Path, retry_failed: bool) -> bool:
 def _open_client(scheduler: str | None, n_workers: int):
     from distributed import Client, LocalCluster
 
+    from bayesmoe.streaming import unguarded_script
+
     if scheduler is not None:
         return Client(scheduler), None
+    script = unguarded_script()
+    if script is not None:  # spawned workers would re-run the script and never start
+        raise RuntimeError(
+            f"run_study starts worker processes, which re-run {script!r} from the top; "
+            'put the study under `if __name__ == "__main__":` or pass client= or scheduler='
+        )
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
@@ -196,6 +310,7 @@ def run_study(
     # longest first: the NUTS cells, the widest designs among them, so that cheap cells
     # fill the gaps and no worker is left finishing a long cell alone at the end.
     cells.sort(key=lambda c: (c[1], _model_name(c[2]) not in NUTS_MODELS, -c[0].x_dim))
+    check_resume(out, [(s, r, m, settings) for s, r, m in cells])
     todo = [
         c
         for c in cells
@@ -212,8 +327,6 @@ def run_study(
 
 def _log_run(out, start, n_run, n_cells, scheduler, n_workers, client, load) -> None:
     """Append this run's wall time and machine load to ``out/runs.jsonl``."""
-    import json
-
     record = {
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
         "wall_seconds": round(time.time() - start, 1),
@@ -228,17 +341,14 @@ def _log_run(out, start, n_run, n_cells, scheduler, n_workers, client, load) -> 
 
 
 def _write_manifest(out, scen, replicates, model_list, settings) -> None:
-    import json
-
     manifest = {
         "scenarios": [asdict(s) for s in scen],
         "replicates": replicates,
         "models": [_model_name(m) for m in model_list],
         "settings": asdict(settings),
     }
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / "manifest.json")
+    text = json.dumps(manifest, indent=1)
+    atomic_write(out / "manifest.json", lambda tmp: tmp.write_text(text))
 
 
 def _run_cells(todo, out, settings, scheduler, n_workers, client, progress) -> None:
@@ -265,7 +375,8 @@ def _run_cells(todo, out, settings, scheduler, n_workers, client, progress) -> N
             except Exception as err:  # the worker died or the task could not run at all
                 df = failed_cell(s, r, _model_name(m), err)
             failed += int((df["status"] != "ok").any())
-            write_parquet_atomic(df, cell_path(out, s.name, r, _model_name(m)))
+            record = cell_record(s, m, settings)
+            write_cell(df, cell_path(out, s.name, r, _model_name(m)), record)
             fut.release()
             progress_bar.update(1)
             progress_bar.set_postfix(failed=failed)
