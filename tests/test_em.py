@@ -10,7 +10,7 @@ from scipy import stats
 from scipy.optimize import check_grad, linear_sum_assignment
 from scipy.special import logsumexp, softmax
 
-from bayesmoe.numerics import em
+from bayesmoe.numerics import gate_fit
 from bayesmoe.numerics.em import EMResult, fit_mixture_em, gate_logits, mixing_weights
 
 N = 2000
@@ -211,10 +211,10 @@ def test_gate_gradient_matches_finite_differences(hidden):
     args = (G, R, hidden, 1.5, 0.7)
 
     def value(theta):
-        return em._gate_neg_objective(theta, *args)[0]
+        return gate_fit.gate_neg_objective(theta, *args)[0]
 
     def grad(theta):
-        return em._gate_neg_objective(theta, *args)[1]
+        return gate_fit.gate_neg_objective(theta, *args)[1]
 
     for theta in rng.normal(size=(3, size)):
         assert check_grad(value, grad, theta) < 1e-5 * max(1.0, np.linalg.norm(grad(theta)))

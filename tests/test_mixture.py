@@ -291,10 +291,10 @@ def test_summary_rows_are_labelled_correctly(gated_fit):
 
 
 def test_gate_grid_has_no_repeated_points():
-    from bayesmoe.builders.mixture import GRID_QUANTILES, _gate_grid
+    from bayesmoe.builders.mixture import GRID_QUANTILES, gate_grid
 
     G = np.random.default_rng(0).normal(size=(500, 3))
-    grid = _gate_grid(G)
+    grid = gate_grid(G)
     assert len(np.unique(grid, axis=0)) == len(grid) == 1 + 3 * (len(GRID_QUANTILES) - 1)
     np.testing.assert_allclose(grid[0], np.median(G, axis=0))
 

@@ -57,6 +57,7 @@ import xarray as xr
 from pymc_extras.prior import Prior
 
 from bayesmoe.builders.contract import ModelSpec
+from bayesmoe.builders.terms.horseshoe import regularised_log_sd
 from bayesmoe.data import (
     interaction_design,
     resolve_interactions,
@@ -145,18 +146,10 @@ class InteractionSpec(ModelSpec):
     def sampler_defaults(self) -> dict:
         """NUTS settings this model needs by default (the user's ``fit_kwargs`` win).
 
-        R2-D2's Dirichlet split of the explained variance leaves funnels the default step
-        size does not always follow. Measured (``benchmarks/target_accept.py``, the three
-        real data sets x 3 splits, 4 x 1000 draws): at target acceptance 0.8, 0.26 % of
-        R2-D2's transitions diverged on star98 (0.017 % on diabetes); at 0.9 none did on
-        any data set, with the same bulk ESS (1228-2115 against 1202-1880) and time. The
-        horseshoe: on the convergence study's grid at the defaults
-        (``benchmarks/convergence_local_global.py --replicates 3 --chains 4 --draws 1000
-        --tune 1000 --models learned_horseshoe``, 108 fits, same data and seeds), at 0.8 one
-        fit had R-hat 1.0106 (the bar is 1.01) and 8 of 432 000 transitions diverged; at 0.9
-        the largest R-hat was 1.0047, 4 diverged, and the smallest bulk ESS rose from 333 to
-        581 (median per fit +29 %) for 27 % more sampling time, so the same ESS per second.
-        At 0.95 it lost ESS on the real data sets (943-2187).
+        R2-D2's Dirichlet split of the explained variance and the horseshoe's local scales
+        leave funnels the default step size does not always follow; both sample at target
+        acceptance 0.9 (``benchmarks/target_accept.py``,
+        ``benchmarks/convergence_local_global.py``).
         """
         return {"target_accept": 0.9} if self.family in ("r2d2", "horseshoe") else {}
 
@@ -686,11 +679,9 @@ def _local_global_scales(prior: str, merged: dict, sigma, groups: list[str]) -> 
         for g in groups:
             tau = _global_scale(merged[f"tau_{g}"], f"tau_{g}")
             lam = merged[f"lambda_local_{g}"].create_variable(f"lambda_local_{g}")
-            # log s_j = log u - log(1 + u^2 / c^2) / 2, u = sigma tau_g lambda_j:
-            # s_j -> u for small u (horseshoe), -> c for large u (the slab)
-            log_u = log_sigma + pt.log(tau) + pt.log(lam)
+            # s_j at u = sigma tau_g lambda_j (bayesmoe.builders.terms.horseshoe)
             log_c2_g = log_c2[_SCALE_GROUPS.index(g)] if per_group else log_c2
-            log_sd = log_u - 0.5 * pt.softplus(2.0 * log_u - log_c2_g)
+            log_sd = regularised_log_sd(log_sigma, tau, lam, log_c2_g)
             out[f"beta_{g}_scale"] = pm.Deterministic(
                 f"beta_{g}_scale", pt.exp(log_sd), dims=dims[g]
             )
@@ -725,8 +716,8 @@ def _log_dirichlet(spec: Prior, name: str):
     log-ratios of PyMC's simplex transform. With many rows the data pin each weight and
     its share's posterior gets a steep wall below (the likelihood falls like
     :math:`e^{-w_j^2/(2 v_j)}` as its prior variance :math:`v_j \to 0`); coupled through the
-    simplex those walls made R2-D2 diverge on 1-2 % of transitions at :math:`10^5`-:math:`10^6`
-    rows (``docs/local_global/large_n.txt``). ``phi`` stays in the posterior as a
+    simplex those walls make R2-D2 diverge with many rows (``docs/local_global/large_n.txt``).
+    ``phi`` stays in the posterior as a
     Deterministic.
     """
     a = spec.parameters["a"]

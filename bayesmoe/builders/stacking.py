@@ -43,8 +43,9 @@ import xarray as xr
 from pymc_extras.prior import Prior
 
 from bayesmoe.builders.contract import ModelSpec
-from bayesmoe.builders.mixture import GATES, _gate_grid
+from bayesmoe.builders.terms.gate import GATES, free_logits, gate_grid
 from bayesmoe.data import validate_features
+from bayesmoe.numerics.gate import draw_logits
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.priors import merge_priors
 
@@ -123,18 +124,20 @@ class StackingSpec(ModelSpec):
         def arr(name, *dims):
             return posterior[name].transpose(*SAMPLE_DIMS, *dims).values
 
-        inputs = np.asarray(X, float)[None, None]
+        hidden = {}
         rows = "feature"
         if self.gate == "mlp":
-            W = arr("gate_hidden_weights", "feature", "gate_hidden")
-            a = arr("gate_hidden_bias", "gate_hidden")
-            inputs = np.tanh(np.einsum("of,cdfh->cdoh", X, W) + a[:, :, None, :])
+            hidden = dict(
+                hidden_weights=arr("gate_hidden_weights", "feature", "gate_hidden"),
+                hidden_bias=arr("gate_hidden_bias", "gate_hidden"),
+            )
             rows = "gate_hidden"
-        beta = arr("gate_weights", rows, "gate_model")
-        mu = arr("global_logit", "gate_model")
-        S = beta.shape[:2]
-        free = np.einsum("cdoh,cdhk->cdok", np.broadcast_to(inputs, (*S, *inputs.shape[2:])), beta)
-        free = free + mu[:, :, None, :]
+        free = draw_logits(
+            np.asarray(X, float),
+            arr("gate_weights", rows, "gate_model"),
+            arr("global_logit", "gate_model"),
+            **hidden,
+        )
         out = np.zeros((*free.shape[:3], len(self.model_names)))
         out[..., self.free] = free
         return out
@@ -240,7 +243,7 @@ def hierarchical_stacking(
     prior_logit = np.log(floored[spec.free] / floored[reference])
     merged = merge_priors(stacking_defaults(prior_logit, gate), priors)
 
-    grid = _gate_grid(Xv)
+    grid = gate_grid(Xv)
     coords = {
         "obs": np.arange(Xv.shape[0]),
         "feature": names,
@@ -252,10 +255,12 @@ def hierarchical_stacking(
         coords["gate_hidden"] = np.arange(spec.gate_hidden)
 
     def alpha(inputs, v):
-        f = inputs
+        hidden = {}
         if gate == "mlp":
-            f = pt.tanh(pt.dot(inputs, v["gate_hidden_weights"]) + v["gate_hidden_bias"])
-        free = pt.dot(f, v["gate_weights"]) + v["global_logit"]
+            hidden = dict(
+                hidden_weights=v["gate_hidden_weights"], hidden_bias=v["gate_hidden_bias"]
+            )
+        free = free_logits(inputs, v["gate_weights"], v["global_logit"], **hidden)
         full = pt.zeros((inputs.shape[0], K))
         return pt.set_subtensor(full[:, spec.free], free)
 

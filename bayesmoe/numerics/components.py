@@ -1,4 +1,4 @@
-r"""Which components of a fitted mixture the data actually support (issue 20).
+r"""Which components of a fitted mixture the data actually support.
 
 An overfitted mixture (more components asked for than the data hold; Rousseau & Mengersen
 2011) has components that either *coincide* (two components describe the same cluster, so
@@ -12,10 +12,9 @@ others) or two are *merged* into one normal with their weight, mean and variance
 the log-likelihood lost is below ``penalty``, the parameter count of a component
 (Akaike's criterion: a component stays when it buys more log-likelihood than it has
 parameters). The count :math:`K_+` left is invariant to labels, so it is defined where
-the per-component quantities are not. Measured on the simulated fits of
-``benchmarks/overfitted.py`` (300 rows, one feature, 4 parameters a component): a
-superfluous component's cheapest reduction costs -3 to +1.7 log-likelihood units (5-95%
-of draws), a real cluster's 89-146 (clusters 6 noise sds apart).
+the per-component quantities are not. On simulated overfitted fits
+(``benchmarks/overfitted.py``) a superfluous component's cheapest reduction costs a few
+log-likelihood units, a real cluster's far more than its parameter count.
 
 Descriptive numbers go with the names: the **occupancy** of component :math:`k`, the
 posterior mean of its average weight :math:`\bar\pi_k = \frac{1}{S n}\sum_{s,i}

@@ -52,23 +52,50 @@ scipy and scikit-learn only.
 from __future__ import annotations
 
 import itertools
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
 
 from bayesmoe.numerics.blas import single_threaded_blas
+from bayesmoe.numerics.gate import gate_logits
+from bayesmoe.numerics.gate_fit import (
+    GATE_INNER_MAXITER,
+    gate_neg_objective_t,
+    gate_pack,
+    gate_unpack,
+    linear_gate_at,
+    linear_gate_terms,
+    newton_descent,
+    newton_step,
+    with_linear_gate_prior,
+)
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last, softmax_last
+from bayesmoe.numerics.multistart import (
+    best_first,
+    initial_labels,
+    positive,
+    small_change,
+    start_kinds,
+)
 
-__all__ = ["EMResult", "fit_mixture_em", "gate_logits", "mixing_weights"]
+__all__ = [
+    "EMResult",
+    "Params",
+    "Settings",
+    "check_problem",
+    "fit_mixture_em",
+    "gate_logits",
+    "greedy_labels",
+    "initial_params",
+    "linear_gate_terms",
+    "mixing_weights",
+    "newton_descent",
+    "newton_step",
+    "with_linear_gate_prior",
+]
 
 _GATES = (None, "linear", "mlp")
-#: Inner L-BFGS-B iterations per EM gate update. A partial M-step is enough for a
-#: generalised EM (it only has to improve), and warm starts make later ones cheap. The mlp
-#: gate has flat directions, and with 5-25 inner iterations EM needed many more (costlier)
-#: outer iterations; 50 was fastest overall in our timings, more bought nothing.
-_GATE_INNER_MAXITER = 50
 #: The first gate fit starts from zero logits and a hard partition, so it gets longer.
 _GATE_INIT_MAXITER = 200
 #: Newton steps of the linear gate (``newton_descent``): a step is halved at most this
@@ -145,7 +172,7 @@ class EMResult:
 
 
 @dataclass
-class _Params:
+class Params:
     """Mutable working state of one EM run (expert coefficients include the intercept)."""
 
     coef: np.ndarray  # (K, d + 1): [b_k, w_k]
@@ -158,7 +185,7 @@ class _Params:
 
 
 @dataclass
-class _Settings:
+class Settings:
     """Everything about the problem that stays fixed during EM."""
 
     K: int
@@ -175,236 +202,8 @@ class _Settings:
 # --------------------------------------------------------------------------- gate
 
 
-def gate_logits(
-    G: np.ndarray,
-    gate_intercept: np.ndarray,
-    gate_weights: np.ndarray,
-    gate_hidden_weights: np.ndarray | None = None,
-    gate_hidden_bias: np.ndarray | None = None,
-) -> np.ndarray:
-    r"""Gate logits with the reference (last) expert's column fixed at zero.
-
-    .. math::
-
-        \eta_{ik} = c_k + f_i^\top V_k \ (k < K), \qquad \eta_{iK} = 0, \qquad
-        f_i = G_i \ \text{(linear)} \ \text{or} \ \tanh(G_i^\top W_h + b_h) \ \text{(mlp)}.
-
-    Parameters
-    ----------
-    G : (n, g) array
-        Gate design.
-    gate_intercept : (K-1,) array
-        :math:`c`.
-    gate_weights : (g, K-1) or (H, K-1) array
-        :math:`V`.
-    gate_hidden_weights : (g, H) array, optional
-        :math:`W_h`; when None the gate is linear in ``G``.
-    gate_hidden_bias : (H,) array, optional
-        :math:`b_h`; required together with ``gate_hidden_weights``.
-
-    Returns
-    -------
-    (n, K) array of logits; :math:`\mathrm{softmax}` of a row gives :math:`\pi_{i\cdot}`.
-    """
-    G = np.asarray(G, dtype=float)
-    if G.ndim != 2:
-        raise ValueError(f"G must be 2-D (n, g), got shape {G.shape}")
-    if (gate_hidden_weights is None) != (gate_hidden_bias is None):
-        raise ValueError("gate_hidden_weights and gate_hidden_bias must be given together")
-    if gate_hidden_weights is None:
-        features = G
-    else:
-        features = np.tanh(G @ np.asarray(gate_hidden_weights) + np.asarray(gate_hidden_bias))
-    eta = features @ np.asarray(gate_weights, dtype=float) + np.asarray(gate_intercept)
-    return np.column_stack([eta, np.zeros(G.shape[0])])
-
-
-def _gate_pack(params: _Params) -> np.ndarray:
-    parts = [params.c, params.V.ravel()]
-    if params.Wh is not None:
-        parts += [params.Wh.ravel(), params.bh]
-    return np.concatenate(parts)
-
-
-def _gate_unpack(theta: np.ndarray, g: int, K: int, hidden: int):
-    """Split a flat gate vector into (c, V, Wh, bh); Wh, bh are None for a linear gate."""
-    m = K - 1
-    c = theta[:m]
-    if hidden == 0:
-        return c, theta[m:].reshape(g, m), None, None
-    pos = m + hidden * m
-    V = theta[m:pos].reshape(hidden, m)
-    Wh = theta[pos : pos + g * hidden].reshape(g, hidden)
-    bh = theta[pos + g * hidden :]
-    return c, V, Wh, bh
-
-
-def _gate_neg_objective(
-    theta: np.ndarray,
-    G: np.ndarray,
-    R: np.ndarray,
-    hidden: int,
-    gate_sd: float,
-    hidden_sd: float,
-) -> tuple[float, np.ndarray]:
-    r"""Negative gate M-step objective and its gradient, for L-BFGS-B.
-
-    .. math::
-
-        Q(\theta) = \sum_i \sum_k r_{ik} \log \mathrm{softmax}(\eta_i)_k
-            - \frac{\|c\|^2 + \|V\|^2}{2 s_g^2} - \frac{\|W_h\|^2 + \|b_h\|^2}{2 s_h^2}.
-
-    With :math:`\sum_k r_{ik} = 1`, :math:`\partial Q / \partial \eta_{ik} = r_{ik} - \pi_{ik}`
-    (softmax cross-entropy), which is back-propagated to :math:`c, V` and, for the mlp,
-    through :math:`\tanh' = 1 - h^2` to :math:`W_h, b_h`. The reference column has no
-    parameters, so its derivative is dropped.
-
-    Parameters
-    ----------
-    theta : array
-        Flat gate parameters ``[c, V, W_h, b_h]`` (the last two for the mlp only).
-    G : (n, g) array
-        Gate design.
-    R : (n, K) array
-        Responsibilities; rows must sum to one.
-    hidden : int
-        :math:`H` (0 for the linear gate).
-    gate_sd, hidden_sd : float
-        Prior sds :math:`s_g, s_h`.
-
-    Returns
-    -------
-    (-Q, -grad Q)
-    """
-    return _gate_neg_objective_t(
-        theta, np.ascontiguousarray(G.T), np.ascontiguousarray(R.T), hidden, gate_sd, hidden_sd
-    )
-
-
-def _gate_neg_objective_t(theta, GT, RT, hidden, gate_sd, hidden_sd):
-    """:func:`_gate_neg_objective` on transposed, C-contiguous ``GT`` (g, n), ``RT`` (K, n).
-
-    This is the inner loop of every gated fit. With the short K and H axes first, the
-    reductions over them run along contiguous rows and the products are wide BLAS calls;
-    a row-wise max over a C-ordered (n, 3) array was ~30x slower than this in numpy.
-    """
-    K, n = RT.shape
-    g = GT.shape[0]
-    c, V, Wh, bh = _gate_unpack(theta, g, K, hidden)
-    features = GT if Wh is None else np.tanh(Wh.T @ GT + bh[:, None])  # (g or H, n)
-    eta = np.zeros((K, n))
-    eta[:-1] = V.T @ features + c[:, None]
-    shifted = eta - eta.max(axis=0)
-    exp_shifted = np.exp(shifted)
-    norm = exp_shifted.sum(axis=0)
-    # sum_k r_ik log p_ik = sum_k r_ik shifted_ik - log norm_i, because rows of R sum to one.
-    value = float(np.vdot(RT, shifted) - np.log(norm).sum())
-    penalty = (c @ c + np.vdot(V, V)) / (2.0 * gate_sd**2)
-    # d/d eta of sum_k r_k log p_k is r - p (again using sum_k r_k = 1).
-    delta = RT[:-1] - exp_shifted[:-1] / norm  # (K-1, n)
-    grad_c = delta.sum(axis=1) - c / gate_sd**2
-    grad_V = features @ delta.T - V / gate_sd**2
-    grads = [grad_c, grad_V.ravel()]
-    if Wh is not None:
-        penalty += (np.vdot(Wh, Wh) + bh @ bh) / (2.0 * hidden_sd**2)
-        d_pre = (V @ delta) * (1.0 - features**2)  # back through tanh, (H, n)
-        grad_Wh = GT @ d_pre.T - Wh / hidden_sd**2
-        grads += [grad_Wh.ravel(), d_pre.sum(axis=1) - bh / hidden_sd**2]
-    return -(value - penalty), -np.concatenate(grads)
-
-
-def linear_gate_terms(GT, RT, log_PT) -> tuple[float, np.ndarray, np.ndarray]:
-    r"""Minus :math:`\sum_{ik} r_{ik}\log\pi_{ik}` of a linear gate, its gradient, Hessian.
-
-    For the gate parameters :math:`\theta = [c, \mathrm{vec}\,V]` (the order of
-    :func:`bayesmoe.numerics.em._gate_pack`: row :math:`j` of :math:`W = [c; V]`, then
-    expert :math:`a`) and :math:`\tilde g_i = [1, G_i]`: the gradient
-    :math:`-\sum_i \tilde g_{ij} (r_{ia} - \pi_{ia})` and the Hessian
-    :math:`\sum_i \tilde g_{ij}\tilde g_{il}\,\pi_{ia}(\delta_{ab} - \pi_{ib})`, over the
-    experts :math:`a, b < K` (the reference has no parameters). A pure numpy function of
-    one chunk, ``GT`` (g, n), responsibilities ``RT`` (K, n) and the gate's
-    log-probabilities ``log_PT`` (K, n); the sums of chunks add.
-    """
-    m, g = RT.shape[0] - 1, GT.shape[0]
-    P = np.exp(log_PT[:m])
-    value = -float(np.vdot(RT, log_PT))
-    delta = RT[:m] - P  # (m, n)
-    grad = -np.concatenate([delta.sum(axis=1), (GT @ delta.T).ravel()])
-    H = np.empty((g + 1, m, g + 1, m))
-    for a in range(m):
-        for b in range(a, m):
-            w = P[a] * (float(a == b) - P[b])
-            Gw = GT * w
-            block = np.empty((g + 1, g + 1))
-            block[0, 0] = w.sum()
-            block[1:, 0] = block[0, 1:] = Gw.sum(axis=1)
-            block[1:, 1:] = Gw @ GT.T
-            H[:, a, :, b] = block
-            H[:, b, :, a] = block
-    return value, grad, H.reshape((g + 1) * m, (g + 1) * m)
-
-
-def _linear_gate_at(GT, RT, theta) -> tuple[float, np.ndarray, np.ndarray]:
-    """:func:`linear_gate_terms` at the flat linear-gate parameters ``theta``."""
-    K = RT.shape[0]
-    c, V, _, _ = _gate_unpack(theta, GT.shape[0], K, 0)
-    log_PT = np.zeros((K, GT.shape[1]))
-    log_PT[:-1] = V.T @ GT + c[:, None]
-    log_PT -= log_PT.max(axis=0)
-    log_PT -= np.log(np.exp(log_PT).sum(axis=0))
-    return linear_gate_terms(GT, RT, log_PT)
-
-
-def newton_step(grad, hess, min_gain: float) -> np.ndarray | None:
-    r"""The Newton step :math:`H^{-1}g` (to subtract), or None when the Newton decrement
-    :math:`\tfrac12 g^\top H^{-1} g` (the quadratic model's predicted gain) is at most
-    ``min_gain`` or ``hess`` is singular."""
-    try:
-        step = np.linalg.solve(hess, grad)
-    except np.linalg.LinAlgError:
-        return None
-    return step if 0.5 * float(grad @ step) > min_gain else None
-
-
-def with_linear_gate_prior(theta, terms, gate_sd: float) -> tuple:
-    """:func:`linear_gate_terms` (value, gradient, Hessian) plus the gate's Gaussian prior."""
-    value, grad, hess = terms
-    return (
-        value + float(theta @ theta) / (2.0 * gate_sd**2),
-        grad + theta / gate_sd**2,
-        hess + np.eye(theta.size) / gate_sd**2,
-    )
-
-
-def newton_descent(fun, theta, start, *, max_steps: int, min_gain: float) -> np.ndarray:
-    r"""Newton's method on a smooth convex function, every step checked.
-
-    ``fun(theta) -> (value, gradient, Hessian)``; ``start`` is its value at ``theta``
-    (often already known). A step (:func:`newton_step`) is halved (at most
-    ``_NEWTON_HALVINGS`` times) until the value does not increase, so the value never
-    increases; the steps stop after ``max_steps`` or when the Newton decrement is at most
-    ``min_gain``. Returns the last accepted point.
-    """
-    f, grad, hess = start
-    for _ in range(max_steps):
-        step = newton_step(grad, hess, min_gain)
-        if step is None:
-            break
-        t = 1.0
-        for _ in range(_NEWTON_HALVINGS):
-            cand = theta - t * step
-            f_new, grad_new, hess_new = fun(cand)
-            if np.isfinite(f_new) and f_new <= f:
-                break
-            t *= 0.5
-        else:
-            break
-        theta, f, grad, hess = cand, f_new, grad_new, hess_new
-    return theta
-
-
 def _update_gate(
-    params: _Params, G: np.ndarray, R: np.ndarray, settings: _Settings, maxiter: int
+    params: Params, G: np.ndarray, R: np.ndarray, settings: Settings, maxiter: int
 ) -> None:
     """Generalised M-step for the gate, never lowering its objective.
 
@@ -412,23 +211,23 @@ def _update_gate(
     its exact Hessian reach the optimum in a few iterations; the mlp gate's is not, and it
     takes a warm-started L-BFGS-B, kept only if it improves.
     """
-    theta0 = _gate_pack(params)
+    theta0 = gate_pack(params)
     GT, RT = np.ascontiguousarray(G.T), np.ascontiguousarray(R.T)
     if settings.hidden == 0:
         g = G.shape[1]
 
         def fun(theta):
-            return with_linear_gate_prior(theta, _linear_gate_at(GT, RT, theta), settings.gate_sd)
+            return with_linear_gate_prior(theta, linear_gate_at(GT, RT, theta), settings.gate_sd)
 
         theta = newton_descent(
             fun, theta0, fun(theta0), max_steps=maxiter, min_gain=_NEWTON_GAIN * GT.shape[1]
         )
-        params.c, params.V = (a.copy() for a in _gate_unpack(theta, g, settings.K, 0)[:2])
+        params.c, params.V = (a.copy() for a in gate_unpack(theta, g, settings.K, 0)[:2])
         return
     args = (GT, RT, settings.hidden, settings.gate_sd, settings.hidden_sd)
-    f0, _ = _gate_neg_objective_t(theta0, *args)
+    f0, _ = gate_neg_objective_t(theta0, *args)
     res = optimize.minimize(
-        _gate_neg_objective_t,
+        gate_neg_objective_t,
         theta0,
         args=args,
         jac=True,
@@ -438,7 +237,7 @@ def _update_gate(
     # L-BFGS-B only accepts sufficient-decrease steps, but a failed line search can leave
     # it anywhere; the guard keeps EM monotone whatever the optimiser reports.
     if np.isfinite(res.fun) and res.fun <= f0:
-        c, V, Wh, bh = _gate_unpack(np.asarray(res.x), G.shape[1], settings.K, settings.hidden)
+        c, V, Wh, bh = gate_unpack(np.asarray(res.x), G.shape[1], settings.K, settings.hidden)
         params.c, params.V = c.copy(), V.copy()
         if Wh is not None:
             params.Wh, params.bh = Wh.copy(), bh.copy()
@@ -447,7 +246,7 @@ def _update_gate(
 # --------------------------------------------------------------------------- E / M steps
 
 
-def _log_mixing(params: _Params, G: np.ndarray | None, n: int) -> np.ndarray:
+def _log_mixing(params: Params, G: np.ndarray | None, n: int) -> np.ndarray:
     """(n, K) log pi_ik, broadcast from (1, K) for constant weights."""
     if params.log_pi is not None:
         return params.log_pi[None, :]
@@ -456,7 +255,7 @@ def _log_mixing(params: _Params, G: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def _e_step_rows(
-    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: _Params
+    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: Params
 ) -> tuple[np.ndarray, np.ndarray]:
     """Responsibilities (n, K) and each row's mixture log-likelihood (n,), via logsumexp."""
     resid = y[:, None] - Z @ params.coef.T
@@ -468,14 +267,14 @@ def _e_step_rows(
 
 
 def _e_step(
-    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: _Params
+    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: Params
 ) -> tuple[np.ndarray, float]:
     """Responsibilities (n, K) and the mixture log-likelihood."""
     R, log_norm = _e_step_rows(Z, y, G, params)
     return R, float(log_norm.sum())
 
 
-def _log_prior(params: _Params, settings: _Settings) -> float:
+def _log_prior(params: Params, settings: Settings) -> float:
     """log p(theta) up to a constant (Gaussian ridge terms, Dirichlet kernel)."""
     out = -0.5 * float(np.sum(params.coef**2 * settings.prior_precision))
     if params.log_pi is not None:
@@ -488,7 +287,7 @@ def _log_prior(params: _Params, settings: _Settings) -> float:
 
 
 def _update_experts(
-    Z: np.ndarray, y: np.ndarray, R: np.ndarray, params: _Params, settings: _Settings
+    Z: np.ndarray, y: np.ndarray, R: np.ndarray, params: Params, settings: Settings
 ) -> None:
     r"""ECM step for the experts: ridge coefficients given sigma, then sigma given them.
 
@@ -525,7 +324,7 @@ def _update_experts(
             params.sigma[k] = np.sqrt(max(float(R[:, k] @ sq[:, k]) / mass[k], floor2))
 
 
-def _update_weights(R: np.ndarray, params: _Params, settings: _Settings) -> None:
+def _update_weights(R: np.ndarray, params: Params, settings: Settings) -> None:
     r"""Dirichlet MAP weights :math:`\pi_k \propto \max(N_k + \alpha - 1, \epsilon)`.
 
     For :math:`\alpha \ge 1` this is the exact maximiser (the clip only acts when a component
@@ -542,9 +341,9 @@ def _m_step(
     y: np.ndarray,
     G: np.ndarray | None,
     R: np.ndarray,
-    params: _Params,
-    settings: _Settings,
-    gate_maxiter: int = _GATE_INNER_MAXITER,
+    params: Params,
+    settings: Settings,
+    gate_maxiter: int = GATE_INNER_MAXITER,
 ) -> None:
     _update_experts(Z, y, R, params, settings)
     if params.log_pi is not None:
@@ -556,56 +355,8 @@ def _m_step(
 # --------------------------------------------------------------------------- initialisation
 
 
-def _standardise_columns(A: np.ndarray) -> np.ndarray:
-    sd = A.std(axis=0)
-    return (A - A.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-
-
-def _labels_quantile(Z: np.ndarray, y: np.ndarray, K: int) -> np.ndarray:
-    """Split rows into K equal groups by the residual of one least-squares line.
-
-    Parallel lines leave residuals clustered by intercept, which k-means on (x, y) misses
-    when x spreads more than the gaps between lines.
-    """
-    coef, *_ = np.linalg.lstsq(Z, y, rcond=None)
-    order = np.argsort(y - Z @ coef, kind="stable")
-    labels = np.empty(len(y), dtype=int)
-    for k, idx in enumerate(np.array_split(order, K)):
-        labels[idx] = k
-    return labels
-
-
-def _labels_kmeans(features: np.ndarray, K: int, seed: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
-    from sklearn.exceptions import ConvergenceWarning
-
-    km = KMeans(n_clusters=K, n_init=1, random_state=seed)
-    with warnings.catch_warnings():
-        # Fewer distinct points than K (ties, discrete data) just leaves a group empty,
-        # which the M-step handles (the prior keeps its expert defined).
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return km.fit_predict(_standardise_columns(features)).astype(int)
-
-
-def _labels_random_lines(Z: np.ndarray, y: np.ndarray, K: int, rng) -> np.ndarray:
-    """Assign each row to the nearest of K lines, each fitted to a few random rows.
-
-    A small-subset (RANSAC-like) start has a fair chance of putting one line near each true
-    expert, which breaks the symmetry that a uniformly random partition starts from (all of
-    its groups fit nearly the same line).
-    """
-    n, p = Z.shape
-    m = min(n, p + 1)
-    lines = np.empty((K, p))
-    ridge = 1e-6 * np.eye(p)
-    for k in range(K):
-        idx = rng.choice(n, size=m, replace=False)
-        lines[k] = np.linalg.solve(Z[idx].T @ Z[idx] + ridge, Z[idx].T @ y[idx])
-    return np.argmin(np.abs(y[:, None] - Z @ lines.T), axis=1)
-
-
-def _labels_greedy(
-    Z: np.ndarray, y: np.ndarray, settings: _Settings, rng: np.random.Generator
+def greedy_labels(
+    Z: np.ndarray, y: np.ndarray, settings: Settings, rng: np.random.Generator
 ) -> np.ndarray:
     """Add experts one at a time, each seeded on the rows the current fit explains worst.
 
@@ -620,7 +371,7 @@ def _labels_greedy(
     """
     n = len(y)
     sub = _replace_settings(settings, K=1)
-    run = _start_run(Z, y, None, _initial_params(Z, y, None, np.ones((n, 1)), sub, rng), sub)
+    run = _start_run(Z, y, None, initial_params(Z, y, None, np.ones((n, 1)), sub, rng), sub)
     for k in range(2, settings.K + 1):
         sub = _replace_settings(settings, K=k)
         _, row_loglik = _e_step_rows(Z, y, None, run.params)
@@ -640,7 +391,7 @@ def _labels_greedy(
             R0[:, :-1] = run.R
             R0[worst] = 0.0
             R0[worst, -1] = 1.0
-            cand = _start_run(Z, y, None, _initial_params(Z, y, None, R0, sub, rng), sub)
+            cand = _start_run(Z, y, None, initial_params(Z, y, None, R0, sub, rng), sub)
             cand = _continue_run(cand, Z, y, None, sub, _GREEDY_MAX_ITER, _SCREEN_TOL)
             if best is None or cand.objective > best.objective:
                 best = cand
@@ -648,9 +399,9 @@ def _labels_greedy(
     return np.argmax(run.R, axis=1)
 
 
-def _replace_settings(settings: _Settings, K: int) -> _Settings:
+def _replace_settings(settings: Settings, K: int) -> Settings:
     """The same priors with K constant-weight experts (for the greedy start)."""
-    return _Settings(
+    return Settings(
         K=K,
         gate=None,
         hidden=0,
@@ -663,44 +414,17 @@ def _replace_settings(settings: _Settings, K: int) -> _Settings:
     )
 
 
-def _start_kinds(n_init: int, gated: bool) -> list[str]:
-    """Deterministic schedule of start types (the first ones are the most reliable)."""
-    # Greedy growth alone found the best mode in every one of our simulated settings
-    # (parallel, crossing, unequal and tiny experts, d = 0); the others add diversity.
-    first = ["greedy", "quantile", "kmeans_xy"]
-    first += (["kmeans_gy"] if gated else []) + ["lines", "random"]
-    cycle = ["lines", "kmeans_xy", "random"] + (["kmeans_gy"] if gated else [])
-    kinds = list(first)
-    while len(kinds) < n_init:
-        kinds += cycle
-    return kinds[:n_init]
-
-
-def _initial_labels(kind, Z, y, G, K, settings, rng) -> np.ndarray:
-    if kind == "quantile":
-        return _labels_quantile(Z, y, K)
-    if kind == "kmeans_xy":
-        return _labels_kmeans(np.column_stack([Z[:, 1:], y]), K, int(rng.integers(2**31)))
-    if kind == "kmeans_gy":
-        return _labels_kmeans(np.column_stack([G, y]), K, int(rng.integers(2**31)))
-    if kind == "lines":
-        return _labels_random_lines(Z, y, K, rng)
-    if kind == "greedy":
-        return _labels_greedy(Z, y, settings, rng)
-    return rng.integers(K, size=len(y))
-
-
-def _initial_params(
+def initial_params(
     Z: np.ndarray,
     y: np.ndarray,
     G: np.ndarray | None,
     R: np.ndarray,
-    settings: _Settings,
+    settings: Settings,
     rng: np.random.Generator,
-) -> _Params:
+) -> Params:
     """Parameters from initial responsibilities: one M-step from a neutral state."""
     K, p = settings.K, Z.shape[1]
-    params = _Params(coef=np.zeros((K, p)), sigma=np.full(K, max(float(y.std()), settings.floor)))
+    params = Params(coef=np.zeros((K, p)), sigma=np.full(K, max(float(y.std()), settings.floor)))
     if settings.gate is None:
         params.log_pi = np.full(K, -np.log(K))
     else:
@@ -729,7 +453,7 @@ def _initial_params(
 class _Run:
     """One EM run: parameters with the responsibilities and objective evaluated at them."""
 
-    params: _Params
+    params: Params
     R: np.ndarray
     loglik: float
     history: list[float]
@@ -744,25 +468,20 @@ class _Run:
         return len(self.history) - 1
 
 
-def _small_change(history: list[float], tol: float) -> bool:
-    # Relative change, with an absolute floor of tol for objectives near zero.
-    return len(history) > 1 and abs(history[-1] - history[-2]) <= tol * max(1.0, abs(history[-1]))
-
-
-def _start_run(Z, y, G, params: _Params, settings: _Settings) -> _Run:
+def _start_run(Z, y, G, params: Params, settings: Settings) -> _Run:
     R, loglik = _e_step(Z, y, G, params)
     return _Run(params, R, loglik, [loglik + _log_prior(params, settings)])
 
 
-def _continue_run(run: _Run, Z, y, G, settings: _Settings, max_iter: int, tol: float) -> _Run:
+def _continue_run(run: _Run, Z, y, G, settings: Settings, max_iter: int, tol: float) -> _Run:
     """EM iterations until the objective's relative change is below ``tol`` or ``max_iter``
     iterations in total; can be called again with a smaller ``tol`` to resume."""
-    run.converged = _small_change(run.history, tol)
+    run.converged = small_change(run.history, tol)
     while run.n_iter < max_iter and not run.converged:
         _m_step(Z, y, G, run.R, run.params, settings)
         run.R, run.loglik = _e_step(Z, y, G, run.params)
         run.history.append(run.loglik + _log_prior(run.params, settings))
-        run.converged = _small_change(run.history, tol)
+        run.converged = small_change(run.history, tol)
     return run
 
 
@@ -805,37 +524,29 @@ def check_problem(X, y, n_components, gate, G, gate_hidden):
     return X, y, G, K
 
 
-def _positive(value, name: str) -> float:
-    value = float(value)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value}")
-    return value
-
-
 def _multi_start(Z, y, G, settings, n_init, max_iter, tol, rng) -> _Run:
     """Screen every start at a loose tolerance, then finish the best few at ``tol``.
 
     Much of the cost of a fit is spent by starts creeping slowly along a ridge, sometimes
     toward a poor mode (with the mlp gate, sometimes up to ``max_iter``). Distinct modes of
     well-separated data differ by far more than what is left to gain once the relative
-    change per iteration is below ``_SCREEN_TOL``, so ranking there and refining the best
-    ``_N_REFINE`` runs lost nothing in our simulations and cut the time of an mlp-gated fit
-    by about a quarter. The winner is still the highest objective after refinement.
+    change per iteration is below ``_SCREEN_TOL``, so the runs are ranked there and only
+    the best ``_N_REFINE`` refined. The winner is the highest objective after refinement.
     """
     K = settings.K
     # K = 1 has a single mode: every start would give the same answer.
-    kinds = _start_kinds(n_init, settings.gate is not None) if K > 1 else ["quantile"]
+    kinds = start_kinds(n_init, settings.gate is not None) if K > 1 else ["quantile"]
     screen_tol = max(tol, _SCREEN_TOL)
     runs = []
     for kind in kinds:
-        labels = _initial_labels(kind, Z, y, G, K, settings, rng)
-        params = _initial_params(Z, y, G, np.eye(K)[labels], settings, rng)
+        labels = initial_labels(
+            kind, Z, y, G, K, rng, greedy=lambda: greedy_labels(Z, y, settings, rng)
+        )
+        params = initial_params(Z, y, G, np.eye(K)[labels], settings, rng)
         run = _start_run(Z, y, G, params, settings)
         runs.append(_continue_run(run, Z, y, G, settings, max_iter, screen_tol))
-    # A stable sort keeps the earliest of tied starts, so ties do not depend on noise.
-    order = sorted(range(len(runs)), key=lambda i: -runs[i].objective)
     best = None
-    for i in order[:_N_REFINE]:
+    for i in best_first([run.objective for run in runs], _N_REFINE):
         run = _continue_run(runs[i], Z, y, G, settings, max_iter, tol)
         if best is None or run.objective > best.objective:
             best = run
@@ -921,15 +632,15 @@ def fit_mixture_em(
     """
     X, y, G, K = check_problem(X, y, n_components, gate, G, gate_hidden)
     n = len(y)
-    alpha = _positive(alpha, "alpha")
-    intercept_sd = _positive(intercept_sd, "intercept_sd")
-    weight_sd = _positive(weight_sd, "weight_sd")
-    gate_sd = _positive(gate_sd, "gate_sd")
-    hidden_sd = _positive(hidden_sd, "hidden_sd")
+    alpha = positive(alpha, "alpha")
+    intercept_sd = positive(intercept_sd, "intercept_sd")
+    weight_sd = positive(weight_sd, "weight_sd")
+    gate_sd = positive(gate_sd, "gate_sd")
+    hidden_sd = positive(hidden_sd, "hidden_sd")
     if sigma_floor is None:
         sigma_floor = max(1e-3 * float(y.std()), 1e-12)
     else:
-        sigma_floor = _positive(sigma_floor, "sigma_floor")
+        sigma_floor = positive(sigma_floor, "sigma_floor")
     if int(n_init) < 1:
         raise ValueError(f"n_init must be >= 1, got {n_init!r}")
     if int(max_iter) < 0:
@@ -943,7 +654,7 @@ def fit_mixture_em(
     G_used = G if gate_used is not None else None
     d = X.shape[1]
     Z = np.column_stack([np.ones(n), X])
-    settings = _Settings(
+    settings = Settings(
         K=K,
         gate=gate_used,
         hidden=int(gate_hidden) if gate_used == "mlp" else 0,

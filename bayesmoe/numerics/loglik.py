@@ -39,9 +39,8 @@ __all__ = [
 ]
 
 #: Values (draws x rows) per block: 32768 float64 = 256 KiB per temporary, so the K + 3
-#: temporaries of a three-expert mixture stay inside a 2-4 MiB L2 cache. Measured on a
-#: 2-core Xeon (benchmarks/loglik.py): 2^14-2^16 values per block within 10% of each
-#: other, 2^12 20-25% slower (per-call overhead of the small products).
+#: temporaries of a three-expert mixture stay inside a 2-4 MiB L2 cache; much smaller
+#: blocks pay the per-call overhead of the small products (benchmarks/loglik.py).
 BLOCK_VALUES = 1 << 15
 #: Rows per block (the draws per block follow from BLOCK_VALUES): rows of the output are
 #: contiguous, so each block writes runs of 1024 float64 (8 KiB) into it.
@@ -74,9 +73,8 @@ def output_array(shape: tuple[int, ...]) -> np.ndarray:
 
     numpy asks the kernel for transparent huge pages on large arrays; where the kernel
     then compacts memory on the first touch (``defrag=madvise``, Ubuntu's default), a
-    fresh process's first 1.6 GB array took 0.96-3.47 s to fill against 0.58-1.69 s on an
-    anonymous memory map of 4 KiB pages (3 fresh processes each, this 2-core VM; once
-    memory is warm, huge pages fill in 0.3 s against 0.57). A fit writes its
+    fresh process fills a large array slower than an anonymous memory map of 4 KiB pages.
+    A fit writes its
     log-likelihood once, in a fresh array: arrays of ``MAP_BYTES`` or more are mapped.
     """
     n = int(np.prod(shape)) * 8
@@ -373,7 +371,7 @@ def mixture_gaussian_linear(
                     ok = _sum_exp_log(joint, res) and _sum_exp_log(eta, lse, plus_one=True)
                 else:
                     # sum_k e^{c_k} e^{-z_k^2} as a batched product with the per-draw weights
-                    # e^{c_k}: replaces the broadcast subtraction and the sum (28% faster)
+                    # e^{c_k}: replaces the broadcast subtraction and the sum
                     _expert_block(W, None, aug, d, joint)
                     np.exp(joint, out=joint)
                     total = top[: nd * rows].reshape(nd, 1, rows)  # contiguous: BLAS writes it

@@ -62,8 +62,9 @@ import numpy as np
 from scipy import optimize
 from scipy.special import digamma, gammaln
 
-from bayesmoe.numerics import em as _em
+from bayesmoe.numerics import em, gate_fit, multistart
 from bayesmoe.numerics.blas import single_threaded_blas
+from bayesmoe.numerics.gate import gate_logits
 from bayesmoe.numerics.lse import log_softmax_last, softmax_last
 
 __all__ = [
@@ -93,9 +94,7 @@ _BOUND_SLACK = 1e-12
 #: Bytes of one row-length temporary of the chunk kernels (a block of rows times the widest
 #: of Z, G and K). Below glibc's 128 KiB mmap threshold, temporaries are reused from the
 #: heap instead of being mapped and first touched afresh: dask workers run with
-#: MALLOC_TRIM_THRESHOLD_=65536 (distributed's default), which pins that threshold, and
-#: there 64 KiB blocks ran the E-step in 0.124 s per 1e6 rows (K = 3, 4 columns) against
-#: 0.368 s in 65536-row blocks (0.127 and 0.139 s without the setting).
+#: MALLOC_TRIM_THRESHOLD_=65536 (distributed's default), which pins that threshold.
 BLOCK_BYTES = 1 << 16
 #: Components with less responsibility mass than this keep their previous sigma.
 _MIN_MASS = 1e-8
@@ -122,7 +121,7 @@ class VEMResult:
     dirichlet : (K,) array or None
         Concentrations :math:`\alpha + \gamma` of :math:`q(\pi)` (no gate), else None.
     gate_intercept, gate_weights, gate_hidden_weights, gate_hidden_bias : arrays or None
-        Point estimates of the gate (see :func:`bayesmoe.numerics.em.gate_logits`).
+        Point estimates of the gate (see :func:`bayesmoe.numerics.gate.gate_logits`).
     responsibilities : (n, K) array or None
         :math:`q(z_i = k)`; None when the rows were streamed (``rows=``), which keep them
         on the workers.
@@ -220,7 +219,7 @@ class Moments:
     zz: np.ndarray  # (K, p, p)
     zu: np.ndarray  # (K, p)
     uu: np.ndarray  # (K,)
-    #: A linear gate's value, gradient and Hessian (:func:`~bayesmoe.numerics.em.
+    #: A linear gate's value, gradient and Hessian (:func:`~bayesmoe.numerics.gate_fit.
     #: linear_gate_terms`) at the E-step's gate and responsibilities.
     gate: tuple | None = None
 
@@ -282,7 +281,7 @@ def e_step_chunk(Z, y, G, params: StepParams) -> tuple[Moments, np.ndarray]:
     - \log\sigma_k - e_{ik}/(2\sigma_k^2)`, with the expected squared residual
     :math:`e_{ik} = u_{ik}^2 + Z_i^\top S_k Z_i`. With a linear gate the
     :class:`Moments` also hold the gate's M-step terms at the current gate
-    (:func:`bayesmoe.numerics.em.linear_gate_terms`). A pure numpy function of the chunk,
+    (:func:`bayesmoe.numerics.gate_fit.linear_gate_terms`). A pure numpy function of the chunk,
     run in blocks of rows (``BLOCK_BYTES``) with the short expert axis first (reductions over
     K then add a few contiguous rows); the responsibilities come back as an (n, K) view
     of a (K, n) array.
@@ -322,7 +321,7 @@ def _e_step_block(Z, y, G, params: StepParams, out_RT) -> Moments:
     m.loglik = float(log_norm.sum())
     if GT is not None and params.gate[2] is None:
         # The linear gate's M-step terms at the current gate, from this pass's r.
-        m.gate = _em.linear_gate_terms(GT, out_RT, log_piT)
+        m.gate = gate_fit.linear_gate_terms(GT, out_RT, log_piT)
     return m
 
 
@@ -331,22 +330,22 @@ def gate_chunk(G, R, theta, hidden: int, hessian: bool = False) -> tuple:
 
     The gate's M-step objective without its prior (added once, by the caller); with
     ``hessian=True`` (linear gate only) also its Hessian, as
-    :func:`bayesmoe.numerics.em.linear_gate_terms`. A pure numpy function of the chunk,
+    :func:`bayesmoe.numerics.gate_fit.linear_gate_terms`. A pure numpy function of the chunk,
     summed over blocks of rows (``BLOCK_BYTES``).
     """
     parts = []
     for b in _blocks(len(R), max(R.shape[1], G.shape[1])):
         GT, RT = np.ascontiguousarray(G[b].T), np.ascontiguousarray(R[b].T)
         if hessian:
-            parts.append(_em._linear_gate_at(GT, RT, theta))
+            parts.append(gate_fit.linear_gate_at(GT, RT, theta))
         else:
-            parts.append(_em._gate_neg_objective_t(theta, GT, RT, hidden, np.inf, np.inf))
+            parts.append(gate_fit.gate_neg_objective_t(theta, GT, RT, hidden, np.inf, np.inf))
     return tuple(sum(p[i] for p in parts) for i in range(len(parts[0])))
 
 
 def _gate_penalty(theta, g: int, K: int, hidden: int, gate_sd: float, hidden_sd: float):
     """Minus the gate's Gaussian log prior (up to a constant) and its gradient."""
-    c, V, Wh, bh = _em._gate_unpack(theta, g, K, hidden)
+    c, V, Wh, bh = gate_fit.gate_unpack(theta, g, K, hidden)
     value = (c @ c + np.vdot(V, V)) / (2.0 * gate_sd**2)
     grads = [c / gate_sd**2, V.ravel() / gate_sd**2]
     if Wh is not None:
@@ -392,7 +391,7 @@ class _State:
     ref: np.ndarray | None = None
     resp: object = None  # the row source's handle on that E-step's responsibilities
     conc: np.ndarray | None = None  # Dirichlet concentrations of q(pi) (no gate)
-    gate: _em._Params | None = None  # c, V, Wh, bh of the gate (coef unused)
+    gate: em.Params | None = None  # c, V, Wh, bh of the gate (coef unused)
     history: list[float] = field(default_factory=list)
     converged: bool = False
 
@@ -494,7 +493,7 @@ def _update_gate(rows, state: _State, s: _Settings, maxiter: int, tol: float) ->
         last.update(theta=np.array(theta, copy=True), value=(value + pen, grad + pen_grad))
         return last["value"]
 
-    theta0 = _em._gate_pack(p)
+    theta0 = gate_fit.gate_pack(p)
     f0, _ = objective(theta0)
     res = optimize.minimize(
         objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter}
@@ -502,7 +501,7 @@ def _update_gate(rows, state: _State, s: _Settings, maxiter: int, tol: float) ->
     # L-BFGS-B only accepts sufficient-decrease steps, but a failed line search can leave
     # it anywhere; the guard keeps the ascent monotone whatever the optimiser reports.
     if np.isfinite(res.fun) and res.fun <= f0:
-        c, V, Wh, bh = _em._gate_unpack(np.asarray(res.x), g, s.K, s.hidden)
+        c, V, Wh, bh = gate_fit.gate_unpack(np.asarray(res.x), g, s.K, s.hidden)
         p.c, p.V = c.copy(), V.copy()
         if Wh is not None:
             p.Wh, p.bh = Wh.copy(), bh.copy()
@@ -524,16 +523,16 @@ def _newton_gate(rows, state: _State, s: _Settings, g: int, tol: float, checked=
     p = state.gate
 
     def with_prior(theta, terms):
-        return _em.with_linear_gate_prior(theta, terms, s.gate_sd)
+        return gate_fit.with_linear_gate_prior(theta, terms, s.gate_sd)
 
-    start = _em._gate_pack(p)
+    start = gate_fit.gate_pack(p)
     terms = state.moments.gate
     if terms is None:  # a start's moments, not from a row source's E-step
         terms = rows.gate_objective(state.resp, start, 0, hessian=True)
     scale = max(1.0, abs(state.history[-1])) if state.history else 1.0
     min_gain = _NEWTON_GAIN * tol * scale
     if checked:
-        theta = _em.newton_descent(
+        theta = gate_fit.newton_descent(
             lambda th: with_prior(th, rows.gate_objective(state.resp, th, 0, hessian=True)),
             start,
             with_prior(start, terms),
@@ -542,11 +541,11 @@ def _newton_gate(rows, state: _State, s: _Settings, g: int, tol: float, checked=
         )
     else:
         _, grad, hess = with_prior(start, terms)
-        step = _em.newton_step(grad, hess, min_gain)
+        step = gate_fit.newton_step(grad, hess, min_gain)
         if step is None:
             return False
         theta = start - step
-    c, V, _, _ = _em._gate_unpack(theta, g, s.K, 0)
+    c, V, _, _ = gate_fit.gate_unpack(theta, g, s.K, 0)
     p.c, p.V = c.copy(), V.copy()
     return not np.array_equal(theta, start)
 
@@ -612,10 +611,10 @@ def _iterate(rows, state: _State, s: _Settings, gate_maxiter: int, tol: float) -
 
 def _run(rows, state: _State, s: _Settings, max_iter: int, tol: float, progress=None) -> _State:
     while len(state.history) - 1 < max_iter:
-        state.history.append(_iterate(rows, state, s, _em._GATE_INNER_MAXITER, tol))
+        state.history.append(_iterate(rows, state, s, gate_fit.GATE_INNER_MAXITER, tol))
         if progress is not None:
             progress(len(state.history) - 1, state.history[-1])
-        if _em._small_change(state.history, tol):
+        if multistart.small_change(state.history, tol):
             state.converged = True
             break
     return state
@@ -624,8 +623,8 @@ def _run(rows, state: _State, s: _Settings, max_iter: int, tol: float, progress=
 # --------------------------------------------------------------------------- starts
 
 
-def _em_settings(s: _Settings) -> _em._Settings:
-    return _em._Settings(
+def _em_settings(s: _Settings) -> em.Settings:
+    return em.Settings(
         K=s.K,
         gate=s.gate,
         hidden=s.hidden,
@@ -638,7 +637,7 @@ def _em_settings(s: _Settings) -> _em._Settings:
     )
 
 
-def _initial_state(rows: RowData, R, s: _Settings, rng, gate: _em._Params | None = None) -> _State:
+def _initial_state(rows: RowData, R, s: _Settings, rng, gate: em.Params | None = None) -> _State:
     """A state whose responsibilities are ``R``; coefficients, noise and gate fitted to them."""
     Z, y, G = rows.Z, rows.y, rows.G
     K, p = s.K, Z.shape[1]
@@ -657,12 +656,12 @@ def _initial_state(rows: RowData, R, s: _Settings, rng, gate: _em._Params | None
         state.conc = s.alpha + state.moments.mass
     else:
         if gate is None:
-            em_params = _em._initial_params(Z, y, G, R, _em_settings(s), rng)
-            gate = _em._Params(
+            em_params = em.initial_params(Z, y, G, R, _em_settings(s), rng)
+            gate = em.Params(
                 coef=em_params.coef, sigma=em_params.sigma,
                 c=em_params.c, V=em_params.V, Wh=em_params.Wh, bh=em_params.bh,
             )  # fmt: skip
-        state.gate = _em._Params(
+        state.gate = em.Params(
             coef=np.zeros((K, p)), sigma=np.ones(K),
             c=gate.c.copy(), V=gate.V.copy(),
             Wh=None if gate.Wh is None else gate.Wh.copy(),
@@ -691,10 +690,10 @@ def _rerun_on(rows, state: _State, s: _Settings) -> _State:
     return new
 
 
-def _start_gate_from_em(point, s: _Settings, K: int, p: int) -> _em._Params | None:
+def _start_gate_from_em(point, s: _Settings, K: int, p: int) -> em.Params | None:
     if s.gate is None or point is None or point.gate_intercept is None:
         return None
-    return _em._Params(
+    return em.Params(
         coef=np.zeros((K, p)), sigma=np.ones(K),
         c=np.asarray(point.gate_intercept, float), V=np.asarray(point.gate_weights, float),
         Wh=None if point.gate_hidden_weights is None else np.asarray(point.gate_hidden_weights),
@@ -709,7 +708,7 @@ def _point_responsibilities(point, Z, y, G, s: _Settings) -> np.ndarray:
     if s.gate is None:
         log_pi = np.log(np.maximum(np.asarray(point.weights, float), 1e-300))[None, :]
     else:
-        eta = _em.gate_logits(
+        eta = gate_logits(
             G,
             point.gate_intercept,
             point.gate_weights,
@@ -821,7 +820,7 @@ def fit_mixture_vem(
     VEMResult
         The start with the highest objective.
     """
-    X, y, G, K = _em.check_problem(X, y, n_components, gate, G, gate_hidden)
+    X, y, G, K = em.check_problem(X, y, n_components, gate, G, gate_hidden)
     n = y.size
     gate = gate if K > 1 else None
     G = G if gate is not None else None
@@ -836,9 +835,9 @@ def fit_mixture_vem(
     wsd = np.broadcast_to(np.asarray(weight_sd, float), (max(n_groups, 1),))
     if not np.all(np.isfinite(wsd) & (wsd > 0)):
         raise ValueError(f"weight_sd must be positive and finite, got {weight_sd}")
-    intercept_sd = _em._positive(intercept_sd, "intercept_sd")
-    gate_sd = _em._positive(gate_sd, "gate_sd")
-    hidden_sd = _em._positive(hidden_sd, "hidden_sd")
+    intercept_sd = multistart.positive(intercept_sd, "intercept_sd")
+    gate_sd = multistart.positive(gate_sd, "gate_sd")
+    hidden_sd = multistart.positive(hidden_sd, "hidden_sd")
     if sigma_floor is None:
         sigma_floor = max(1e-3 * float(y.std()), 1e-12)
     sigma_fixed = None
@@ -893,7 +892,7 @@ def _multi_start(sample, everything, s, n_init, max_iter, tol, init, rng, progre
         R0 = _point_responsibilities(init, Zs, ys, Gs, s)
         gate0 = _start_gate_from_em(init, s, s.K, Zs.shape[1])
         states.append(_initial_state(sample, R0, s, rng, gate0))
-    kinds = _em._start_kinds(n_init + 1, s.gate is not None) if s.K > 1 else ["one"]
+    kinds = multistart.start_kinds(n_init + 1, s.gate is not None) if s.K > 1 else ["one"]
     if init is not None:
         # The given point is already the best of a multi-start EM that began with greedy
         # growth, by far the costliest start kind; the other kinds add diversity.
@@ -903,13 +902,15 @@ def _multi_start(sample, everything, s, n_init, max_iter, tol, init, rng, progre
         if s.K == 1:
             labels = np.zeros(len(ys), int)
         else:
-            labels = _em._initial_labels(kind, Zs, ys, Gs, s.K, em_settings, rng)
+            labels = multistart.initial_labels(
+                kind, Zs, ys, Gs, s.K, rng,
+                greedy=lambda: em.greedy_labels(Zs, ys, em_settings, rng),
+            )  # fmt: skip
         states.append(_initial_state(sample, np.eye(s.K)[labels], s, rng))
     for st in states:
         _run(sample, st, s, max_iter, screen_tol)
-    order = sorted(range(len(states)), key=lambda i: -states[i].objective)
     best = None
-    for i in order[:_N_REFINE]:
+    for i in multistart.best_first([st.objective for st in states], _N_REFINE):
         if everything is sample:
             st = states[i]
             st.converged = False

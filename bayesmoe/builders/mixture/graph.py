@@ -1,0 +1,189 @@
+r"""The PyMC graph of a mixture: experts' means, their weights' priors, the mixing weights.
+
+The discrete assignments are summed out (``pm.NormalMixture``); a gate's logits come from
+the shared gate term (:mod:`bayesmoe.builders.terms.gate`) with the last expert's logit
+fixed at 0; the horseshoe's prior sds from :mod:`bayesmoe.builders.terms.horseshoe`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pymc_extras.prior import Prior
+
+from bayesmoe.builders.terms.gate import free_logits
+from bayesmoe.builders.terms.horseshoe import regularised_log_sd
+
+__all__ = ["create", "gate_graph", "model_graph"]
+
+
+def create(spec, name: str, dims=None, transform=None, initval=None):
+    """Create a variable from a Prior (or a constant for a number)."""
+    if not isinstance(spec, Prior):
+        return pt.constant(np.asarray(spec, float))
+    if transform is None:
+        return spec.create_variable(name)
+    # An ordered transform is a bijection of the variable's support, which Prior's own
+    # ``transform`` (a deterministic function) is not: build the distribution directly.
+    params = {
+        k: (v.create_variable(f"{name}_{k}") if isinstance(v, Prior) else v)
+        for k, v in spec.parameters.items()
+    }
+    dist = getattr(pm, spec.distribution)
+    return dist(name, **params, dims=dims or spec.dims, transform=transform, initval=initval)
+
+
+def gate_graph(G, gate_vars: dict, gate: str):
+    """The gate's logits with the reference (last) expert's column fixed at 0."""
+    hidden = {}
+    if gate == "mlp":
+        hidden = dict(
+            hidden_weights=gate_vars["gate_hidden_weights"],
+            hidden_bias=gate_vars["gate_hidden_bias"],
+        )
+    free = free_logits(G, gate_vars["gate_weights"], gate_vars["gate_intercept"], **hidden)
+    return pt.concatenate([free, pt.zeros((free.shape[0], 1))], axis=1)
+
+
+def _scales(merged: dict, group: str):
+    lam = merged.get(f"lambda_{group}")
+    if lam is not None:
+        lam_var = create(lam, f"lambda_{group}")
+        return pm.Deterministic(f"tau_{group}", lam_var**-0.5)
+    return create(merged[f"tau_{group}"], f"tau_{group}")
+
+
+def _weights(spec, name: str, tau, dims: tuple[str, str], centered: bool):
+    """Expert weights; a Normal without ``sigma`` takes the learned scale ``tau``."""
+    if (
+        isinstance(spec, Prior)
+        and spec.distribution == "Normal"
+        and "sigma" not in spec.parameters
+    ):
+        spec = Prior(
+            "Normal",
+            dims=spec.dims or dims,
+            centered=centered,
+            transform=spec.transform,
+            sigma=tau,
+            **{"mu": 0.0, **spec.parameters},  # non-centred Normals need an explicit mu
+        )
+    return spec.create_variable(name)
+
+
+def _horseshoe_weights(merged: dict, name: str, group: str, sigma, log_c2, dims):
+    r"""Non-centred expert weights :math:`w_{kj} = s_{kj} z_{kj}` under the regularised horseshoe.
+
+    :math:`s_{kj}` is :func:`~bayesmoe.builders.terms.horseshoe.regularised_log_sd` at
+    :math:`u = \sigma_k \tau_g \lambda_{kj}`. A user's own ``priors[name]`` other than a
+    zero-mean Normal without ``sigma`` is refused by ``merge_priors``' checks upstream or
+    used as given.
+    """
+    spec = merged[name]
+    if not (isinstance(spec, Prior) and spec.distribution == "Normal"
+            and "sigma" not in spec.parameters):  # fmt: skip
+        return spec.create_variable(name) if isinstance(spec, Prior) else pt.constant(spec)
+    tau = create(merged[f"tau_{group}"], f"tau_{group}")
+    lam = create(merged[f"lambda_local_{group}"], f"lambda_local_{group}")
+    log_sigma = pt.log(sigma)
+    if log_sigma.ndim == 1:  # one noise sd per expert
+        log_sigma = log_sigma[:, None]
+    sd = pt.exp(regularised_log_sd(log_sigma, tau, lam, log_c2))
+    weights = Prior("Normal", mu=0.0, sigma=sd, dims=spec.dims or dims, centered=False)
+    return weights.create_variable(name)
+
+
+def _expert_means(spec, merged, X_rows, Xi_rows, n_rows, centered: bool):
+    """``(mu, sigma)``: the experts' means (rows, K) and noise sd (None unless horseshoe)."""
+    prior, K = spec.family, spec.n_experts
+    intercept = create(
+        merged["intercept"],
+        "intercept",
+        dims="expert",
+        transform=pm.distributions.transforms.ordered if spec.ordered else None,
+        initval=spec.point.intercept if spec.ordered else None,
+    )
+    # The row count from the data (symbolic), not a constant, so the compiled graph does
+    # not depend on n.
+    mu = pt.broadcast_to(intercept, (n_rows, K))
+    # the horseshoe's prior sds are in units of each expert's noise sd
+    sigma = create(merged["sigma"], "sigma") if prior == "horseshoe" else None
+    log_c2 = None
+    if prior == "horseshoe" and (spec.expert_idx or spec.pairs):
+        log_c2 = pt.log(create(merged["c2"], "c2"))
+    if spec.expert_idx:
+        dims = ("expert", "expert_feature")
+        if prior == "horseshoe":
+            beta = _horseshoe_weights(merged, "beta", "base", sigma, log_c2, dims)
+        else:
+            beta = _weights(merged["beta"], "beta", _scales(merged, "base"), dims, centered)
+        mu = mu + pt.dot(X_rows[:, spec.expert_idx], beta.T)
+    if spec.pairs:
+        dims = ("expert", "interaction")
+        if prior == "horseshoe":
+            v = _horseshoe_weights(merged, "beta_interaction", "interaction", sigma, log_c2, dims)
+        else:
+            taus = _scales(merged, "interaction")
+            v = _weights(merged["beta_interaction"], "beta_interaction", taus, dims, centered)
+        mu = mu + pt.dot(Xi_rows, v.T)
+    return mu, sigma
+
+
+def _mixing_weights(spec, merged, X_rows):
+    """The Dirichlet weights, or the gate's softmax (and its probabilities on the grid)."""
+    if spec.gate is None:
+        return create(merged["weights"], "weights")
+    gate_vars = {k: create(merged[k], k) for k in spec.gate_vars}
+    w = pt.special.softmax(gate_graph(X_rows[:, spec.gate_idx], gate_vars, spec.gate), axis=-1)
+    X_grid = pm.Data("X_grid", spec.grid, dims=("grid", "gate_feature"))
+    pm.Deterministic(
+        "gate_probability_grid",
+        pt.special.softmax(gate_graph(X_grid, gate_vars, spec.gate), axis=-1),
+        dims=("grid", "expert"),
+    )
+    return w
+
+
+def model_graph(spec, Xv, yv, Xe, merged, coords, *, centered, minibatch) -> pm.Model:
+    """The model's variables and likelihood, on all rows or a random minibatch per step."""
+    K = spec.n_experts
+    with pm.Model(coords=coords) as model:
+        X_base = pm.Data("X_base", Xv, dims=("obs", "feature"))
+        y_obs = pm.Data("y_obs", yv, dims="obs")
+        Xi = None
+        if spec.pairs:
+            Xi = pm.Data(
+                "X_interaction", Xe[:, len(spec.expert_idx) :], dims=("obs", "interaction")
+            )
+        # Rows the likelihood sees: all of them, or a random minibatch per ADVI step (the
+        # log-likelihood is then scaled by n / batch_size through total_size).
+        X_rows, y_rows, Xi_rows, total = X_base, y_obs, Xi, None
+        if minibatch:
+            batch = pm.Minibatch(*[t for t in (X_base, y_obs, Xi) if t is not None],
+                                 batch_size=int(minibatch))  # fmt: skip
+            X_rows, y_rows = batch[0], batch[1]
+            Xi_rows = batch[2] if spec.pairs else None
+            total = yv.size
+        mu, sigma = _expert_means(spec, merged, X_rows, Xi_rows, y_rows.shape[0], centered)
+        if sigma is None:
+            sigma = create(merged["sigma"], "sigma")
+        obs_dims = None if minibatch else "obs"
+        if K == 1:
+            # a scalar sd: a length-1 "expert" vector broke ADVI's shape inference (PyMC
+            # SpecifyShape(Exp, n) rewrite failure for K = 1)
+            pm.Normal(
+                "y",
+                mu=mu[:, 0],
+                sigma=pt.flatten(sigma)[0],
+                observed=y_rows,
+                dims=obs_dims,
+                total_size=total,
+            )
+        else:
+            w = _mixing_weights(spec, merged, X_rows)
+            sd = sigma if spec.shared_noise else sigma[None, :]
+            pm.NormalMixture(
+                "y", w=w, mu=mu, sigma=sd, observed=y_rows, dims=obs_dims, total_size=total
+            )
+    return model
