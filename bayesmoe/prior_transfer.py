@@ -1,6 +1,6 @@
 """Posterior as prior: moment-matched ``Prior`` objects from a fitted model.
 
-The seed's "draw from parameter distribution" pipeline: fit a base model, summarise its
+A "draw from the fitted parameter distribution" workflow: fit a base model, summarise its
 posterior, and use it as the prior of a richer model (an interaction regression, or
 every expert of a gated mixture), then fit again.
 

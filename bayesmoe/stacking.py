@@ -1,6 +1,6 @@
 """``HierarchicalStacking``: a gated mixture over already-fitted models.
 
-The seed's "top N" pipeline: fit candidate models, then learn where in x each is worth
+Keep the top N, then gate them: fit candidate models, then learn where in x each is worth
 trusting. The weights come from the members' PSIS-LOO pointwise densities (never their
 in-sample fit) through :func:`bayesmoe.builders.hierarchical_stacking`, fitted by NUTS
 with :func:`bayesmoe.fit`; predictions mix the members' own predictive distributions.

@@ -179,7 +179,7 @@ def check_case(config, key, family, params, dims) -> str:
         return "refused"
     assert _finite_at(model, model.initial_point()), f"{config} {key}={prior}: initial point"
     spec = model.bayesmoe_spec
-    if hasattr(spec, "initial_values") and spec.point is not None:
+    if spec.has_start_point and spec.point is not None:
         start = make_initial_point_fn(
             model=model, overrides=spec.initial_values(), jitter_rvs=set(),
             return_transformed=True,

@@ -60,7 +60,8 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         on :math:`R^2` split over the groups, then within them); see
         :func:`bayesmoe.priors.interaction_defaults` for the math and defaults.
     base_scale, interaction_scale : float, optional
-        Prior standard deviations when ``prior="fixed"`` (the seed's fixed-prior model).
+        Prior standard deviations when ``prior="fixed"`` (the conjugate model with
+        hand-set prior variances).
     priors : dict, optional
         Overrides keyed by variable name: ``intercept``, ``beta_base``, ``beta_interaction``,
         ``tau_base``, ``tau_interaction`` (``lambda_base``, ``lambda_interaction`` for

@@ -1,6 +1,7 @@
 r"""Closed-form variational EM for mixtures of regressions and gated mixtures of experts.
 
-The model (seed ``002``, eqs. 9-16 and 18-23), for an expert design :math:`Z_i = [1, x_i]`
+The model (variational Bayes for mixtures of experts: Waterhouse, MacKay & Robinson 1996;
+Ueda & Ghahramani 2002; Bishop 2006, sec. 10.2), for an expert design :math:`Z_i = [1, x_i]`
 of width :math:`p = d + 1` and :math:`K` experts, is
 
 .. math::
@@ -18,21 +19,21 @@ Mean-field family and updates
 -----------------------------
 :math:`q(z, \theta, \pi) = \prod_i q(z_i) \prod_k N(\theta_k \mid m_k, S_k)\,
 \mathrm{Dir}(\pi \mid \alpha + \gamma)`; the noise sds :math:`\sigma_k`, the prior variances
-:math:`\tau_g^2` and the gate parameters are point estimates (the seed's M-step), recorded
+:math:`\tau_g^2` and the gate parameters are point estimates (an M-step), recorded
 as such by the callers. One iteration is coordinate ascent on the evidence lower bound
 :math:`\mathcal{L}`:
 
 * :math:`q(\theta_k)`: :math:`S_k^{-1} = \mathrm{diag}(v)^{-1} + \sigma_k^{-2} \sum_i r_{ik}
   Z_i Z_i^\top`, :math:`m_k = S_k(\mathrm{diag}(v)^{-1}\mu_0 + \sigma_k^{-2}\sum_i r_{ik}
-  Z_i y_i)` (eq. 15);
+  Z_i y_i)`;
 * :math:`\sigma_k^2 = \sum_i r_{ik} e_{ik} / \sum_i r_{ik}` with the expected squared
-  residual :math:`e_{ik} = (y_i - m_k^\top Z_i)^2 + Z_i^\top S_k Z_i` (eq. 16);
+  residual :math:`e_{ik} = (y_i - m_k^\top Z_i)^2 + Z_i^\top S_k Z_i`;
 * :math:`\tau_g^2 = \frac{1}{K |g|}\sum_k \sum_{j \in g} (m_{kj}^2 + S_{k,jj})` (type-II
-  maximum likelihood of the shared scale, the seed's :math:`A = E\,ww^\top` restricted to
+  maximum likelihood of the shared scale: :math:`A = E\,ww^\top` restricted to
   the builders' diagonal, grouped prior);
 * :math:`q(\pi) = \mathrm{Dir}(\alpha + \gamma)`, :math:`\gamma_k = \sum_i r_{ik}`; or, for a
   gate, an ascent step on :math:`Q(V) = \sum_{ik} r_{ik}\log\pi_k(x_i) + \log p(V)`
-  (eq. 23's :math:`\arg\max_V`, with the builders' Gaussian prior on :math:`V`). The
+  (the gate's :math:`\arg\max_V`, with the builders' Gaussian prior on :math:`V`). The
   linear gate's :math:`Q` is concave and its gradient and Hessian are sums over rows,
   :math:`\nabla Q = \sum_i (r_i - \pi_i)_{<K} \otimes \tilde g_i - V/s_g^2` and
   :math:`-\nabla^2 Q = \sum_i (\mathrm{diag}\,\pi_i - \pi_i\pi_i^\top)_{<K} \otimes
@@ -44,7 +45,7 @@ as such by the callers. One iteration is coordinate ascent on the evidence lower
   run instead. The mlp gate (not concave) takes a warm-started L-BFGS-B step;
 * :math:`q(z_i)`: :math:`r_{ik} \propto \exp\{E\log\pi_{ik} - \log\sigma_k -
   e_{ik}/(2\sigma_k^2)\}`, with :math:`E\log\pi_k = \psi(\alpha_k + \gamma_k) -
-  \psi(\sum_j \alpha_j + \gamma_j)` (eq. 15).
+  \psi(\sum_j \alpha_j + \gamma_j)`.
 
 Each step maximises :math:`\mathcal{L}` (plus the gate's log prior) over its block with the
 others fixed, so the objective never decreases; the tests check this for the mixture of
@@ -404,7 +405,7 @@ class _State:
 
 
 def _update_coefficients(state: _State, s: _Settings) -> None:
-    """Gaussian :math:`q(\\theta_k)` given responsibilities, noise and prior (eq. 15)."""
+    """Gaussian :math:`q(\\theta_k)` given responsibilities, noise and prior."""
     m = state.moments
     prior_prec = 1.0 / state.prior_var
     for k in range(s.K):
@@ -589,7 +590,7 @@ def _iterate(rows, state: _State, s: _Settings, gate_maxiter: int, tol: float) -
     _update_sigma(state, s)
     _update_prior_var(state, s)
     if s.gate is None:
-        state.conc = s.alpha + state.moments.mass  # q(pi) = Dir(alpha + gamma), eq. 15
+        state.conc = s.alpha + state.moments.mass  # q(pi) = Dir(alpha + gamma)
     elif s.hidden == 0 and state.moments.gate is not None and state.history:
         # The linear gate: one Newton step checked by the E-step that follows (no pass of
         # its own). Should the bound fall, the gate and the last E-step's r are restored

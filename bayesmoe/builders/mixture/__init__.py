@@ -7,10 +7,10 @@ r"""Finite mixtures of regressions and gated mixtures of experts.
     w_k &\sim N(0, \tau_\text{base}^2 I),\quad v_k \sim N(0, \tau_\text{int}^2 I),\quad
     \tau \sim \text{hyperprior} \\
     \pi(x) &= \pi \sim \mathrm{Dirichlet}(\alpha 1_K)
-        \quad\text{(mixture of regressions, seed eqs. 7-11)} \\
+        \quad\text{(mixture of regressions)} \\
     \pi(x) &= \mathrm{softmax}(V^\top x + c)
         \quad\text{or}\quad \mathrm{softmax}(V^\top \tanh(W^\top x + a) + c)
-        \quad\text{(gated experts, seed eqs. 17-19)}
+        \quad\text{(gated experts; Jordan \& Jacobs 1994)}
 
 The discrete assignments :math:`z_i` are summed out (``pm.NormalMixture``), so NUTS and
 ADVI apply. Label switching is handled by four defaults, each with a reason:
