@@ -19,16 +19,16 @@ _cache.configure()
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "DiagnosticsError": "bayesmoe.fitting",
+    "DiagnosticsError": "bayesmoe.inference",
     "GatedExperts": "bayesmoe.estimators",
     "HierarchicalStacking": "bayesmoe.stacking",
     "InteractionRegression": "bayesmoe.estimators",
     "MixtureRegression": "bayesmoe.estimators",
     "Prior": "bayesmoe.priors",
-    "add_log_likelihood": "bayesmoe.fitting",
+    "add_log_likelihood": "bayesmoe.inference",
     "compare": "bayesmoe.comparison",
-    "diagnose": "bayesmoe.fitting",
-    "fit": "bayesmoe.fitting",
+    "diagnose": "bayesmoe.inference",
+    "fit": "bayesmoe.inference",
     "gated_experts": "bayesmoe.builders",
     "hierarchical_stacking": "bayesmoe.builders",
     "interaction_regression": "bayesmoe.builders",
@@ -55,6 +55,7 @@ _SUBMODULES = frozenset(
         "experiments",
         "fitting",
         "formula",
+        "inference",
         "numerics",
         "plots",
         "prior_transfer",
@@ -71,8 +72,8 @@ def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'bayesmoe' has no attribute {name!r}")
-    # The first public name loads PyMC, PyTensor and ArviZ (about 2800 modules): without
-    # the cyclic collector's passes over them meanwhile, 0.1 s sooner.
+    # The first public name loads PyMC, PyTensor and ArviZ: the cyclic collector is paused
+    # meanwhile (its passes over thousands of new modules only cost time).
     with _cache.paused_gc():
         value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later look-ups skip this function

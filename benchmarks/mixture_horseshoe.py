@@ -51,7 +51,7 @@ def simulate(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def one_fit(n: int, seed: int, prior: str) -> dict:
-    from bayesmoe.fitting import _identified  # the quantities the diagnostics use
+    from bayesmoe.inference.diagnostics import identified_names  # what diagnostics use
 
     X, y = simulate(n, seed)
     X_test, y_test = simulate(4000, 10_000 + seed)
@@ -69,7 +69,7 @@ def one_fit(n: int, seed: int, prior: str) -> dict:
     beta = post["beta"].mean(("chain", "draw")).values[order]
     from arviz_stats import rhat
 
-    names = _identified(est.model_, est.idata_) or ["intercept", "beta", "sigma"]
+    names = identified_names(est.model_, est.idata_) or ["intercept", "beta", "sigma"]
     return {
         "n": n,
         "seed": seed,

@@ -626,6 +626,7 @@ def test_local_global_priors_sample_at_target_accept_0_9_by_default(frame, prior
 
 def test_the_target_accept_default_reaches_the_sampler_and_a_users_wins(frame, monkeypatch):
     import bayesmoe.fitting as fitting
+    from bayesmoe.inference.backends import nutpie as nutpie_backend
 
     seen = []
 
@@ -633,7 +634,7 @@ def test_the_target_accept_default_reaches_the_sampler_and_a_users_wins(frame, m
         seen.append(kwargs.get("target_accept"))
         raise RuntimeError("stop")
 
-    monkeypatch.setattr(fitting, "_sample_nutpie_cached", fake)
+    monkeypatch.setattr(nutpie_backend, "_sample_cached", fake)
     X, y = frame
     model = interaction_regression(X, y, prior="r2d2", collapsed=True)
     for kwargs, want in (({}, 0.9), ({"target_accept": 0.99}, 0.99)):

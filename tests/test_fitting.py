@@ -190,7 +190,7 @@ def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(
     the compiled sampler with its own data, and its draws equal those of a fresh
     compilation with the same seed. The horseshoe's default global scale depends on n
     (b = f / (1 - f) / sqrt(n)): it is data too, so a learning curve compiles once."""
-    import bayesmoe.fitting as fitting
+    from bayesmoe.inference.backends import nutpie as nutpie_backend
 
     other = small_data.new_rows(150, seed=9)
     settings = dict(draws=200, tune=200, chains=2, random_seed=4, progressbar=False)
@@ -203,11 +203,11 @@ def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(
     if prior == "horseshoe":
         b1, b2 = (m["tau_base_beta"].get_value() for m in (first, second))
         assert b1 == pytest.approx(b2 * np.sqrt(150 / 120))  # n enters, through the data
-    fitting._NUTPIE_CACHE.clear()
+    nutpie_backend._NUTPIE_CACHE.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bm.fit(first, **settings)
-        assert len(fitting._NUTPIE_CACHE) == 1
+        assert len(nutpie_backend._NUTPIE_CACHE) == 1
         compiled_calls = []
         import bayesmoe.cache
 
@@ -221,7 +221,7 @@ def test_nutpie_cache_reuses_compilation_and_gives_the_fresh_answer(
         )
         cached = bm.fit(second, **settings)
         assert not compiled_calls  # no new compilation
-        fitting._NUTPIE_CACHE.clear()
+        nutpie_backend._NUTPIE_CACHE.clear()
         fresh = bm.fit(build(other), **settings)
         assert compiled_calls
     for name in ("sigma", "tau_base", "beta_base"):
@@ -237,7 +237,7 @@ def test_start_is_checked_on_the_data_the_sampler_uses(small_data):
     exactly zero on the new data only reaches nutpie unmoved and every chain fails
     ("bad initial gradient"; seen as 1 of 200 mixture SBC fits)."""
     import bayesmoe.cache
-    from bayesmoe.fitting import _log_density, _with_model_data, _with_start
+    from bayesmoe.inference.backends.nutpie import _log_density, _with_model_data, _with_start
 
     first = _collapsed_model(small_data)
     second = _collapsed_model(small_data.new_rows(150, seed=9))

@@ -18,6 +18,7 @@ from bayesmoe import fitting
 from bayesmoe.builders.mixture import logsumexp_over_experts
 from bayesmoe.comparison import _loo_subsample, pointwise_elpd
 from bayesmoe.experiments import make_mixture_data
+from bayesmoe.inference import loglik as inference_loglik
 from bayesmoe.numerics import loglik
 
 # Agreement with the reference formulas: relative 1e-12, plus 1e-12 absolute for values
@@ -275,8 +276,9 @@ def _exact_model(X, y, interactions="all"):
 @pytest.fixture
 def small_threshold(monkeypatch):
     """Subsample above 500 rows x 400 draws; keep 150 rows."""
-    monkeypatch.setattr(fitting, "LOG_LIKELIHOOD_AUTO_BYTES", 500 * 400 * 8)
-    monkeypatch.setattr(fitting, "LOO_SUBSAMPLE_ROWS", 150)
+    for module in (inference_loglik, fitting):  # where fit reads them; the old path too
+        monkeypatch.setattr(module, "LOG_LIKELIHOOD_AUTO_BYTES", 500 * 400 * 8)
+        monkeypatch.setattr(module, "LOO_SUBSAMPLE_ROWS", 150)
 
 
 def test_auto_stores_small_fits_in_full(small_threshold):
@@ -324,7 +326,7 @@ def test_auto_subsamples_large_fits_and_says_so(small_threshold):
 
 def test_true_still_refuses_and_bad_values(monkeypatch):
     X, y = _data(300)
-    monkeypatch.setattr(fitting, "LOG_LIKELIHOOD_MAX_BYTES", 1000)
+    monkeypatch.setattr(inference_loglik, "LOG_LIKELIHOOD_MAX_BYTES", 1000)
     with pytest.raises(ValueError, match="log_likelihood=True would need"):
         bm.fit(_exact_model(X, y), draws=10, chains=1, log_likelihood=True)
     with pytest.raises(ValueError, match="log_likelihood must be 'auto', True or False"):
@@ -470,7 +472,7 @@ def test_stacking_models_are_never_subsampled(small_threshold):
     """The stacking score is tied to every row's stored lpd: "auto" keeps all rows."""
     rng = np.random.default_rng(2)
     model = bm.hierarchical_stacking(rng.normal(size=(900, 1)), rng.normal(size=(900, 2)) - 1)
-    assert fitting._log_likelihood_plan(model, "auto", 10_000) == "all"
+    assert inference_loglik.log_likelihood_plan(model, "auto", 10_000) == "all"
     idata = xr.DataTree.from_dict({"posterior": xr.Dataset()})
     with pytest.raises(ValueError, match=r"rows .* needs a model built by"):
         bm.add_log_likelihood(idata, model, rows=10)

@@ -302,8 +302,8 @@ def test_gate_grid_has_no_repeated_points():
 def test_nutpie_gets_the_low_rank_mass_matrix_unless_the_user_says_otherwise(monkeypatch):
     # MixtureSpec.nutpie_defaults reach nutpie (and only nutpie); a user's fit_kwargs win.
     import bayesmoe
-    from bayesmoe import fitting
     from bayesmoe.builders.mixture import mixture_regression
+    from bayesmoe.inference.backends import nutpie as nutpie_backend
 
     seen = []
 
@@ -314,7 +314,7 @@ def test_nutpie_gets_the_low_rank_mass_matrix_unless_the_user_says_otherwise(mon
         seen.append(kwargs)
         raise Stop
 
-    monkeypatch.setattr(fitting, "_sample_nutpie_cached", capture)
+    monkeypatch.setattr(nutpie_backend, "_sample_cached", capture)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 1))
     model = mixture_regression(X, X[:, 0] + rng.normal(size=60), n_components=2)

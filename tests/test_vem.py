@@ -12,7 +12,8 @@ from scipy.optimize import minimize_scalar
 from scipy.special import softmax
 
 import bayesmoe as bm
-from bayesmoe import fitting
+from bayesmoe.inference import loglik as inference_loglik
+from bayesmoe.inference import settings
 from bayesmoe.numerics.em import gate_logits
 from bayesmoe.numerics.vem import fit_mixture_vem, sample_coefficients
 from tests.test_em import _match, _simulate
@@ -334,7 +335,7 @@ def test_vem_refuses_what_it_cannot_fit(gated_data):
 
 
 def test_log_likelihood_size_is_refused_before_fitting(gated_data, monkeypatch):
-    monkeypatch.setattr(fitting, "LOG_LIKELIHOOD_MAX_BYTES", 1000)
+    monkeypatch.setattr(inference_loglik, "LOG_LIKELIHOOD_MAX_BYTES", 1000)
     model = bm.gated_experts(gated_data.X, gated_data.y, n_experts=2)
     with pytest.raises(ValueError, match="log_likelihood=False"):
         bm.fit(model, "vem", draws=10, chains=1, log_likelihood=True)
@@ -347,15 +348,15 @@ def test_log_likelihood_size_is_refused_before_fitting(gated_data, monkeypatch):
 def test_nuts_starts_at_the_vem_solution(gated_data):
     model = bm.gated_experts(gated_data.X, gated_data.y, n_experts=2)
     spec = model.bayesmoe_spec
-    start = fitting._initial_values(model, "vem")
+    start = settings.initial_values(model, "vem")
     vem = spec.vem_point(model["X_base"].get_value())
     np.testing.assert_allclose(start["intercept"], vem.mean[:, 0])
     np.testing.assert_allclose(start["gate_weights"], vem.gate_weights)
     # init="vem" is the same as initvals="vem"; PyMC's own init strategies pass through.
     kwargs = {"init": "vem"}
-    assert fitting._init_synonym("auto", kwargs) == "vem" and kwargs == {}
+    assert settings.init_synonym("auto", kwargs) == "vem" and kwargs == {}
     kwargs = {"init": "jitter+adapt_diag"}
-    assert fitting._init_synonym("auto", kwargs) == "auto"
+    assert settings.init_synonym("auto", kwargs) == "auto"
     assert kwargs["init"] == "jitter+adapt_diag"
 
 
