@@ -96,3 +96,31 @@ def test_source_boundaries(path, rule):
     for key, names in SOURCE_RULES.items():
         if key in rule:
             assert not calls & names, f"{path} must not {rule}: it calls {sorted(calls & names)}"
+
+
+def test_the_tree_is_the_package():
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    block = text.split("<!-- tree:", 1)[1].split("```", 2)[1]
+    listed = sorted(line.strip() for line in block.splitlines() if line.strip())
+    actual = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "bayesmoe").rglob("*.py"))
+    assert listed == actual, (
+        f"ARCHITECTURE.md's tree is stale: missing {sorted(set(actual) - set(listed))}, "
+        f"gone {sorted(set(listed) - set(actual))}"
+    )
+
+
+def test_every_module_has_a_row():
+    named = {path for path, _ in ROWS}
+    folders = {path for path in named if path.endswith("/")}
+    missing = []
+    for path in sorted((ROOT / "bayesmoe").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        if path.name == "__init__.py":
+            if rel.removesuffix("__init__.py") in folders or rel in named:
+                continue
+            if rel.count("/") == 1 or path.parent == ROOT / "bayesmoe":
+                continue  # the package itself and its lazy exports
+            missing.append(rel)
+        elif rel not in named and not any(rel.startswith(f) for f in folders):
+            missing.append(rel)
+    assert not missing, f"modules without a row in ARCHITECTURE.md: {missing}"

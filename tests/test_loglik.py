@@ -497,3 +497,24 @@ def test_large_outputs_are_memory_maps_with_the_same_values(monkeypatch):
     mapped = loglik.gaussian_linear(X, y, coef, sigma)
     assert isinstance(memory(mapped), mmap.mmap) and mapped.flags.writeable
     np.testing.assert_array_equal(mapped, plain)
+
+
+@pytest.mark.parametrize("hidden", [None, 3])
+def test_blocked_gate_kernel_equals_the_gate_module(hidden):
+    """loglik.softmax_gate (blocked, in place) computes numerics.gate.draw_logits."""
+    from bayesmoe.numerics.gate import draw_logits
+
+    rng = np.random.default_rng(4)
+    S, n, g, K = 6, 40, 3, 3
+    G = rng.normal(size=(n, g))
+    width = g if hidden is None else hidden
+    V = rng.normal(size=(S, width, K - 1))
+    c = rng.normal(size=(S, K - 1))
+    W = None if hidden is None else rng.normal(size=(S, g, hidden))
+    a = None if hidden is None else rng.normal(size=(S, hidden))
+    fn = loglik.softmax_gate(G, V, c, W, a)
+    blocked = fn(slice(0, n), slice(0, S), np.empty((S, K - 1, n)))
+    whole = draw_logits(
+        G, V[None], c[None], None if W is None else W[None], None if a is None else a[None]
+    )[0]
+    np.testing.assert_allclose(blocked, np.swapaxes(whole, 1, 2), rtol=1e-12, atol=1e-12)
