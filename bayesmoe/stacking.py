@@ -366,6 +366,9 @@ class HierarchicalStacking(BayesianRegressor):
         out.attrs["bayesmoe_gate_columns"] = json.dumps(self.gate_columns_)
         return storable(out)
 
+    def _saved_rows(self) -> np.ndarray:
+        return self.idata_["constant_data"]["X_full"].values
+
     @classmethod
     def _check_saved(cls, tree: xr.DataTree, where: str = "") -> None:
         """Check the stacking fit's attributes and groups, then each member's file part."""
@@ -385,7 +388,7 @@ class HierarchicalStacking(BayesianRegressor):
         for name, node in members.items():
             sub = f"{where}member {name!r}: "
             kind = node.attrs.get("bayesmoe_estimator")
-            if kind not in LOADABLE or kind == cls.__name__:
+            if not isinstance(kind, str) or kind not in LOADABLE or kind == cls.__name__:
                 raise ValueError(
                     f"{sub}attribute 'bayesmoe_estimator' is {kind!r}, not a bayesmoe "
                     "estimator a stacking fit can hold"

@@ -153,6 +153,10 @@ def saved_json(attrs, name: str, kind: type | tuple, where: str = ""):
     return value
 
 
+def _is_blank(value) -> bool:
+    return isinstance(value, str) and value == ""
+
+
 def _kind_name(kind) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return " or ".join(
@@ -345,7 +349,10 @@ class Persistence:
         check_feature_names(names, where)
         std = saved_json(tree.attrs, "bayesmoe_standardizer", dict, where)
         check_standardizer(std, len(names), where)
-        if tree.attrs.get("bayesmoe_formula_design", "") != "":
+        streamed = tree.attrs.get("bayesmoe_streamed", 0)
+        if not isinstance(streamed, numbers.Integral) or streamed not in (0, 1):
+            raise ValueError(f"{where}attribute 'bayesmoe_streamed' must be 0 or 1")
+        if not _is_blank(tree.attrs.get("bayesmoe_formula_design", "")):
             design = saved_json(tree.attrs, "bayesmoe_formula_design", dict, where)
             try:
                 FormulaDesign.from_dict(design)
@@ -405,6 +412,16 @@ class Persistence:
             est._posterior_to_user_scale()
         est._restore_partial_fit_state(tree)
         return est
+
+    def _check_rebuilt(self) -> None:
+        """Predict two saved rows once: every draw the model reads exists and is finite."""
+        parts = self._components(self._saved_rows()[:2])
+        if not all(np.all(np.isfinite(np.asarray(part))) for part in parts):
+            raise ValueError("the saved posterior draws give non-finite predictions")
+
+    def _saved_rows(self) -> np.ndarray:
+        """The fit's rows on the working scale (``constant_data``)."""
+        return self.idata_["constant_data"]["X_base"].values
 
     def _restore_partial_fit_state(self, tree: xr.DataTree) -> None:
         """Take up the ``partial_fit`` stream a saved file holds (estimators that have one)."""
@@ -486,17 +503,24 @@ def load(path: str | os.PathLike):
         ) from err
     name = tree.attrs.get("bayesmoe_estimator")
     cls = estimator_class(name)
-    if cls is None or "bayesmoe_params" not in tree.attrs:
+    if cls is None:
         raise OSError(
             f"{str(path)!r} was not written by bayesmoe's save() "
             f"(attribute 'bayesmoe_estimator' is {name!r})"
+        )
+    if "bayesmoe_params" not in tree.attrs:
+        raise OSError(
+            f"{str(path)!r} was not written by bayesmoe's save() "
+            "(attribute 'bayesmoe_params' is missing)"
         )
     try:
         cls._check_saved(tree)
     except ValueError as err:
         raise ValueError(f"{str(path)!r} is a damaged bayesmoe file: {err}") from None
     mismatched = {
-        k: (tree.attrs.get(k), v) for k, v in versions().items() if tree.attrs.get(k) != v
+        k: (tree.attrs.get(k), v)
+        for k, v in versions().items()
+        if not (isinstance(tree.attrs.get(k), str) and tree.attrs.get(k) == v)
     }
     if mismatched:
         warnings.warn(
@@ -505,7 +529,9 @@ def load(path: str | os.PathLike):
             stacklevel=2,
         )
     try:
-        return cls._from_saved(tree)
+        est = cls._from_saved(tree)
+        est._check_rebuilt()
+        return est
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
         # every attribute and group was checked; what is left is the settings' model
         raise ValueError(
