@@ -398,9 +398,13 @@ class HierarchicalStacking(BayesianRegressor):
         rows = const["X_full"].shape[0] if "X_full" in const.data_vars else -1
         sizes = {"obs": rows, "column": len(names)}
         check_variable(const, "X_full", ("obs", "column"), sizes, where)
-        check_variable(const, "lpd", ("obs", "model"), {"obs": rows, "model": len(members)}, where)
-        check_variable(const, "global_weight", ("model",), {"model": len(members)}, where)
-        check_variable(group(tree, "observed_data", where), "y", ("obs",), {"obs": rows}, where)
+        by = "the rows of variable 'X_full' and group 'members'"
+        sizes = {"obs": rows, "model": len(members)}
+        check_variable(const, "lpd", ("obs", "model"), sizes, where, sized_by=by)
+        sizes = {"model": len(members)}
+        check_variable(const, "global_weight", ("model",), sizes, where, sized_by=by)
+        observed = group(tree, "observed_data", where)
+        check_variable(observed, "y", ("obs",), {"obs": rows}, where, sized_by=by)
         check_draws(xr.DataTree.from_dict(
             {g: tree[g].to_dataset() for g in tree.children if g.startswith("posterior")}
         ), where)  # fmt: skip
@@ -438,6 +442,7 @@ class HierarchicalStacking(BayesianRegressor):
         est.model_ = est._build_from(
             const["X_full"].values, const["lpd"].values, own["observed_data"]["y"].values
         )
+        est._check_draws_fit_model()
         return est
 
 

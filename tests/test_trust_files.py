@@ -192,7 +192,8 @@ def _group_mutation(data, tree):
     """(new tree, the variable a refusal must name): a variable's shape or values damaged."""
     const = "X_full" if "X_full" in tree["constant_data"].data_vars else "X_base"
     choices = [("constant_data", const), ("observed_data", "y")]
-    choices += [("posterior_working", v) for v in tree["posterior_working"].data_vars]
+    post = "posterior_working" if "posterior_working" in tree.children else "posterior"
+    choices += [(post, v) for v in tree[post].data_vars]
     if "lpd" in tree["constant_data"].data_vars:
         choices += [("constant_data", "lpd"), ("constant_data", "global_weight")]
     group_name, var = data.draw(st.sampled_from(choices))
@@ -221,12 +222,12 @@ def _group_mutation(data, tree):
     return out, var
 
 
-def _check_load(path, X, expected, named):
-    """The load round-trips, or refuses with OSError/ValueError naming ``named``."""
+def _check_load(load, X, expected, named):
+    """``load()`` round-trips, or refuses with OSError/ValueError naming ``named``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = bm.load(path)
+            est = load()
             got = est.predict(X)
     except (OSError, ValueError) as err:
         assert named is None or named in str(err), (named, str(err))
@@ -239,6 +240,17 @@ def _check_load(path, X, expected, named):
 CLASSES = ["InteractionRegression", "MixtureRegression", "GatedExperts", "HierarchicalStacking"]
 
 
+@pytest.fixture(scope="module")
+def saved_trees(saved):
+    """Each saved file read once: the property test damages copies of these trees."""
+    out = {}
+    for name, (path, _, _) in saved.items():
+        tree = xr.open_datatree(path, engine="h5netcdf").load()
+        tree.close()
+        out[name] = tree
+    return out
+
+
 @pytest.mark.parametrize("cls_name", CLASSES)
 @settings(
     max_examples=130,
@@ -246,37 +258,56 @@ CLASSES = ["InteractionRegression", "MixtureRegression", "GatedExperts", "Hierar
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(data=st.data())
-def test_damaged_files_load_or_refuse_naming_the_attribute(saved, cls_name, data, tmp_path):
+def test_damaged_files_load_or_refuse_naming_the_attribute(saved, saved_trees, cls_name, data):
     """Removed, retyped, truncated or reshaped attributes and groups, NaN/zero/negative
-    scales, other format versions, cut file bytes: each load round-trips or raises
-    OSError/ValueError naming what is wrong (no other exception, no NaN prediction)."""
-    src, X, expected = saved[cls_name]
-    dst = tmp_path / f"mutated_{data.draw(st.integers(0, 10**9))}.nc"
-    where = data.draw(st.sampled_from(["attrs", "attrs", "attrs", "groups", "bytes", "member"]))
+    scales, other format versions: each load of the damaged saved tree round-trips or
+    raises OSError/ValueError naming what is wrong (no other exception, no NaN
+    prediction). The file-level variant (attributes changed with h5py in a copy of the
+    file, bytes cut) is below; both run the checks of ``bm.load``."""
+    from bayesmoe.estimators.io import load_tree
+
+    _, X, expected = saved[cls_name]
+    tree = saved_trees[cls_name].copy(deep=True)
+    where = data.draw(st.sampled_from(["attrs", "attrs", "attrs", "groups", "member"]))
     if where == "member" and cls_name != "HierarchicalStacking":
         where = "attrs"
-    if where == "bytes":
+    if where == "groups":
+        tree, named = _group_mutation(data, tree)
+    else:
+        node = "/"
+        if where == "member":
+            node = "/members/" + data.draw(st.sampled_from(["x1_g", "x2_g"]))
+        extra = ["bayesmoe_gate_columns"] if cls_name == "HierarchicalStacking" else []
+        change, named = _attr_mutation(data, node, extra if node == "/" else [])
+        attrs = dict(_node(tree, node).attrs)
+        change(attrs)
+        _node(tree, node).attrs = attrs
+        named = None if named in BENIGN_ATTRS else named
+    _check_load(lambda: load_tree(tree, "mutated.nc"), X, expected, named)
+
+
+@pytest.mark.parametrize("cls_name", CLASSES)
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_damaged_file_bytes_and_hdf5_attributes(saved, cls_name, data, tmp_path):
+    """The same in real files: HDF5 attributes removed, retyped or cut with h5py (the
+    types h5netcdf gives back), and files cut short (always an OSError)."""
+    src, X, expected = saved[cls_name]
+    dst = tmp_path / f"mutated_{data.draw(st.integers(0, 10**9))}.nc"
+    if data.draw(st.booleans()):
         raw = src.read_bytes()
         dst.write_bytes(raw[: data.draw(st.integers(0, len(raw) - 1))])
         with pytest.raises(OSError):  # a cut HDF5 file never opens as a whole
             _quiet(lambda: bm.load(dst))
         return
-    if where == "groups":
-        tree = xr.open_datatree(src, engine="h5netcdf").load()
-        tree.close()
-        mutated, named = _group_mutation(data, tree)
-        mutated.to_netcdf(dst, engine="h5netcdf")
-        _check_load(dst, X, expected, named)
-        return
-    node = "/"
-    if where == "member":
-        node = "/members/" + data.draw(st.sampled_from(["x1_g", "x2_g"]))
     extra = ["bayesmoe_gate_columns"] if cls_name == "HierarchicalStacking" else []
-    change, named = _attr_mutation(data, node, extra if node == "/" else [])
-    _write_attrs(src, dst, node, change)
-    if named in BENIGN_ATTRS:
-        named = None  # versions only warn
-    _check_load(dst, X, expected, named)
+    change, named = _attr_mutation(data, "/", extra)
+    _write_attrs(src, dst, "/", change)
+    _check_load(lambda: bm.load(dst), X, expected, None if named in BENIGN_ATTRS else named)
 
 
 # ---------------------------------------------------------------- the defects, one by one

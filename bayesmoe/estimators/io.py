@@ -50,6 +50,7 @@ __all__ = [
     "as_path",
     "estimator_class",
     "load",
+    "load_tree",
     "register",
     "storable",
     "versions",
@@ -174,7 +175,8 @@ def finite_numbers(values, name: str, where: str = "", *, n: int | None = None) 
     arr = np.asarray(values, float) if ok else None
     if arr is None or (n is not None and arr.shape != (n,)) or not np.all(np.isfinite(arr)):
         size = "" if n is None else f"{n} "
-        raise ValueError(f"{where}{name} must be a list of {size}finite numbers")
+        per = "" if n is None else " (one per name in 'bayesmoe_feature_names')"
+        raise ValueError(f"{where}{name} must be a list of {size}finite numbers{per}")
     return arr
 
 
@@ -226,14 +228,20 @@ def _check_prior_dict(spec, name: str) -> None:
             _check_prior_dict(value, name)
 
 
-def check_variable(group, var: str, dims: tuple, sizes: dict, where: str = "") -> np.ndarray:
-    """``group[var]``: finite numbers with ``dims`` (``sizes``: the sizes they must have)."""
+def check_variable(
+    group, var: str, dims: tuple, sizes: dict, where: str = "", *, sized_by: str = ""
+) -> np.ndarray:
+    """``group[var]``: finite numbers with ``dims`` (``sizes``: the sizes they must have,
+    taken from what ``sized_by`` names)."""
     name = f"{where}variable {var!r} of group {group.path.lstrip('/')!r}"
     if var not in group.data_vars:
         raise ValueError(f"{name} is missing")
     da = group[var]
     if da.dims != dims or any(da.sizes[d] != n for d, n in sizes.items()):
-        raise ValueError(f"{name} has dims {dict(da.sizes)}; expected {dims} with {sizes}")
+        raise ValueError(
+            f"{name} has dims {dict(da.sizes)}; expected {dims} with {sizes} (from "
+            f"{sized_by or 'bayesmoe_feature_names'})"
+        )
     if not np.issubdtype(da.dtype, np.number) or not np.all(np.isfinite(da.values)):
         raise ValueError(f"{name} must hold finite numbers")
     return da.values
@@ -244,6 +252,22 @@ def check_draws(tree: xr.DataTree, where: str = "") -> None:
     groups = [g for g in ("posterior", "posterior_working") if g in tree.children]
     if "posterior" not in groups:
         raise ValueError(f"{where}group 'posterior' is missing")
+    if len(groups) == 2:
+        differ = sorted(
+            set(tree["posterior"].data_vars) ^ set(tree["posterior_working"].data_vars)
+        )
+        if differ:
+            raise ValueError(
+                f"{where}variables {differ} are in only one of the groups 'posterior' "
+                "and 'posterior_working'"
+            )
+        for var, da in tree["posterior_working"].data_vars.items():
+            user = tree["posterior"][var]
+            if da.dims != user.dims or da.shape != user.shape:
+                raise ValueError(
+                    f"{where}variable {var!r} has dims {dict(da.sizes)} in group "
+                    f"'posterior_working' but {dict(user.sizes)} in 'posterior'"
+                )
     for g in groups:
         for var, da in tree[g].data_vars.items():
             if da.dims[:2] != ("chain", "draw") or not np.issubdtype(da.dtype, np.number):
@@ -363,7 +387,10 @@ class Persistence:
         const = group(tree, "constant_data", where)
         rows = const["X_base"].shape[0] if "X_base" in const.data_vars else -1
         check_variable(const, "X_base", ("obs", "feature"), {"feature": len(names)}, where)
-        check_variable(group(tree, "observed_data", where), "y", ("obs",), {"obs": rows}, where)
+        check_variable(
+            group(tree, "observed_data", where), "y", ("obs",), {"obs": rows}, where,
+            sized_by="the rows of variable 'X_base' of group 'constant_data'",
+        )  # fmt: skip
         check_draws(tree, where)
         if tree.attrs.get("bayesmoe_streamed"):
             coef = const["xtx"].shape[0] if "xtx" in const.data_vars else -1
@@ -406,12 +433,35 @@ class Persistence:
                 est.model_ = est._build_from_saved_statistics(tree, Xw.to_numpy(), yw)
             else:
                 est.model_ = est._build(Xw, yw)
+        est._check_draws_fit_model()
         if "posterior_working" in tree.children:
             est._set_point_estimates()
         else:  # format 1 (bayesmoe 0.1) stored the working-scale draws as posterior
             est._posterior_to_user_scale()
         est._restore_partial_fit_state(tree)
         return est
+
+    def _check_draws_fit_model(self) -> None:
+        """The saved draws of every model variable have the model's dims and sizes.
+
+        Raises ValueError naming the variable (a damaged file); run after ``model_`` is
+        rebuilt from a saved tree.
+        """
+        post = self._working_posterior()
+        dims = self.model_.named_vars_to_dims
+        for name, da in post.data_vars.items():
+            want = ("chain", "draw", *dims.get(name, ()))
+            sizes = {d: len(self.model_.coords[d]) for d in dims.get(name, ())}
+            if name in self.model_.named_vars and (
+                da.dims != want or any(da.sizes[d] != n for d, n in sizes.items())
+            ):
+                raise ValueError(
+                    f"variable {name!r} of the saved posterior has dims {dict(da.sizes)}; "
+                    f"the model's are {want} with {sizes}"
+                )
+        missing = [rv.name for rv in self.model_.free_RVs if rv.name not in post.data_vars]
+        if missing:
+            raise ValueError(f"variables {missing} of the model are missing from the posterior")
 
     def _check_rebuilt(self) -> None:
         """Predict two saved rows once: every draw the model reads exists and is finite."""
@@ -501,22 +551,31 @@ def load(path: str | os.PathLike):
         raise OSError(
             f"{str(path)!r} is not a readable bayesmoe file (truncated or corrupted?): {err}"
         ) from err
+    return load_tree(tree, str(path), stacklevel=3)
+
+
+def load_tree(tree: xr.DataTree, source: str = "the tree", *, stacklevel: int = 2):
+    """The estimator a saved tree (``xr.open_datatree`` of a saved file) holds.
+
+    :func:`load` after the file is read: the same checks, the same errors; ``source``
+    names the file in messages.
+    """
     name = tree.attrs.get("bayesmoe_estimator")
     cls = estimator_class(name)
     if cls is None:
         raise OSError(
-            f"{str(path)!r} was not written by bayesmoe's save() "
+            f"{source!r} was not written by bayesmoe's save() "
             f"(attribute 'bayesmoe_estimator' is {name!r})"
         )
     if "bayesmoe_params" not in tree.attrs:
         raise OSError(
-            f"{str(path)!r} was not written by bayesmoe's save() "
+            f"{source!r} was not written by bayesmoe's save() "
             "(attribute 'bayesmoe_params' is missing)"
         )
     try:
         cls._check_saved(tree)
     except ValueError as err:
-        raise ValueError(f"{str(path)!r} is a damaged bayesmoe file: {err}") from None
+        raise ValueError(f"{source!r} is a damaged bayesmoe file: {err}") from None
     mismatched = {
         k: (tree.attrs.get(k), v)
         for k, v in versions().items()
@@ -524,9 +583,10 @@ def load(path: str | os.PathLike):
     }
     if mismatched:
         warnings.warn(
-            f"{path.name} was saved with other library versions (saved, now): {mismatched}",
+            f"{Path(source).name} was saved with other library versions (saved, now): "
+            f"{mismatched}",
             UserWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     try:
         est = cls._from_saved(tree)
@@ -535,6 +595,6 @@ def load(path: str | os.PathLike):
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
         # every attribute and group was checked; what is left is the settings' model
         raise ValueError(
-            f"{str(path)!r}: the model does not rebuild from the saved settings "
+            f"{source!r}: the model does not rebuild from the saved settings "
             f"(attribute 'bayesmoe_params') and data: {type(err).__name__}: {err}"
         ) from None
