@@ -253,7 +253,7 @@ def saved_trees(saved):
 
 @pytest.mark.parametrize("cls_name", CLASSES)
 @settings(
-    max_examples=130,
+    max_examples=125,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -288,7 +288,7 @@ def test_damaged_files_load_or_refuse_naming_the_attribute(saved, saved_trees, c
 
 @pytest.mark.parametrize("cls_name", CLASSES)
 @settings(
-    max_examples=15,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

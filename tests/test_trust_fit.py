@@ -71,11 +71,12 @@ def test_failure_in_sampling_leaves_the_fit(data, monkeypatch, error):
 def test_strict_diagnostics_failure_leaves_the_fit(data):
     est = _fitted(data)
     before, pred = _snapshot(est), est.predict(data.X)
-    est.set_params(draws=10, tune=10, chains=2)
+    est.set_params(draws=30, tune=5, chains=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(DiagnosticsError):
             est.fit(data.X[["x1", "x2"]], data.y, strict=True)
+    est.set_params(**{k: TINY[k] for k in ("draws", "tune", "chains")})
     _assert_unchanged(est, before, data, pred)
 
 
