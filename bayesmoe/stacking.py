@@ -21,7 +21,20 @@ from bayesmoe.builders.stacking import hierarchical_stacking
 from bayesmoe.comparison import pointwise_elpd
 from bayesmoe.data import Standardizer, validate_features, validate_target
 from bayesmoe.estimators.base import SAMPLE_DIMS, BayesianRegressor, per_obs
-from bayesmoe.estimators.io import estimator_class, register, storable
+from bayesmoe.estimators.io import (
+    LOADABLE,
+    check_draws,
+    check_feature_names,
+    check_format,
+    check_params,
+    check_standardizer,
+    check_variable,
+    estimator_class,
+    group,
+    register,
+    saved_json,
+    storable,
+)
 from bayesmoe.fitting import add_log_likelihood
 
 __all__ = ["HierarchicalStacking"]
@@ -135,7 +148,15 @@ class HierarchicalStacking(BayesianRegressor):
         Returns
         -------
         self
+
+        Notes
+        -----
+        A failed fit (``KeyboardInterrupt`` included) leaves the estimator as it was.
         """
+        with self._transaction():
+            return self._fit_members(models, X, y)
+
+    def _fit_members(self, models, X, y) -> HierarchicalStacking:
         self._check_settings()
         members = self._check_members(models)
         Xv, names = validate_features(X, name="X")
@@ -345,6 +366,14 @@ class HierarchicalStacking(BayesianRegressor):
         out.attrs["bayesmoe_gate_columns"] = json.dumps(self.gate_columns_)
         return storable(out)
 
+    def _saved_rows(self) -> np.ndarray:
+        return self.idata_["constant_data"]["X_full"].values
+
+    @classmethod
+    def _check_saved(cls, tree: xr.DataTree, where: str = "") -> None:
+        """Check the stacking fit's attributes and groups, then each member's file part."""
+        _check_saved_stacking(cls, tree, where)
+
     @classmethod
     def _from_saved(cls, tree: xr.DataTree) -> HierarchicalStacking:
         from bayesmoe.priors import priors_from_json
@@ -378,7 +407,49 @@ class HierarchicalStacking(BayesianRegressor):
         est.model_ = est._build_from(
             const["X_full"].values, const["lpd"].values, own["observed_data"]["y"].values
         )
+        est._check_draws_fit_model()
         return est
+
+
+def _check_saved_stacking(cls: type, tree: xr.DataTree, where: str = "") -> None:
+    """Check a saved stacking fit (``cls``) before it is rebuilt: its attributes, its groups
+    and each member's part of the file (ValueError naming what is damaged)."""
+    check_format(tree.attrs, where)
+    check_params(cls, tree.attrs, where)
+    names = saved_json(tree.attrs, "bayesmoe_feature_names", list, where)
+    check_feature_names(names, where)
+    check_standardizer(
+        saved_json(tree.attrs, "bayesmoe_standardizer", dict, where), len(names), where
+    )
+    gate = saved_json(tree.attrs, "bayesmoe_gate_columns", list, where)
+    if not all(isinstance(c, str) and c in names for c in gate):
+        raise ValueError(f"{where}attribute 'bayesmoe_gate_columns' must list feature names")
+    members = group(tree, "members", where).children
+    if len(members) < 2:
+        raise ValueError(f"{where}group 'members' must hold at least two member fits")
+    for name, node in members.items():
+        sub = f"{where}member {name!r}: "
+        kind = node.attrs.get("bayesmoe_estimator")
+        if not isinstance(kind, str) or kind not in LOADABLE or kind == cls.__name__:
+            raise ValueError(
+                f"{sub}attribute 'bayesmoe_estimator' is {kind!r}, not a bayesmoe "
+                "estimator a stacking fit can hold"
+            )
+        estimator_class(kind)._check_saved(node.copy(), sub)
+    const = group(tree, "constant_data", where)
+    rows = const["X_full"].shape[0] if "X_full" in const.data_vars else -1
+    sizes = {"obs": rows, "column": len(names)}
+    check_variable(const, "X_full", ("obs", "column"), sizes, where)
+    by = "the rows of variable 'X_full' and group 'members'"
+    sizes = {"obs": rows, "model": len(members)}
+    check_variable(const, "lpd", ("obs", "model"), sizes, where, sized_by=by)
+    sizes = {"model": len(members)}
+    check_variable(const, "global_weight", ("model",), sizes, where, sized_by=by)
+    observed = group(tree, "observed_data", where)
+    check_variable(observed, "y", ("obs",), {"obs": rows}, where, sized_by=by)
+    check_draws(xr.DataTree.from_dict(
+        {g: tree[g].to_dataset() for g in tree.children if g.startswith("posterior")}
+    ), where)  # fmt: skip
 
 
 def _row_index(X):

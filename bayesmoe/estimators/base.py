@@ -16,6 +16,8 @@ persistence (:mod:`.io`).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import arviz as az
 import numpy as np
@@ -137,7 +139,8 @@ class BayesianRegressor(
             the name of its target column, or a dask Series.
         strict : bool
             Raise :class:`bayesmoe.fitting.DiagnosticsError` if any diagnostic fails its
-            threshold (see :func:`bayesmoe.fit`); the estimator then stays unfitted.
+            threshold (see :func:`bayesmoe.fit`); the estimator then stays as it was
+            (unfitted, or with its previous fit).
         client : distributed.Client, optional
             With a dask ``X``: where the pass over the data runs (default: the active
             client, else a ``LocalCluster`` started for the pass and closed after it).
@@ -145,12 +148,46 @@ class BayesianRegressor(
         Returns
         -------
         self
+
+        Notes
+        -----
+        The fit is a transaction: when it raises (invalid settings or data, a sampler
+        failure, a ``strict`` diagnostics failure, ``KeyboardInterrupt``), the estimator
+        is left exactly as it was, earlier fit included. A successful fit starts a fresh
+        ``partial_fit`` stream (see ``partial_fit`` where an estimator has it).
         """
-        self._check_settings()
-        if not isinstance(strict, bool | np.bool_):
-            raise TypeError(f"strict must be True or False, got {strict!r}")
-        if is_dask(X) or is_dask(y):
-            return self._fit_streamed(X, y, strict=bool(strict), client=client)
+        with self._transaction():
+            self._check_settings()
+            if not isinstance(strict, bool | np.bool_):
+                raise TypeError(f"strict must be True or False, got {strict!r}")
+            for name in self._stream_attributes:
+                self.__dict__.pop(name, None)
+            if is_dask(X) or is_dask(y):
+                return self._fit_streamed(X, y, strict=bool(strict), client=client)
+            return self._fit_in_memory(X, y, strict=bool(strict))
+
+    #: fitted attributes of a ``partial_fit`` stream, dropped by ``fit``
+    _stream_attributes: tuple[str, ...] = ()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Run a fit as a transaction: on any exception the estimator is restored.
+
+        The attributes are snapshotted (a shallow copy of ``vars(self)``) and put back
+        when the block raises, ``KeyboardInterrupt`` included. A fit only rebinds
+        attributes to new objects (it never changes a previous fit's objects in place),
+        so the shallow copy restores the previous fit exactly.
+        """
+        saved = dict(vars(self))
+        try:
+            yield
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(saved)
+            raise
+
+    def _fit_in_memory(self, X, y, *, strict: bool) -> BayesianRegressor:
+        """``fit`` of data in memory: validate, standardise, build, sample."""
         start = time.perf_counter()
         X, y, design = self._formula_design(X, y)
         if design is None:
@@ -166,7 +203,7 @@ class BayesianRegressor(
         yw = self.standardizer_.transform_y(yv)
         self.model_ = self._build(Xw, yw)
         data_seconds = time.perf_counter() - start
-        self.idata_ = self._sample_model(strict=bool(strict))
+        self.idata_ = self._sample_model(strict=strict)
         self._to_original_scale(yv)
         self._posterior_to_user_scale()
         self.idata_.attrs["bayesmoe_estimator"] = type(self).__name__

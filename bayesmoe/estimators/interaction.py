@@ -187,7 +187,14 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         fit equals ``fit`` on all rows (the standardisation uses all rows seen). Each call
         samples the posterior of the data so far (the collapsed model's cost does not
         grow with n). A uniform sample of the rows seen is kept for the
-        pointwise log-likelihood. Call ``fit`` to start afresh.
+        pointwise log-likelihood.
+
+        As in scikit-learn, ``partial_fit`` continues from the fitted state: after
+        ``fit(B)`` (rows in memory or a dask frame, no formula) the next chunk ``C`` is
+        combined with ``B``'s statistics, so ``fit(B); partial_fit(C)`` equals
+        ``partial_fit(B); partial_fit(C)``; ``fit`` starts a new stream. ``save`` writes
+        the stream's statistics and ``load`` restores them, so a loaded estimator
+        continues where it stopped. A failed call leaves the estimator as it was.
         """
         from bayesmoe.data import resolve_interactions
         from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
@@ -197,29 +204,27 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         self._check_settings()
         if self.formula is not None or self.collapsed is False:
             raise ValueError("partial_fit needs the collapsed form and no formula")
-        self.__dict__.pop("formula_design_", None)
         start = time.perf_counter()
         Xv, names = validate_features(X, name="X", min_rows=1)
         yv = validate_target(y, Xv.shape[0], name="y")
         pairs, _ = resolve_interactions(names, self.interactions)
-        # the chunk's fixed stream, as a streamed fit's partitions: the same rows, in order
-        chunks = getattr(self, "_chunks", 0) if getattr(self, "moments_", None) is not None else 0
-        part = chunk_sample(Xv, yv, LOO_SUBSAMPLE_ROWS, sample_rng(chunks))
-        if getattr(self, "moments_", None) is None:
-            self.moments_ = chunk_moments(Xv, yv, pairs)
-            self._row_sample, self._chunks, self._partial_names = part, 1, names
-        else:
-            if names != self._partial_names:
-                raise ValueError(
-                    f"X columns {names} differ from the first chunk's {self._partial_names}"
-                )
-            # each chunk centred at its own first rows; combine moves it to the first's
-            self.moments_ = combine(self.moments_, chunk_moments(Xv, yv, pairs))
-            self._row_sample = merge_samples(self._row_sample, part, LOO_SUBSAMPLE_ROWS)
-            self._chunks += 1
-        return self._fit_from_moments(
-            self.moments_, self._row_sample, names, pairs, bool(strict), start
-        )
+        with self._transaction():
+            self.__dict__.pop("formula_design_", None)
+            state = self._stream_state()
+            # the chunk's fixed stream, as a streamed fit's partitions: the same rows, in order
+            chunks = 0 if state is None else state[2]
+            part = chunk_sample(Xv, yv, LOO_SUBSAMPLE_ROWS, sample_rng(chunks))
+            moments = chunk_moments(Xv, yv, pairs)
+            if state is not None:
+                if names != state[3]:
+                    raise ValueError(f"X columns {names} differ from the first chunk's {state[3]}")
+                # each chunk centred at its own first rows; combine moves it to the first's
+                moments = combine(state[0], moments)
+                part = merge_samples(state[1], part, LOO_SUBSAMPLE_ROWS)
+            self._fit_from_moments(moments, part, names, pairs, bool(strict), start)
+            self.moments_, self._row_sample = moments, part
+            self._chunks, self._partial_names = chunks + 1, names
+        return self
 
     def _build_from_saved_statistics(self, tree, Xs, ys) -> pm.Model:
         """The statistics-based model of a saved streamed fit (its row sample as ``obs``)."""

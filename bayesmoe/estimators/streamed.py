@@ -13,6 +13,8 @@ posterior mean becomes the lazy ``loo_approximation`` that subsampled PSIS-LOO c
 
 from __future__ import annotations
 
+import json
+import numbers
 import time
 import warnings
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ import xarray as xr
 
 from bayesmoe.data import Standardizer
 from bayesmoe.estimators.dask import is_dask
+from bayesmoe.estimators.io import check_variable
 
 __all__ = ["StreamedFit", "StreamedStatistics", "StreamedVEM"]
 
@@ -192,7 +195,132 @@ class StreamedFit:
 
 class StreamedStatistics:
     """The collapsed interaction model from streamed sufficient statistics (a mixin of
-    ``InteractionRegression``)."""
+    ``InteractionRegression``), and the ``partial_fit`` stream: its statistics
+    (``moments_``), row sample, chunk count and column names, which ``fit`` replaces,
+    ``save`` writes as the ``partial_fit_state`` group and ``load`` restores."""
+
+    _stream_attributes = ("moments_", "_row_sample", "_chunks", "_partial_names")
+
+    def _stream_state(self) -> tuple | None:
+        """``(moments, sample, chunks, names)`` the next chunk continues; ``None``: none.
+
+        After ``partial_fit`` or a streamed ``fit``: their statistics. After ``fit`` of
+        rows in memory: the statistics of those rows (recovered from the fit's working
+        design, to rounding), as if they had been the stream's first chunk.
+        """
+        from bayesmoe.data import resolve_interactions
+        from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+        from bayesmoe.numerics.rowsample import chunk_sample, sample_rng
+        from bayesmoe.numerics.suffstats import chunk_moments
+
+        if getattr(self, "moments_", None) is not None:
+            return self.moments_, self._row_sample, self._chunks, self._partial_names
+        if getattr(self, "idata_", None) is None:
+            return None
+        if self.idata_.attrs.get("bayesmoe_streamed"):
+            warnings.warn(
+                "this streamed fit's statistics were not kept (a file saved by an older "
+                "bayesmoe): partial_fit starts a new stream from this chunk",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None
+        std = self.standardizer_
+        X = self.idata_["constant_data"]["X_base"].values * std.x_scale + std.x_mean
+        y = np.asarray(self.idata_["observed_data"]["y"].values, float)
+        names = [str(c) for c in self.feature_names_in_]
+        pairs, _ = resolve_interactions(names, self.interactions)
+        sample = chunk_sample(X, y, LOO_SUBSAMPLE_ROWS, sample_rng(0))
+        return chunk_moments(X, y, pairs), sample, 1, names
+
+    def _partial_fit_state(self) -> xr.Dataset | None:
+        moments = getattr(self, "moments_", None)
+        if moments is None:
+            return None
+        sample = self._row_sample
+        return xr.Dataset(
+            {
+                "shift": ("shifted", moments.shift),
+                "mean": ("moment", moments.mean),
+                "comoment": (("moment", "moment_"), moments.comoment),
+                "pairs": (("pair", "two"), np.asarray(moments.pairs, np.int64).reshape(-1, 2)),
+                "sample_X": (("sample", "feature"), sample.X),
+                "sample_y": ("sample", sample.y),
+                "sample_rows": ("sample", np.asarray(sample.rows, np.int64)),
+                "sample_keys": ("sample", sample.keys),
+                "chunk_rows": ("chunk", np.asarray(sample.chunk_rows, np.int64)),
+            },
+            attrs={
+                "n": int(moments.n),
+                "n_seen": int(sample.n_seen),
+                "chunks": int(self._chunks),
+                "names": json.dumps(list(self._partial_names)),
+            },
+        )
+
+    @classmethod
+    def _check_saved_state(cls, tree: xr.DataTree, params: dict, where: str = "") -> None:
+        """Check the ``partial_fit_state`` group against the feature names."""
+        if "partial_fit_state" not in tree.children:
+            return
+        state = tree["partial_fit_state"]
+        name = f"{where}group 'partial_fit_state'"
+        names = json.loads(tree.attrs["bayesmoe_feature_names"])
+        try:
+            saved = json.loads(state.attrs.get("names", ""))
+        except (TypeError, ValueError, RecursionError):
+            saved = None
+        if saved != names:
+            raise ValueError(f"{name}: attribute 'names' must be the feature names {names}")
+        counts = [state.attrs.get(k) for k in ("n", "n_seen", "chunks")]
+        if not all(isinstance(c, numbers.Integral) and c >= 1 for c in counts):
+            raise ValueError(f"{name}: attributes 'n', 'n_seen', 'chunks' must be counts")
+        p = len(names)
+        pairs = check_variable(state, "pairs", ("pair", "two"), {"two": 2}, where)
+        if not np.all((pairs >= 0) & (pairs < p)) or not np.issubdtype(pairs.dtype, np.integer):
+            raise ValueError(f"{name}: variable 'pairs' must hold feature positions")
+        u = p + pairs.shape[0] + 1
+        k = state["sample_y"].shape[0] if "sample_y" in state.data_vars else -1
+        check_variable(state, "shift", ("shifted",), {"shifted": p + 1}, where)
+        check_variable(state, "mean", ("moment",), {"moment": u}, where)
+        check_variable(
+            state, "comoment", ("moment", "moment_"), {"moment": u, "moment_": u}, where
+        )
+        check_variable(
+            state, "sample_X", ("sample", "feature"), {"sample": k, "feature": p}, where
+        )
+        for var in ("sample_y", "sample_rows", "sample_keys"):
+            check_variable(state, var, ("sample",), {"sample": k}, where)
+        rows = check_variable(state, "chunk_rows", ("chunk",), {}, where)
+        if int(rows.sum()) != counts[1] or counts[0] != counts[1]:
+            raise ValueError(f"{name}: the row counts 'n', 'n_seen' and 'chunk_rows' disagree")
+
+    def _restore_partial_fit_state(self, tree: xr.DataTree) -> None:
+        from bayesmoe.numerics.rowsample import RowSample
+        from bayesmoe.numerics.suffstats import DesignMoments
+
+        if "partial_fit_state" not in tree.children:
+            return
+        state = tree["partial_fit_state"].to_dataset()
+        pairs = tuple((int(a), int(b)) for a, b in state["pairs"].values)
+        self.moments_ = DesignMoments(
+            int(state.attrs["n"]),
+            state["shift"].values,
+            state["mean"].values,
+            state["comoment"].values,
+            pairs,
+        )
+        self._row_sample = RowSample(
+            int(state.attrs["n_seen"]),
+            state["sample_X"].values,
+            state["sample_y"].values,
+            state["sample_rows"].values,
+            state["sample_keys"].values,
+            tuple(int(r) for r in state["chunk_rows"].values),
+        )
+        self._chunks = int(state.attrs["chunks"])
+        self._partial_names = json.loads(state.attrs["names"])
+        del self.idata_["partial_fit_state"]
 
     def _fit_streamed(self, X, y, *, strict: bool, client):
         r"""Fit a dask DataFrame in one validated pass over its partitions.
@@ -221,9 +349,12 @@ class StreamedStatistics:
             moments, sample = streaming.design_pass(
                 frame, features, target, pairs, sample_rows=LOO_SUBSAMPLE_ROWS, client=c
             )
-        self.__dict__.pop("moments_", None)  # a full fit starts the statistics afresh
         stream = (frame, features, target)
-        return self._fit_from_moments(moments, sample, features, pairs, strict, start, stream)
+        self._fit_from_moments(moments, sample, features, pairs, strict, start, stream)
+        if self.formula is None and sample is not None:  # partial_fit continues the stream
+            self.moments_, self._row_sample = moments, sample
+            self._chunks, self._partial_names = len(sample.chunk_rows), list(features)
+        return self
 
     def _fit_from_moments(self, moments, sample, features, pairs, strict, start, stream=None):
         """Standardise, build from the statistics and sample (streamed and partial fits)."""
