@@ -103,11 +103,6 @@ def test_a_single_parquet_file_fits_its_rows(parts, client):
     assert float(est.model_["n_obs"].get_value()) == 300
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bayesmoe/estimators/streamed.py tells a dask Series by hasattr(y, 'columns'), "
-    "which a dask Series also answers; streaming.is_dask_series is the test to use",
-)
 def test_a_dask_frame_and_a_dask_series(parts, client, reference):
     import bayesmoe as bm
 

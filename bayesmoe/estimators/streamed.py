@@ -24,7 +24,6 @@ import pandas as pd
 import xarray as xr
 
 from bayesmoe.data import Standardizer
-from bayesmoe.estimators.dask import is_dask
 from bayesmoe.estimators.io import check_variable
 
 __all__ = ["StreamedFit", "StreamedStatistics", "StreamedVEM"]
@@ -47,13 +46,15 @@ class _PointDensity:
 
 def _dask_frame_and_target(X, y):
     """A dask frame holding the features and the target, and the target's column name."""
-    if not is_dask(X) or not hasattr(X, "columns"):
+    from bayesmoe.streaming import is_dask_frame, is_dask_series
+
+    if not is_dask_frame(X):
         raise TypeError(f"with a dask y, X must be a dask DataFrame, got {type(X).__name__}")
     if isinstance(y, str):
         if y not in X.columns:
             raise ValueError(f"y={y!r} is not a column of X; columns are {list(X.columns)}")
         return X, y
-    if is_dask(y) and not hasattr(y, "columns"):
+    if is_dask_series(y):
         name = str(y.name) if y.name is not None else "y"
         if name in X.columns:
             raise ValueError(f"X already has a column {name!r}; name the target column instead")
@@ -92,7 +93,7 @@ class StreamedFit:
                     "with formula=..., pass the dask frame alone (fit(ddf)): the formula "
                     "names the target"
                 )
-            if not is_dask(X) or not hasattr(X, "columns"):
+            if not streaming.is_dask_frame(X):
                 raise TypeError(
                     "with formula=..., a dask X must be a dask DataFrame holding the "
                     f"formula's columns, got {type(X).__name__}"
