@@ -8,7 +8,7 @@ module                 owns
 ``backends``           one ``run(model, plan)`` per way of fitting (nutpie, pymc, advi,
                        vem, exact)
 ``loglik``             the pointwise log-likelihood policy, :func:`add_log_likelihood`
-``diagnostics``        :func:`diagnose`, :class:`Diagnostics`, thresholds, the gate
+``diagnostics``        :func:`diagnose`, :class:`Diagnostics`, thresholds, ``enforce``
 ``fit``                :func:`fit`, the dispatcher, and the completion step
 =====================  ================================================================
 """

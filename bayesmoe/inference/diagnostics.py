@@ -1,9 +1,9 @@
-"""Convergence diagnostics of a fit, and the gate every fit passes through.
+"""Convergence diagnostics of a fit, and the check every fit passes through.
 
 :func:`diagnose` computes R-hat, bulk ESS, divergences, BFMI and (optionally) the Pareto k
 of PSIS-LOO with ArviZ; :func:`model_diagnostics` runs it on what the model identifies
 (``spec.identified_vars``; for a mixture whose draws support fewer components, the mixture
-density). :func:`gate` stores the report with the fit, then warns or, with
+density). :func:`enforce` stores the report with the fit, then warns or, with
 ``strict=True``, raises :class:`DiagnosticsError`.
 """
 
@@ -29,7 +29,7 @@ __all__ = [
     "Diagnostics",
     "DiagnosticsError",
     "diagnose",
-    "gate",
+    "enforce",
     "identified_names",
     "model_diagnostics",
 ]
@@ -269,7 +269,7 @@ def model_diagnostics(
     return on_density
 
 
-def gate(idata: xr.DataTree, model: pm.Model, method: str, strict: bool, warn: bool) -> None:
+def enforce(idata: xr.DataTree, model: pm.Model, method: str, strict: bool, warn: bool) -> None:
     """Run the diagnostics, store them in ``idata.attrs``, then warn or raise.
 
     Called by :func:`bayesmoe.fit` itself, so its warnings name fit's caller.

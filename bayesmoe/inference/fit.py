@@ -21,7 +21,7 @@ import xarray as xr
 import bayesmoe.cache
 from bayesmoe.builders.contract import spec_of
 from bayesmoe.inference.backends import BACKENDS
-from bayesmoe.inference.diagnostics import gate
+from bayesmoe.inference.diagnostics import enforce
 from bayesmoe.inference.loglik import add_log_likelihood
 from bayesmoe.inference.plan import make_plan
 from bayesmoe.numerics.blas import single_threaded_blas
@@ -152,7 +152,7 @@ def fit(
         bayesmoe_random_seed=-1 if random_seed is None else int(random_seed),
     )
     if model.free_RVs:
-        gate(idata, model, plan.method, plan.strict, plan.warn_diagnostics)
+        enforce(idata, model, plan.method, plan.strict, plan.warn_diagnostics)
     return idata
 
 
