@@ -45,7 +45,7 @@ from pymc_extras.prior import Prior
 from bayesmoe.builders.contract import ModelSpec
 from bayesmoe.builders.terms.gate import GATES, free_logits, gate_grid
 from bayesmoe.data import validate_features
-from bayesmoe.numerics.gate import draw_logits
+from bayesmoe.numerics.gate import posterior_draw_logits
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.priors import merge_priors
 
@@ -121,22 +121,14 @@ class StackingSpec(ModelSpec):
     def logits(self, posterior: xr.Dataset, X: np.ndarray) -> np.ndarray:
         """:math:`\\alpha_k(x_i)`, shape (chain, draw, obs, model)."""
 
-        def arr(name, *dims):
-            return posterior[name].transpose(*SAMPLE_DIMS, *dims).values
-
-        hidden = {}
-        rows = "feature"
-        if self.gate == "mlp":
-            hidden = dict(
-                hidden_weights=arr("gate_hidden_weights", "feature", "gate_hidden"),
-                hidden_bias=arr("gate_hidden_bias", "gate_hidden"),
-            )
-            rows = "gate_hidden"
-        free = draw_logits(
+        free = posterior_draw_logits(
+            posterior,
             np.asarray(X, float),
-            arr("gate_weights", rows, "gate_model"),
-            arr("global_logit", "gate_model"),
-            **hidden,
+            self.gate,
+            feature_dim="feature",
+            free_dim="gate_model",
+            intercept="global_logit",
+            sample_dims=SAMPLE_DIMS,
         )
         out = np.zeros((*free.shape[:3], len(self.model_names)))
         out[..., self.free] = free

@@ -73,3 +73,37 @@ def draw_logits(G, weights, intercept, hidden_weights=None, hidden_bias=None) ->
     S = weights.shape[:2]
     free = np.einsum("cdoh,cdhk->cdok", np.broadcast_to(inputs, (*S, *inputs.shape[2:])), weights)
     return free + intercept[:, :, None, :]
+
+
+def posterior_draw_logits(
+    posterior,
+    G: np.ndarray,
+    gate: str,
+    *,
+    feature_dim: str,
+    free_dim: str,
+    intercept: str,
+    sample_dims: tuple[str, str] = ("chain", "draw"),
+) -> np.ndarray:
+    """:func:`draw_logits` with the gate's parameters read from a posterior Dataset.
+
+    ``gate_weights`` has dims (``feature_dim`` or ``gate_hidden``, ``free_dim``), the
+    intercept variable ``intercept`` (``free_dim``), and an mlp gate's
+    ``gate_hidden_weights`` / ``gate_hidden_bias`` (``feature_dim``, ``gate_hidden``) /
+    (``gate_hidden``). Returns the free logits, (chain, draw, n, K - 1).
+    """
+
+    def values(name: str, *dims: str) -> np.ndarray:
+        return posterior[name].transpose(*sample_dims, *dims).values
+
+    hidden = {}
+    rows = feature_dim
+    if gate == "mlp":
+        hidden = dict(
+            hidden_weights=values("gate_hidden_weights", feature_dim, "gate_hidden"),
+            hidden_bias=values("gate_hidden_bias", "gate_hidden"),
+        )
+        rows = "gate_hidden"
+    return draw_logits(
+        G, values("gate_weights", rows, free_dim), values(intercept, free_dim), **hidden
+    )

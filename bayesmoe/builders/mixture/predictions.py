@@ -14,7 +14,7 @@ import xarray as xr
 from bayesmoe.builders.interaction import mark_scales
 from bayesmoe.builders.mixture.constants import DENSITY_POINTS, SAMPLE_DIMS
 from bayesmoe.data import interaction_design
-from bayesmoe.numerics.gate import draw_logits
+from bayesmoe.numerics.gate import posterior_draw_logits
 from bayesmoe.numerics.loglik import mixture_gaussian_linear, output_array, softmax_gate
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 from bayesmoe.numerics.rescale import linear_layer_to_user_scale, regression_to_user_scale
@@ -69,22 +69,14 @@ def component_sd(spec, posterior: xr.Dataset) -> xr.DataArray:
 def gate_logits(spec, posterior: xr.Dataset, X_base: np.ndarray) -> np.ndarray:
     """The gate's logits of every draw with the reference column, (chain, draw, obs, K)."""
 
-    def arr(name, *dims):
-        return posterior[name].transpose(*SAMPLE_DIMS, *dims).values
-
-    hidden = {}
-    rows = "gate_feature"
-    if spec.gate == "mlp":
-        hidden = dict(
-            hidden_weights=arr("gate_hidden_weights", "gate_feature", "gate_hidden"),
-            hidden_bias=arr("gate_hidden_bias", "gate_hidden"),
-        )
-        rows = "gate_hidden"
-    free = draw_logits(
+    free = posterior_draw_logits(
+        posterior,
         spec.gate_design(X_base),
-        arr("gate_weights", rows, "gate_expert"),
-        arr("gate_intercept", "gate_expert"),
-        **hidden,
+        spec.gate,
+        feature_dim="gate_feature",
+        free_dim="gate_expert",
+        intercept="gate_intercept",
+        sample_dims=SAMPLE_DIMS,
     )
     return np.concatenate([free, np.zeros((*free.shape[:3], 1))], axis=-1)
 
