@@ -514,6 +514,13 @@ def check_prior(
         ):
             raise _family_error(key, prior, UNIT_FAMILIES, "(0, 1) (proportion)")
     elif positive_var:
+        # a transform on a positive family must keep the values positive (exp, softplus,
+        # sigmoid map every real to a positive number); "neg" or any other would not
+        if family in POSITIVE_FAMILIES and prior.transform not in (None, *_POSITIVE_TRANSFORMS):
+            raise ValueError(
+                f"{where}: transform={prior.transform!r} on a {family} prior does not keep a "
+                f"scale positive; use no transform or one of {list(_POSITIVE_TRANSFORMS)}"
+            )
         positive = family in POSITIVE_FAMILIES or (
             family in REAL_FAMILIES and prior.transform in _POSITIVE_TRANSFORMS
         )

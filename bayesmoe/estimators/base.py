@@ -86,6 +86,9 @@ class BayesianRegressor(
 
     # ------------------------------------------------------------------ fitting
     def _check_settings(self) -> None:
+        standardize = self.get_params(deep=False).get("standardize", True)
+        if not isinstance(standardize, bool | np.bool_):
+            raise TypeError(f"standardize must be True or False, got {standardize!r}")
         if self.fit_kwargs is not None and not isinstance(self.fit_kwargs, dict):
             raise TypeError(f"fit_kwargs must be a dict, got {type(self.fit_kwargs).__name__}")
         validate_fit_settings(
