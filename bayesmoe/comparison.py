@@ -308,7 +308,7 @@ def _loo_subsample(
     """
     from arviz_stats import loo_subsample
 
-    from bayesmoe.fitting import LOG_LIKELIHOOD_AUTO_BYTES
+    from bayesmoe.inference.loglik import LOG_LIKELIHOOD_AUTO_BYTES
     from bayesmoe.streaming import computed, is_dask
 
     ll = tree["log_likelihood"]["y"].transpose(*SAMPLE_DIMS, "obs")

@@ -35,7 +35,7 @@ from bayesmoe.estimators.io import (
     saved_json,
     storable,
 )
-from bayesmoe.fitting import add_log_likelihood
+from bayesmoe.inference.loglik import add_log_likelihood
 
 __all__ = ["HierarchicalStacking"]
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-#: the model kinds a spec can declare (the keys of ``bayesmoe.fitting.AUTO_SAMPLERS``)
+#: the model kinds a spec can declare (the keys of ``bayesmoe.inference.AUTO_SAMPLERS``)
 MODEL_KINDS = (
     "interaction_collapsed",
     "interaction_rows",

@@ -118,7 +118,7 @@ class InteractionSpec(ModelSpec):
         """Everything the collapsed graph is built from except its pm.Data containers.
 
         Two collapsed models with equal keys have identical graphs, so a compiled sampler
-        can be reused with the other's data (see ``bayesmoe.fitting``). With
+        can be reused with the other's data (see ``bayesmoe.inference.backends.nutpie``). With
         ``standardize=True`` the data-dependent default priors are the same for every data
         set, so fits of one design shape share one compilation.
         """

@@ -33,7 +33,7 @@ from bayesmoe.estimators.design import DesignInputs
 from bayesmoe.estimators.io import Persistence
 from bayesmoe.estimators.scale import SAMPLE_DIMS, UserScale
 from bayesmoe.estimators.streamed import StreamedFit
-from bayesmoe.fitting import Diagnostics, diagnose, fit, validate_fit_settings
+from bayesmoe.inference import Diagnostics, diagnose, fit, validate_fit_settings
 from bayesmoe.numerics.lse import logsumexp_first, logsumexp_last
 
 __all__ = ["PREDICT_BLOCK_BYTES", "SAMPLE_DIMS", "BayesianRegressor", "per_obs"]

@@ -197,7 +197,7 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         continues where it stopped. A failed call leaves the estimator as it was.
         """
         from bayesmoe.data import resolve_interactions
-        from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+        from bayesmoe.inference.loglik import LOO_SUBSAMPLE_ROWS
         from bayesmoe.numerics.rowsample import chunk_sample, merge_samples, sample_rng
         from bayesmoe.numerics.suffstats import chunk_moments, combine
 

@@ -23,7 +23,7 @@ from bayesmoe.data import validate_target
 from bayesmoe.estimators.base import SAMPLE_DIMS, BayesianRegressor
 from bayesmoe.estimators.io import register
 from bayesmoe.estimators.streamed import StreamedVEM
-from bayesmoe.fitting import Diagnostics, model_diagnostics
+from bayesmoe.inference.diagnostics import Diagnostics, model_diagnostics
 from bayesmoe.numerics.lse import log_softmax_last
 
 __all__ = ["GatedExperts", "MixtureRegression"]

@@ -131,7 +131,7 @@ class StreamedFit:
         rows every streamed fit of the same frame holds, so that their subsampled LOO pair
         on the same rows (:func:`bayesmoe.compare`).
         """
-        from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+        from bayesmoe.inference.loglik import LOO_SUBSAMPLE_ROWS
 
         if isinstance(self.log_likelihood, str) and self.log_likelihood == "auto":
             return np.arange(min(LOO_SUBSAMPLE_ROWS, sample.y.size))
@@ -210,7 +210,7 @@ class StreamedStatistics:
         design, to rounding), as if they had been the stream's first chunk.
         """
         from bayesmoe.data import resolve_interactions
-        from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+        from bayesmoe.inference.loglik import LOO_SUBSAMPLE_ROWS
         from bayesmoe.numerics.rowsample import chunk_sample, sample_rng
         from bayesmoe.numerics.suffstats import chunk_moments
 
@@ -336,7 +336,7 @@ class StreamedStatistics:
         """
         from bayesmoe import streaming
         from bayesmoe.data import resolve_interactions
-        from bayesmoe.fitting import LOO_SUBSAMPLE_ROWS
+        from bayesmoe.inference.loglik import LOO_SUBSAMPLE_ROWS
 
         if self.collapsed is False:
             raise ValueError(

@@ -316,7 +316,7 @@ def run_sbc(
     """
     from tqdm.auto import tqdm
 
-    from bayesmoe.fitting import diagnose, fit
+    from bayesmoe.inference import diagnose, fit
 
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((case.n_obs, case.n_features))

@@ -173,7 +173,7 @@ class MixtureSpec(ModelSpec):
 
     @property
     def cache_key(self) -> tuple:
-        """Everything the graph is made of except its ``pm.Data`` (see bayesmoe.fitting)."""
+        """Everything the graph is made of except its ``pm.Data`` (for compiled reuse)."""
         import bayesmoe
 
         priors = tuple(sorted((k, repr(v)) for k, v in self.priors.items()))

@@ -193,8 +193,8 @@ def _learned(
 
     def fit_predict(X, y, X_test, *, settings: StudySettings, seed: int):
         import bayesmoe as bm
-        from bayesmoe import fitting
         from bayesmoe.builders.interaction import interaction_regression
+        from bayesmoe.inference import diagnose, is_compiled
 
         w = WorkingScale(X, y)
         d = w.X.shape[1]
@@ -207,7 +207,7 @@ def _learned(
             w.X, w.y, prior=family, collapsed=True, priors=priors or None
         )
         # Read-only look at fitting's compilation cache: was this structure compiled here?
-        compiled = not fitting.is_compiled(model.bayesmoe_spec.cache_key)
+        compiled = not is_compiled(model.bayesmoe_spec.cache_key)
         start = time.perf_counter()
         idata = bm.fit(
             model,
@@ -223,7 +223,7 @@ def _learned(
         sample_seconds = time.perf_counter() - start
         hyper = ["tau_base", "tau_interaction", "sigma"]
         hyper = [h for h in hyper if h in idata["posterior"].data_vars]
-        report = fitting.diagnose(idata, var_names=hyper)
+        report = diagnose(idata, var_names=hyper)
         post = idata["posterior"]
         coef = np.concatenate(
             [
