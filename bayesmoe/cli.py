@@ -8,12 +8,24 @@ import contextlib
 import glob
 import os
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["DEMO_OUTPUTS", "FIT_OUTPUTS", "MODELS", "SUMMARY_FORMATS", "main", "results_folder"]
+__all__ = [
+    "DEMO_OUTPUTS",
+    "FIT_OUTPUTS",
+    "METHODS",
+    "MODELS",
+    "SAMPLERS",
+    "SUMMARY_FORMATS",
+    "HelpFormatter",
+    "build_parser",
+    "main",
+    "results_folder",
+]
 
 #: Models the ``fit`` command knows; other models add theirs here.
 MODELS = {
@@ -21,6 +33,57 @@ MODELS = {
     "mixture": "MixtureRegression",
     "gated": "GatedExperts",
 }
+#: The ``--method`` choices (the methods of :func:`bayesmoe.fit`).
+METHODS = ("nuts", "advi", "fullrank_advi", "vem")
+#: The ``--sampler`` choices: ``auto`` or one of :func:`bayesmoe.fit`'s NUTS samplers.
+SAMPLERS = ("auto", "nutpie", "pymc", "numpyro")
+
+DESCRIPTION = (
+    "bayesmoe: Bayesian interaction regressions and mixtures of experts on PyMC. "
+    "Each command writes its results into a folder; 'bayesmoe COMMAND --help' lists a "
+    "command's options with their defaults."
+)
+
+EPILOG = """\
+examples:
+  bayesmoe demo --out demo_results
+  bayesmoe fit data.csv --target y --out results
+  bayesmoe fit data.csv --formula "y ~ a * b" --out results
+  bayesmoe convergence --max-n-train 2000 --replicates 2
+  bayesmoe fit --help"""
+
+DEMO_EPILOG = """\
+examples:
+  bayesmoe demo
+  bayesmoe demo --out demo_results --n-train 500
+  bayesmoe demo --out demo_results --force
+  bayesmoe demo --draws 200 --tune 200 --chains 2 --no-progress"""
+
+FIT_EPILOG = """\
+examples:
+  bayesmoe fit data.csv --target y --out results
+  bayesmoe fit data.csv --target y --features x1 x2 --out results
+  bayesmoe fit data.csv --formula "y ~ (a + b + c)**2" --out results
+  bayesmoe fit data.csv --formula "y ~ x1 + x2" --model gated --gate-formula "~ x1" --out results
+  bayesmoe fit data.csv --target y --model mixture --method vem --out results
+  bayesmoe fit parquet_folder/ --target y --out results   (streamed on dask)"""
+
+CONVERGENCE_EPILOG = """\
+examples:
+  bayesmoe convergence
+  bayesmoe convergence --scenario all --replicates 5 --out study
+  bayesmoe convergence --max-n-train 2000 --replicates 2 --draws 200 --tune 200
+  bayesmoe convergence --scheduler tcp://127.0.0.1:8786"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Help text as written (descriptions and examples keep their lines) with each option's
+    default appended; options without a value (flags, or ``None``: "not given") show none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or action.default is False:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 #: files ``bayesmoe fit`` writes into its ``--out`` folder
@@ -104,14 +167,23 @@ def _fit_settings(args) -> dict:
 
 
 def _add_fit_options(p: argparse.ArgumentParser, draws: int = 1000) -> None:
-    p.add_argument("--method", default="nuts", help="nuts | advi | fullrank_advi | vem (mixtures)")
     p.add_argument(
-        "--sampler", default="auto", help="auto (fastest per model) | nutpie | pymc | numpyro"
+        "--method",
+        default="nuts",
+        choices=METHODS,
+        help="how the posterior is computed: NUTS sampling, (full-rank) ADVI, or the "
+        "variational EM of mixture models",
     )
-    p.add_argument("--draws", type=int, default=draws)
-    p.add_argument("--tune", type=int, default=draws)
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--sampler",
+        default="auto",
+        choices=SAMPLERS,
+        help="NUTS implementation; auto picks the fastest for the model",
+    )
+    p.add_argument("--draws", type=int, default=draws, help="posterior draws per chain")
+    p.add_argument("--tune", type=int, default=draws, help="tuning steps per chain")
+    p.add_argument("--chains", type=int, default=4, help="independent chains")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the fit")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -467,30 +539,72 @@ def convergence(args) -> Path:
 
 
 def _add_convergence_parser(sub) -> None:
-    p = sub.add_parser("convergence", help="learning-curve study over data size, on dask")
+    p = sub.add_parser(
+        "convergence",
+        help="learning-curve study over data size, on dask",
+        description=textwrap.fill(
+            "The learning-curve study: every model fitted on simulated data of "
+            "growing size, on a dask cluster; results are written as they come, so a rerun "
+            "resumes.",
+            79,
+        ),
+        epilog=CONVERGENCE_EPILOG,
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("--scenario", default="all", help="a scenario name or 'all'")
-    p.add_argument("--replicates", type=int, default=20)
+    p.add_argument("--replicates", type=int, default=20, help="simulated data sets per size")
     p.add_argument("--out", default="convergence_study", help="output folder (resumes)")
     p.add_argument("--scheduler", help="existing dask scheduler, tcp://host:port")
     p.add_argument("--workers", type=int, default=2, help="LocalCluster workers")
     p.add_argument("--models", nargs="+", help="subset of models (default: all)")
     p.add_argument("--max-n-train", type=int, help="cap the size grid (quick looks)")
-    p.add_argument("--draws", type=int, default=500)
-    p.add_argument("--tune", type=int, default=500)
-    p.add_argument("--chains", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=int, default=500, help="posterior draws per chain")
+    p.add_argument("--tune", type=int, default=500, help="tuning steps per chain")
+    p.add_argument("--chains", type=int, default=2, help="independent chains")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the study")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bayesmoe", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="fit and compare models on simulated data, write plots")
+def build_parser() -> argparse.ArgumentParser:
+    """The ``bayesmoe`` command's argument parser (all sub-commands); builds no model."""
+    from bayesmoe import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="bayesmoe",
+        description=textwrap.fill(DESCRIPTION, 79),
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p_demo = sub.add_parser(
+        "demo",
+        help="fit and compare models on simulated data, write plots",
+        description=textwrap.fill(
+            "Fit six models on simulated data and compare them by LOO: three "
+            "interaction regressions (base terms only, fixed prior scales, learned prior scales) "
+            "on data with interactions, then an interaction regression, a mixture regression and "
+            f"gated experts on two-regime data. Writes {', '.join(DEMO_OUTPUTS)} into --out.",
+            79,
+        ),
+        epilog=DEMO_EPILOG,
+        formatter_class=HelpFormatter,
+    )
     p_demo.add_argument("--out", default="bayesmoe_demo", help="output folder (new or empty)")
     p_demo.add_argument("--force", action="store_true", help="write into a non-empty --out folder")
-    p_demo.add_argument("--n-train", type=int, default=300)
+    p_demo.add_argument("--n-train", type=int, default=300, help="training rows simulated")
     _add_fit_options(p_demo)
-    p_fit = sub.add_parser("fit", help="fit a CSV or Parquet file")
+    p_fit = sub.add_parser(
+        "fit",
+        help="fit a CSV or Parquet file",
+        description=textwrap.fill(
+            "Fit a model to a CSV or Parquet file (a Parquet folder or glob is "
+            f"streamed on dask); writes {', '.join(FIT_OUTPUTS)} into --out.",
+            79,
+        ),
+        epilog=FIT_EPILOG,
+        formatter_class=HelpFormatter,
+    )
     p_fit.add_argument("data", help="CSV or Parquet file, or a Parquet folder or glob (streamed)")
     p_fit.add_argument("--target", help="column to predict (or give --formula)")
     p_fit.add_argument(
@@ -498,7 +612,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_fit.add_argument("--gate-formula", help="gate inputs of --model gated, e.g. '~ x1'")
     p_fit.add_argument("--features", nargs="+", help="feature columns (default: all others)")
-    p_fit.add_argument("--model", default="interaction", help=f"one of {list(MODELS)}")
+    p_fit.add_argument(
+        "--model", default="interaction", help=f"the model, one of: {', '.join(MODELS)}"
+    )
     p_fit.add_argument("--out", required=True, help="output folder (new or empty)")
     p_fit.add_argument(
         "--force",
@@ -507,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     _add_fit_options(p_fit)
     _add_convergence_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     import matplotlib
 
