@@ -415,6 +415,8 @@ def _read_table(path: Path):
 def _is_parquet_set(data: str) -> bool:
     """A Parquet folder, glob or file: what ``bayesmoe.read_parquet`` streams."""
     path = Path(data)
+    if path.is_file():  # an existing file is itself, whatever characters its name holds
+        return path.suffix.lower() in (".parquet", ".pq")
     return (
         any(ch in data for ch in "*?[")
         or path.is_dir()
@@ -428,6 +430,8 @@ def _target_and_features(args, columns: list) -> list:
         raise ValueError("give --target COL (with --features) or --formula 'y ~ ...'")
     if args.target not in columns:
         raise ValueError(f"--target {args.target!r} is not a column; columns are {columns}")
+    if args.features and args.target in args.features:
+        raise ValueError(f"--features names the target {args.target!r}; leave it out")
     features = args.features or [c for c in columns if c != args.target]
     missing = [c for c in features if c not in columns]
     if missing:

@@ -107,3 +107,24 @@ def test_a_formula_on_the_command_line_runs_no_code(tmp_path, capsys, args):
     err = _one_line_error(capsys)
     assert "is not allowed" in err and "term" in err
     assert not canary.exists()
+
+
+def test_the_target_among_the_features_is_refused(tmp_path, capsys):
+    data = _csv(tmp_path / "data.csv")
+    out = tmp_path / "results"
+    rc = main(
+        ["fit", str(data), "--target", "y", "--features", "a", "y", "--out", str(out), *SMALL]
+    )
+    assert rc == 2
+    assert "--features names the target 'y'" in _one_line_error(capsys)
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_csv_with_a_bracket_in_its_name_is_read_as_a_csv(tmp_path):
+    from bayesmoe.cli import _is_parquet_set
+
+    data = _csv(tmp_path / "data[1].csv")
+    assert not _is_parquet_set(str(data))
+    assert _is_parquet_set(str(tmp_path / "part-[0-9].parquet"))  # a glob stays a glob
+    (tmp_path / "set").mkdir()
+    assert _is_parquet_set(str(tmp_path / "set"))
