@@ -9,6 +9,7 @@ with :func:`bayesmoe.fit`; predictions mix the members' own predictive distribut
 from __future__ import annotations
 
 import json
+import warnings
 
 import arviz as az
 import numpy as np
@@ -53,6 +54,29 @@ def _paired(values: np.ndarray, chains: int, draws: int) -> np.ndarray:
     S = chains * draws
     idx = (np.arange(S) * S_m) // S
     return flat[idx].reshape(chains, draws, *values.shape[2:])
+
+
+def _prior_predictive(est: HierarchicalStacking, X, y, draws: int, random_seed) -> xr.DataTree:
+    """:meth:`HierarchicalStacking.sample_prior_predictive`."""
+    check_is_fitted(est, "idata_")
+    seed = est.random_seed if random_seed is None else random_seed
+    # the stacking score is a Potential of the data, not part of the gate's prior
+    with est.model_, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The effect of Potentials")
+        prior = pm.sample_prior_predictive(draws=draws, random_seed=seed)
+    gate_prior = prior["prior"].to_dataset()
+    if X is None:
+        Xw, yv = est._training_rows(), est.idata_["observed_data"]["y"].values
+    else:
+        raw = est._raw(X)
+        Xw = est.standardizer_.transform_X(raw)
+        yv = None if y is None else validate_target(y, raw.shape[0], name="y")
+    rng = np.random.default_rng(None if seed is None else [seed, 4])
+    pp = est._blocked_draws(Xw, lambda rows: est._components(rows, gate_prior), rng)
+    groups = {"prior": gate_prior, "prior_predictive": xr.Dataset(pp)}
+    if yv is not None:
+        groups["observed_data"] = xr.Dataset({"y": ("obs", yv)})
+    return xr.DataTree.from_dict(groups)
 
 
 class HierarchicalStacking(BayesianRegressor):
@@ -277,34 +301,29 @@ class HierarchicalStacking(BayesianRegressor):
         check_is_fitted(self, "idata_")
         return add_log_likelihood(self.idata_, self.model_)
 
-    def sample_posterior_predictive(self) -> xr.DataTree:
-        """Add a ``posterior_predictive`` group of replicated training ``y``."""
-        check_is_fitted(self, "idata_")
-        const = self.idata_["constant_data"]
+    def _training_rows(self) -> np.ndarray:
         # X_base holds the gate columns only; the members need every column
-        rep = self._predictive_draws(const["X_full"].values, salt=2)
-        rep = rep.assign_coords(obs=self.idata_["observed_data"]["obs"].values)
-        self.idata_["posterior_predictive"] = xr.Dataset({"y": rep})
-        return self.idata_
+        return self.idata_["constant_data"]["X_full"].values
 
     # ------------------------------------------------------------------ predictions
     def _gate_X(self, Xw: np.ndarray) -> np.ndarray:
         names = list(self.feature_names_in_)
         return Xw[:, [names.index(c) for c in self.gate_columns_]]
 
-    def _log_weights(self, Xw: np.ndarray) -> xr.DataArray:
-        post = self.idata_["posterior"].to_dataset()
+    def _log_weights(self, Xw: np.ndarray, post: xr.Dataset | None = None) -> xr.DataArray:
+        post = self.idata_["posterior"].to_dataset() if post is None else post
         return self.model_.bayesmoe_spec.log_weights(post, self._gate_X(Xw))
 
-    def _components(self, Xw: np.ndarray):
+    def _components(self, Xw: np.ndarray, post: xr.Dataset | None = None):
         """Members' predictive mixtures, weighted by w(x): (log weights, means, sds).
 
         Everything on the user's scale of y (the stacking estimator's working scale).
-        Member draws are paired with stacking draws by :func:`_paired`.
+        Member draws are paired with stacking draws by :func:`_paired`. ``post``: draws
+        of the gate's parameters (default: the stacking posterior).
         """
-        post = self.idata_["posterior"]
+        post = self.idata_["posterior"].to_dataset() if post is None else post
         C, D = post.sizes["chain"], post.sizes["draw"]
-        logw_stack = self._log_weights(Xw).values  # (C, D, n, K)
+        logw_stack = self._log_weights(Xw, post).values  # (C, D, n, K)
         raw = Xw * self.standardizer_.x_scale + self.standardizer_.x_mean
         frame = pd.DataFrame(raw, columns=list(self.feature_names_in_))
         logws, mus, sds, labels = [], [], [], []
@@ -345,11 +364,20 @@ class HierarchicalStacking(BayesianRegressor):
         post = self.idata_["posterior"]
         return [n for n in self.model_.bayesmoe_spec.identified_vars if n in post.data_vars]
 
-    def sample_prior_predictive(self, *args, **kwargs):
-        raise NotImplementedError(
-            "HierarchicalStacking has no generative model of y (it weights the members' "
-            "predictive densities); use the members' sample_prior_predictive"
-        )
+    def sample_prior_predictive(
+        self, X=None, y=None, draws: int = 500, random_seed=None
+    ) -> xr.DataTree:
+        """Prior predictive of the stacked model: prior weights mixing the members' predictives.
+
+        The stacking weights have a prior (the gate's), the members have no prior here:
+        each draw of y takes a draw of :math:`w(x)` from the gate's prior and mixes the
+        members' posterior predictives with it,
+        :math:`y \\sim \\sum_k w_k(x) p(y \\mid x, M_k)`. ``X`` defaults to the training
+        rows; ``y`` (new rows only, optional) is stored as ``observed_data``. Returns a
+        DataTree with ``prior`` (the gate's parameters), ``prior_predictive`` and
+        ``observed_data``.
+        """
+        return _prior_predictive(self, X, y, draws, random_seed)
 
     # ------------------------------------------------------------------ persistence
     def _saved_tree(self) -> xr.DataTree:

@@ -31,6 +31,7 @@ from bayesmoe.data import Standardizer, validate_target
 from bayesmoe.estimators.dask import DaskPredictions, is_dask
 from bayesmoe.estimators.design import DesignInputs
 from bayesmoe.estimators.io import Persistence
+from bayesmoe.estimators.predictive import PredictiveChecks, draw_from_components, per_obs
 from bayesmoe.estimators.scale import SAMPLE_DIMS, UserScale
 from bayesmoe.estimators.streamed import StreamedFit
 from bayesmoe.inference import Diagnostics, diagnose, fit, validate_fit_settings
@@ -40,13 +41,6 @@ __all__ = ["PREDICT_BLOCK_BYTES", "SAMPLE_DIMS", "BayesianRegressor", "per_obs"]
 
 #: Target size of the (draws x rows x experts) temporaries of one block of predictions.
 PREDICT_BLOCK_BYTES = 64 * 2**20
-
-
-def per_obs(sd: xr.DataArray, like: xr.DataArray) -> xr.DataArray:
-    """Broadcast component sds (chain, draw[, obs], expert) to the shape of ``like``."""
-    if "obs" not in sd.dims:
-        sd = sd.expand_dims(obs=like.sizes["obs"], axis=-2)
-    return sd.transpose(*like.dims)
 
 
 def _sample_coords(da: xr.DataArray) -> dict:
@@ -59,6 +53,7 @@ class BayesianRegressor(
     StreamedFit,
     DaskPredictions,
     Persistence,
+    PredictiveChecks,
     RegressorMixin,
     BaseEstimator,
 ):
@@ -236,25 +231,11 @@ class BayesianRegressor(
             self.idata_.attrs["bayesmoe_log_likelihood"] = "full"
         return self.idata_
 
-    def sample_posterior_predictive(self) -> xr.DataTree:
-        """Add a ``posterior_predictive`` group of replicated training ``y`` (original scale)."""
-        check_is_fitted(self, "idata_")
-        rep = self._predictive_draws(self.idata_["constant_data"]["X_base"].values, salt=2)
-        rep = rep.assign_coords(obs=self.idata_["observed_data"]["obs"].values)
-        self.idata_["posterior_predictive"] = xr.Dataset({"y": rep})
-        return self.idata_
-
     # ------------------------------------------------------------------ predictions
     def _predictive_draws(self, Xw: np.ndarray, salt: int) -> xr.DataArray:
         """y drawn from the (mixture) predictive for every posterior draw, original scale."""
         logw, mu, sd = self._components(Xw)
-        rng = self._rng(salt)
-        w = np.exp(logw.values)
-        u = rng.uniform(size=(*w.shape[:-1], 1))
-        k = np.minimum((u > np.cumsum(w, axis=-1)).sum(axis=-1), w.shape[-1] - 1)
-        mu_k = np.take_along_axis(mu.values, k[..., None], axis=-1)[..., 0]
-        sd_k = np.take_along_axis(per_obs(sd, mu).values, k[..., None], axis=-1)[..., 0]
-        y = mu_k + sd_k * rng.standard_normal(mu_k.shape)
+        y = draw_from_components(logw, mu, sd, self._rng(salt))
         draws = xr.DataArray(y, dims=(*SAMPLE_DIMS, "obs"), coords=_sample_coords(mu))
         return self.standardizer_.inverse_y(draws).rename("y")
 

@@ -17,7 +17,7 @@ import pymc as pm
 import xarray as xr
 
 from bayesmoe.builders.interaction import interaction_regression
-from bayesmoe.data import Standardizer, validate_features, validate_target
+from bayesmoe.data import validate_features, validate_target
 from bayesmoe.estimators.base import BayesianRegressor
 from bayesmoe.estimators.io import register
 from bayesmoe.estimators.streamed import StreamedStatistics
@@ -246,29 +246,9 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         names += ["lambda_base", "lambda_interaction", "sigma"]
         return [n for n in names if n in post.data_vars]
 
-    def sample_prior_predictive(self, X, y, draws: int = 500) -> xr.DataTree:
-        """Prior and prior predictive draws (original scale of ``y`` in ``prior_predictive``).
-
-        The default priors depend on the spread of ``y``, so ``y`` is needed; only its
-        mean and sd are used. Uses the per-row form of the model (the collapsed form has
-        no generative ``y``).
-        """
-        Xv, names = validate_features(X, name="X")
-        yv = validate_target(y, Xv.shape[0], name="y")
-        std = Standardizer.fit(Xv, yv, enabled=self.standardize)
-        model = self._build(
-            pd.DataFrame(std.transform_X(Xv), columns=names), std.transform_y(yv), collapsed=False
-        )
-        with model:
-            prior = pm.sample_prior_predictive(draws=draws, random_seed=self.random_seed)
-        pp = prior["prior_predictive"].to_dataset()
-        prior["prior_predictive"] = pp.assign(y=std.inverse_y(pp["y"]))
-        # the prior on the user's scale, as the posterior of a fit (working draws kept)
-        working = prior["prior"].to_dataset()
-        prior["prior"] = model.bayesmoe_spec.to_user_scale(working, std)
-        prior["prior_working"] = working
-        prior["observed_data"] = xr.Dataset({"y": ("obs", yv)})
-        return prior
+    def _prior_model(self, Xw: pd.DataFrame, yw: np.ndarray) -> pm.Model:
+        """The per-row form of the model (the collapsed form has no generative ``y``)."""
+        return self._build(Xw, yw, collapsed=False)
 
 
 register(InteractionRegression)
