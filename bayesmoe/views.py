@@ -184,7 +184,7 @@ def _caption(held: dict, prob: float) -> str:
     shown = ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in held.items()
     )
-    return f"posterior mean, {prob:.0%} band; held at means / reference levels: {shown or '-'}"
+    return f"posterior mean, {prob:.0%} band; held at means / reference levels: {shown or 'none'}"
 
 
 # ---------------------------------------------------------------------- effects
