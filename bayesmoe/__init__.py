@@ -27,6 +27,8 @@ _EXPORTS = {
     "Prior": "bayesmoe.priors",
     "add_log_likelihood": "bayesmoe.inference",
     "compare": "bayesmoe.comparison",
+    "comparisons": "bayesmoe.views",
+    "conditional_effects": "bayesmoe.views",
     "diagnose": "bayesmoe.inference",
     "fit": "bayesmoe.inference",
     "gated_experts": "bayesmoe.builders",
@@ -34,10 +36,12 @@ _EXPORTS = {
     "interaction_regression": "bayesmoe.builders",
     "load": "bayesmoe.estimators",
     "mixture_regression": "bayesmoe.builders",
+    "plot_gate": "bayesmoe.views",
     "predict_averaged": "bayesmoe.comparison",
     "prior_from_posterior": "bayesmoe.prior_transfer",
     "read_parquet": "bayesmoe.streaming",
     "select_experts": "bayesmoe.comparison",
+    "slopes": "bayesmoe.views",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]
@@ -62,6 +66,7 @@ _SUBMODULES = frozenset(
         "priors",
         "stacking",
         "streaming",
+        "views",
     }
 )
 

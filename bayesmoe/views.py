@@ -1,0 +1,434 @@
+r"""What a fitted model says, read from its posterior: conditional effects, slopes,
+comparisons and the gate-and-experts picture.
+
+Every number here is a function of the posterior draws of the expected response
+
+.. math::
+
+    m_s(x) = \sum_k \pi_{k,s}(x)\, \mu_{k,s}(x)
+
+(one term with :math:`\pi = 1` for :class:`~bayesmoe.InteractionRegression`; for
+:class:`~bayesmoe.HierarchicalStacking` the members' :math:`m(x)` weighted by the
+stacking weights :math:`w_s(x)`, member draws paired with stacking draws as in
+:meth:`HierarchicalStacking.predict`), on the user's scale of ``y``. Bands are central
+posterior intervals of probability ``prob`` (equal-tailed quantiles of the draws).
+
+The variables not varied are held at their means (numeric) or reference, i.e. first,
+levels (categorical from a formula); each result's ``attrs["held"]`` names those values
+and the figure's caption repeats them. Slopes and comparisons average over the data rows
+instead (Bambi's ``interpret`` module; Arel-Bundock's *marginaleffects*): the average
+derivative :math:`\frac1n \sum_i \partial m_s(x_i) / \partial a` by central finite
+differences, and the average change :math:`\frac1n \sum_i m_s(x_i; a=hi) - m_s(x_i;
+a=lo)`, each a posterior of draws summarised by its mean and band.
+
+Functions never change the estimator (nothing is stored in its ``idata_``), except
+:func:`plot_gate`, which calls :meth:`responsibilities` (that stores its posterior mean
+as the estimator's ``predictions`` group).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bayesmoe.estimators import GatedExperts, InteractionRegression, MixtureRegression
+from bayesmoe.stacking import HierarchicalStacking
+
+__all__ = [
+    "comparisons",
+    "conditional_effects",
+    "mean_draws",
+    "plot_effects",
+    "plot_gate",
+    "slopes",
+]
+
+#: rows evaluated at once when averaging over data rows (bounds draws x rows temporaries)
+ROW_BLOCK = 2000
+
+_MIXTURES = (MixtureRegression, GatedExperts)
+
+
+# ---------------------------------------------------------------------- the posterior
+def _design(est, frame: pd.DataFrame) -> np.ndarray:
+    """The estimator's raw design matrix for ``frame`` (formula-coded when fitted so)."""
+    design = getattr(est, "formula_design_", None)
+    if design is not None:
+        return design.transform(frame).to_numpy(float)
+    return frame[list(est.feature_names_in_)].to_numpy(float)
+
+
+def _pair(values: np.ndarray, S: int) -> np.ndarray:
+    """Member draws (S_m, ...) spread onto S stacking draws: draw s takes floor(s S_m / S)."""
+    return values[(np.arange(S) * values.shape[0]) // S]
+
+
+def _mixture_parts(est, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Gate probabilities and expert means on the user's scale, each (S, n, K)."""
+    spec = est.model_.bayesmoe_spec
+    post = est.working_view()["posterior"].to_dataset()
+    Xw = est.standardizer_.transform_X(_design(est, frame))
+    pi = np.exp(spec.log_weights(post, Xw).values)
+    mu = est.standardizer_.inverse_y(spec.component_means(post, Xw).values)
+    S = pi.shape[0] * pi.shape[1]
+    return pi.reshape(S, *pi.shape[2:]), np.asarray(mu).reshape(S, *pi.shape[2:])
+
+
+def mean_draws(est, frame: pd.DataFrame) -> np.ndarray:
+    r"""Posterior draws of the expected response :math:`m_s(x_i)`, shape (draws, rows).
+
+    On the user's scale of ``y``; ``frame`` holds the columns the estimator was fitted on
+    (the formula's variables for a formula fit).
+    """
+    if isinstance(est, HierarchicalStacking):
+        spec = est.model_.bayesmoe_spec
+        post = est.idata_["posterior"].to_dataset()
+        Xw = est.standardizer_.transform_X(_design(est, frame))
+        names = list(est.feature_names_in_)
+        gate_X = Xw[:, [names.index(c) for c in est.gate_columns_]]
+        w = np.exp(spec.log_weights(post, gate_X).values)
+        S = w.shape[0] * w.shape[1]
+        w = w.reshape(S, *w.shape[2:])
+        out = np.zeros(w.shape[:2])
+        for k, member in enumerate(est.members_.values()):
+            out += w[..., k] * _pair(mean_draws(member, frame), S)
+        return out
+    if isinstance(est, _MIXTURES):
+        pi, mu = _mixture_parts(est, frame)
+        return (pi * mu).sum(axis=-1)
+    if isinstance(est, InteractionRegression):
+        post = est.working_view()["posterior"].to_dataset()
+        Xw = est.standardizer_.transform_X(_design(est, frame))
+        eta = est.model_.bayesmoe_spec.linear_predictor(post, Xw).values
+        eta = np.asarray(est.standardizer_.inverse_y(eta))
+        return eta.reshape(eta.shape[0] * eta.shape[1], -1)
+    raise TypeError(f"no conditional effects for {type(est).__name__}")
+
+
+# ---------------------------------------------------------------------- the data
+def _training_frame(est) -> pd.DataFrame:
+    """The (stored) training rows on the user's scale; formula fits need ``data=``."""
+    if getattr(est, "formula_design_", None) is not None:
+        raise ValueError(
+            "this model was fitted with a formula: pass data= (a DataFrame with the "
+            "formula's variables) to say over which rows to read it"
+        )
+    const = est.idata_["constant_data"]
+    Xw = const["X_full" if "X_full" in const.data_vars else "X_base"].values
+    names = list(est.feature_names_in_)
+    if Xw.shape[1] != len(names):
+        raise ValueError("the stored training rows lack some features: pass data=")
+    std = est.standardizer_
+    return pd.DataFrame(Xw * std.x_scale + std.x_mean, columns=names)
+
+
+def _inputs(est, data) -> pd.DataFrame:
+    """The columns of ``data`` the estimator reads (the formula's variables, or its
+    features); default the stored training rows."""
+    if data is None:
+        return _training_frame(est)
+    frame = pd.DataFrame(data)
+    design = getattr(est, "formula_design_", None)
+    names = design.variables if design is not None else list(est.feature_names_in_)
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise ValueError(f"data lacks the columns {missing}")
+    return frame[names]
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
+def _levels(est, frame: pd.DataFrame, var: str) -> list:
+    design = getattr(est, "formula_design_", None)
+    if design is not None:
+        for key, levels in design.levels.items():
+            if key == var or key in (f"C({var})",):
+                return list(levels)
+    return sorted(pd.unique(frame[var]).tolist())
+
+
+def _held(est, frame: pd.DataFrame, varied: list[str]) -> dict:
+    """Each other variable's held value: its mean, or its reference (first) level."""
+    held = {}
+    for col in frame.columns:
+        if col in varied:
+            continue
+        values = frame[col]
+        held[col] = float(values.mean()) if _is_numeric(values) else _levels(est, frame, col)[0]
+    return held
+
+
+def _values(est, frame: pd.DataFrame, var: str, points: int, quantiles=None) -> list:
+    if var not in frame.columns:
+        raise ValueError(f"{var!r} is not a column of the data ({list(frame.columns)})")
+    values = frame[var]
+    if not _is_numeric(values):
+        return _levels(est, frame, var)
+    if quantiles is not None:
+        return [float(q) for q in np.quantile(values, quantiles)]
+    lo, hi = np.quantile(values, [0.01, 0.99])
+    return np.linspace(lo, hi, points).tolist()
+
+
+def _summary(draws: np.ndarray, prob: float) -> dict[str, np.ndarray]:
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    tail = (1 - prob) / 2
+    lower, upper = np.quantile(draws, [tail, 1 - tail], axis=0)
+    return {"mean": draws.mean(axis=0), "lower": lower, "upper": upper}
+
+
+def _caption(held: dict, prob: float) -> str:
+    shown = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in held.items()
+    )
+    return f"posterior mean, {prob:.0%} band; held at means / reference levels: {shown or 'none'}"
+
+
+# ---------------------------------------------------------------------- effects
+def conditional_effects(
+    est, term: str, *, data=None, prob: float = 0.9, points: int = 50, plot: bool = True
+) -> pd.DataFrame:
+    r"""The expected response as ``a`` varies (``"a"``), or at a few values of ``b``
+    (``"a:b"``), the other variables held at their means / reference levels.
+
+    Parameters
+    ----------
+    est : fitted InteractionRegression, MixtureRegression, GatedExperts or
+        HierarchicalStacking
+    term : str
+        ``"a"`` or ``"a:b"``. A numeric ``a`` runs over ``points`` values spanning the
+        data's 1-99 % quantiles, a categorical one over its levels; a numeric ``b`` takes
+        its 10/50/90 % quantiles, a categorical one its levels.
+    data : DataFrame, optional
+        The rows that set the ranges and the held values; default the stored training
+        rows (required for formula fits).
+    prob : float
+        Probability of the central credible band.
+    plot : bool
+        Also draw the figure (``attrs["figure"]``, a matplotlib Figure).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns: the varied variables, ``mean``, ``lower``, ``upper`` (user's scale of
+        ``y``). ``attrs``: ``term``, ``prob``, ``held`` (variable -> held value) and
+        ``figure`` when ``plot``.
+    """
+    frame = _inputs(est, data)
+    varied = term.split(":")
+    if len(varied) not in (1, 2) or len(set(varied)) != len(varied):
+        raise ValueError(f"term must be 'a' or 'a:b' with distinct names, got {term!r}")
+    grid_a = _values(est, frame, varied[0], points)
+    grid_b = [None] if len(varied) == 1 else _values(est, frame, varied[1], 3, [0.1, 0.5, 0.9])
+    held = _held(est, frame, varied)
+    rows = []
+    for b in grid_b:
+        for a in grid_a:
+            row = dict(held)
+            row[varied[0]] = a
+            if b is not None:
+                row[varied[1]] = b
+            rows.append(row)
+    grid = pd.DataFrame(rows, columns=list(frame.columns))
+    for col in frame.columns:  # keep categorical dtypes (and their level order)
+        if not _is_numeric(frame[col]):
+            grid[col] = grid[col].astype(frame[col].dtype)
+    out = grid[varied].reset_index(drop=True)
+    for key, value in _summary(mean_draws(est, grid), prob).items():
+        out[key] = value
+    out.attrs.update(term=term, prob=prob, held=held)
+    if plot:
+        out.attrs["figure"] = plot_effects(out)
+    return out
+
+
+def plot_effects(effects: pd.DataFrame):
+    """The figure of a :func:`conditional_effects` result: lines (numeric ``a``) or points
+    with error bars (categorical ``a``), one per value of ``b``, with their bands."""
+    import matplotlib.pyplot as plt
+
+    varied = effects.attrs["term"].split(":")
+    a = varied[0]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    groups = (
+        [(None, effects)] if len(varied) == 1 else list(effects.groupby(varied[1], sort=False))
+    )
+    numeric = _is_numeric(effects[a])
+    for i, (b, part) in enumerate(groups):
+        label = (
+            None
+            if b is None
+            else f"{varied[1]} = {b:.3g}"
+            if isinstance(b, float)
+            else f"{varied[1]} = {b}"
+        )
+        color = f"C{i}"
+        if numeric:
+            ax.plot(part[a], part["mean"], color=color, label=label)
+            ax.fill_between(part[a], part["lower"], part["upper"], color=color, alpha=0.25)
+        else:
+            x = np.arange(len(part)) + 0.1 * (i - (len(groups) - 1) / 2)
+            err = [part["mean"] - part["lower"], part["upper"] - part["mean"]]
+            ax.errorbar(x, part["mean"], yerr=err, fmt="o", color=color, label=label, capsize=3)
+            ax.set_xticks(np.arange(len(part)), [str(v) for v in part[a]])
+    ax.set_xlabel(a)
+    ax.set_ylabel("expected response")
+    if len(varied) == 2:
+        ax.legend()
+    fig.text(
+        0.01, 0.0, _caption(effects.attrs["held"], effects.attrs["prob"]), fontsize=7, va="bottom"
+    )
+    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+    return fig
+
+
+def _averaged(est, frame: pd.DataFrame, change) -> np.ndarray:
+    """Posterior draws of (1/n) sum_i change(m, rows_i), in row blocks."""
+    total = 0.0
+    for start in range(0, len(frame), ROW_BLOCK):
+        total = total + change(frame.iloc[start : start + ROW_BLOCK]).sum(axis=1)
+    return total / len(frame)
+
+
+def _one_row(term: str, draws: np.ndarray, prob: float, **extra) -> pd.DataFrame:
+    out = pd.DataFrame(
+        [{"term": term, **extra, **{k: float(v) for k, v in _summary(draws, prob).items()}}]
+    )
+    out.attrs.update(prob=prob, draws=draws)
+    return out
+
+
+def slopes(
+    est, var: str, *, data=None, prob: float = 0.9, eps: float | None = None
+) -> pd.DataFrame:
+    r"""Average derivative of the expected response with respect to a numeric ``var``.
+
+    :math:`\frac1n \sum_i [m_s(x_i + h e_a) - m_s(x_i - h e_a)] / 2h` for every draw,
+    over the rows of ``data`` (default the stored training rows), with ``h = eps``
+    (default :math:`10^{-4}` times the sd of ``var``). Returns one row: ``term``,
+    ``mean``, ``lower``, ``upper``; ``attrs["draws"]`` holds the draws.
+    """
+    frame = _inputs(est, data)
+    if var not in frame.columns or not _is_numeric(frame[var]):
+        raise ValueError(f"slopes need a numeric column of the data, got {var!r}")
+    h = float(eps) if eps is not None else 1e-4 * (float(frame[var].std()) or 1.0)
+
+    def change(rows):
+        up, down = rows.copy(), rows.copy()
+        up[var] = rows[var] + h
+        down[var] = rows[var] - h
+        return (mean_draws(est, up) - mean_draws(est, down)) / (2 * h)
+
+    return _one_row(var, _averaged(est, frame, change), prob)
+
+
+def comparisons(est, var: str, values=None, *, data=None, prob: float = 0.9) -> pd.DataFrame:
+    r"""Average change of the expected response when ``var`` goes from ``lo`` to ``hi``.
+
+    :math:`\frac1n \sum_i m_s(x_i; var=hi) - m_s(x_i; var=lo)` for every draw, over the
+    rows of ``data`` (default the stored training rows). ``values=(lo, hi)``; default
+    the 10 and 90 % quantiles of a numeric ``var``, the first two levels of a
+    categorical one. Returns one row: ``term``, ``lo``, ``hi``, ``mean``, ``lower``,
+    ``upper``; ``attrs["draws"]`` holds the draws.
+    """
+    frame = _inputs(est, data)
+    if values is None:
+        values = _values(est, frame, var, 0, [0.1, 0.9])[:2]
+    lo, hi = values
+
+    def change(rows):
+        at_lo, at_hi = rows.copy(), rows.copy()
+        at_lo[var] = lo
+        at_hi[var] = hi
+        if not _is_numeric(frame[var]):
+            at_lo[var] = at_lo[var].astype(frame[var].dtype)
+            at_hi[var] = at_hi[var].astype(frame[var].dtype)
+        return mean_draws(est, at_hi) - mean_draws(est, at_lo)
+
+    return _one_row(var, _averaged(est, frame, change), prob, lo=lo, hi=hi)
+
+
+# ---------------------------------------------------------------------- gate view
+def plot_gate(
+    est, var: str, *, data=None, y=None, prob: float = 0.9, points: int = 100, plot: bool = True
+) -> pd.DataFrame:
+    r"""Experts and gate along one input: each expert's mean :math:`\mu_k(x)` and the gate
+    probabilities :math:`\pi_k(x)`, with bands, the other variables at their means /
+    reference levels, and the data coloured by posterior responsibility.
+
+    Parameters
+    ----------
+    est : fitted MixtureRegression or GatedExperts
+    var : str
+        The input on the x axis (numeric); its grid spans the data's 1-99 % quantiles.
+    data, y : optional
+        The rows shown (and that set the range and held values) with their targets;
+        default the stored training rows and ``y``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Tidy: ``var``, ``expert``, ``quantity`` (``"expert_mean"`` or ``"gate"``),
+        ``mean``, ``lower``, ``upper``; ``attrs``: ``prob``, ``held``, ``figure`` (two
+        panels: experts over the data, gate probabilities) when ``plot``.
+    """
+    if not isinstance(est, _MIXTURES):
+        raise TypeError(
+            f"plot_gate needs a MixtureRegression or GatedExperts, got {type(est).__name__}"
+        )
+    frame = _inputs(est, data)
+    if y is None:
+        if data is not None:
+            raise ValueError("pass y= with data=")
+        y = est.idata_["observed_data"]["y"].values
+    y = np.asarray(y, float)
+    if var not in frame.columns or not _is_numeric(frame[var]):
+        raise ValueError(f"plot_gate needs a numeric column of the data, got {var!r}")
+    grid_x = np.asarray(_values(est, frame, var, points))
+    held = _held(est, frame, [var])
+    grid = pd.DataFrame([{**held, var: x} for x in grid_x], columns=list(frame.columns))
+    pi, mu = _mixture_parts(est, grid)
+    experts = list(est.model_.coords["expert"])
+    parts = []
+    for quantity, draws in (("expert_mean", mu), ("gate", pi)):
+        for k, name in enumerate(experts):
+            part = pd.DataFrame({var: grid_x, "expert": name, "quantity": quantity})
+            for key, value in _summary(draws[..., k], prob).items():
+                part[key] = value
+            parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    out.attrs.update(prob=prob, held=held)
+    if plot:
+        resp = est.responsibilities(frame, y)
+        out.attrs["figure"] = _gate_figure(out, var, frame[var].to_numpy(float), y, resp, experts)
+    return out
+
+
+def _gate_figure(out: pd.DataFrame, var: str, x, y, resp: np.ndarray, experts: list):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(6.4, 6.4), height_ratios=(2, 1), layout="constrained"
+    )
+    colors = np.array([to_rgb(f"C{k}") for k in range(len(experts))])
+    top.scatter(x, y, c=np.clip(resp @ colors, 0, 1), s=10, alpha=0.6, linewidths=0)
+    for k, name in enumerate(experts):
+        for ax, quantity in ((top, "expert_mean"), (bottom, "gate")):
+            part = out[(out["expert"] == name) & (out["quantity"] == quantity)]
+            ax.plot(part[var], part["mean"], color=f"C{k}", label=f"expert {name}")
+            ax.fill_between(part[var], part["lower"], part["upper"], color=f"C{k}", alpha=0.25)
+    top.set_ylabel("y; expert means")
+    top.legend(fontsize=8)
+    bottom.set_ylabel(r"gate $\pi_k(x)$")
+    bottom.set_ylim(-0.02, 1.02)
+    bottom.set_xlabel(var)
+    caption = (
+        _caption(out.attrs["held"], out.attrs["prob"]) + "; points coloured by responsibility"
+    )
+    fig.text(0.01, 0.0, caption, fontsize=7, va="bottom")
+    fig.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))
+    return fig
