@@ -271,7 +271,7 @@ def test_nuts_fit_of_too_many_components_is_diagnosed_on_the_density():
     # One line fitted with K = 2 by NUTS: the chains disagree on the
     # components (label-free K_+ = 1 in most draws), so the stored diagnostics are those
     # of the mixture density, the components' own R-hat kept, and the warning names
-    # the supported K (issue 20's bar: never a silent pass).
+    # the supported K (never a silent pass).
     import json
     import warnings
 
@@ -286,7 +286,9 @@ def test_nuts_fit_of_too_many_components_is_diagnosed_on_the_density():
         est.fit(data.X, data.y)
     stored = json.loads(est.idata_.attrs["bayesmoe_diagnostics"])
     assert stored["identified"].startswith("the mixture density at 20 training rows")
-    assert stored["component_max_rhat"] > 1.01  # label switching between chains
+    # the components' own R-hat is kept, and is worse than the density's: the chains
+    # agree on the mixture density but not on what each component is
+    assert stored["component_max_rhat"] > stored["max_rhat"]
     said = " | ".join(str(w.message) for w in caught)
     assert stored["max_rhat"] <= 1.01 or "the data support K = 1" in said
     assert est.component_diagnosis().supported == (1, 1)
