@@ -286,16 +286,7 @@ def test_damaged_files_load_or_refuse_naming_the_attribute(saved, saved_trees, c
     _check_load(lambda: load_tree(tree, "mutated.nc"), X, expected, named)
 
 
-@pytest.mark.parametrize("cls_name", CLASSES)
-@settings(
-    max_examples=10,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(data=st.data())
-def test_damaged_file_bytes_and_hdf5_attributes(saved, cls_name, data, tmp_path):
-    """The same in real files: HDF5 attributes removed, retyped or cut with h5py (the
-    types h5netcdf gives back), and files cut short (always an OSError)."""
+def _damage_a_real_file(saved, cls_name, data, tmp_path):
     src, X, expected = saved[cls_name]
     dst = tmp_path / f"mutated_{data.draw(st.integers(0, 10**9))}.nc"
     if data.draw(st.booleans()):
@@ -308,6 +299,31 @@ def test_damaged_file_bytes_and_hdf5_attributes(saved, cls_name, data, tmp_path)
     change, named = _attr_mutation(data, "/", extra)
     _write_attrs(src, dst, "/", change)
     _check_load(lambda: bm.load(dst), X, expected, None if named in BENIGN_ATTRS else named)
+
+
+_FILE_SETTINGS = dict(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.mark.parametrize("cls_name", CLASSES)
+@settings(max_examples=10, **_FILE_SETTINGS)
+@given(data=st.data())
+def test_damaged_file_bytes_and_hdf5_attributes(saved, cls_name, data, tmp_path):
+    """The same in real files: HDF5 attributes removed, retyped or cut with h5py (the
+    types h5netcdf gives back), and files cut short (always an OSError)."""
+    _damage_a_real_file(saved, cls_name, data, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls_name", CLASSES)
+@settings(max_examples=125, **_FILE_SETTINGS)
+@given(data=st.data())
+def test_500_damaged_files_on_disk(saved, cls_name, data, tmp_path):
+    """The bar's 500 cases (4 classes x 125) as real files on disk, each loaded by
+    ``bm.load`` from the file (the fast tier runs the same checks on trees in memory)."""
+    _damage_a_real_file(saved, cls_name, data, tmp_path)
 
 
 # ---------------------------------------------------------------- the defects, one by one
