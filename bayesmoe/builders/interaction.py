@@ -369,7 +369,7 @@ def _scale_variable(group: str, priors: dict):
     if f"lambda_{group}" in priors:
         lam = priors[f"lambda_{group}"]
         lam_var = lam.create_variable(f"lambda_{group}") if isinstance(lam, Prior) else lam
-        # The seed puts the gamma prior on the precision; tau is reported for comparability.
+        # the gamma family puts its prior on the precision lambda = tau^-2; tau is reported too
         return pm.Deterministic(f"tau_{group}", lam_var**-0.5)
     tau = priors[f"tau_{group}"]
     return tau.create_variable(f"tau_{group}") if isinstance(tau, Prior) else pt.constant(tau)
