@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import glob
 import os
+import re
 import sys
 import textwrap
 import time
@@ -87,7 +88,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 
 
 #: files ``bayesmoe fit`` writes into its ``--out`` folder
-FIT_OUTPUTS = ("model.nc", "summary.csv", "rank.png", "trace.png", "ppc.png")
+FIT_OUTPUTS = (
+    "model.nc",
+    "summary.csv",
+    "rank.png",
+    "trace.png",
+    "ppc.png",
+    "conditional.png",
+)
 #: How the commands print a posterior summary (:func:`arviz.summary`'s columns); the
 #: summary.csv they write keeps every digit.
 SUMMARY_FORMATS = {
@@ -102,11 +110,14 @@ DEMO_OUTPUTS = (
     "loo_compare.csv",
     "scales.png",
     "predictions.png",
+    "conditional.png",
+    "ppc.png",
     "base_only.nc",
     "fixed_prior.nc",
     "learned_scales.nc",
     "experts_loo_compare.csv",
     "gate_probabilities.png",
+    "gate.png",
     "gated_experts.nc",
 )
 
@@ -341,6 +352,7 @@ def demo(args) -> Path:
         {"learned_scales": fits["learned_scales"]}, truth=true_scales, path=out / "scales.png"
     )
     plot_predictions(signal, preds, path=out / "predictions.png")
+    _write_views(candidates["learned_scales"], out)
     for name, est in candidates.items():
         est.save(out / f"{name}.nc")
     _demo_experts(args, settings, out, experts)
@@ -396,6 +408,9 @@ def _demo_experts(args, settings: dict, out: Path, compiling=None) -> None:
     fig.tight_layout()
     fig.savefig(out / "gate_probabilities.png", dpi=120)
     plt.close(fig)
+    view = bm.plot_gate(gated, _strongest_term(gated).split(":")[0])
+    view.attrs["figure"].savefig(out / "gate.png", dpi=120)
+    plt.close("all")
     gated.save(out / "gated_experts.nc")
 
 
@@ -451,11 +466,11 @@ def fit_stream(args) -> Path:
         if args.target is not None or args.features:
             raise ValueError("--formula names the target and the terms; drop --target/--features")
         est = bm.InteractionRegression(formula=args.formula, **_fit_settings(args)).fit(ddf)
-        return _write_fit(est, args)
+        return _write_fit(est, args, ddf.head(5000))
     features = _target_and_features(args, list(ddf.columns))
     est = bm.InteractionRegression(**_fit_settings(args))
     est.fit(ddf[[*features, args.target]], args.target)
-    return _write_fit(est, args)
+    return _write_fit(est, args, ddf[features].head(5000))
 
 
 def fit_file(args) -> Path:
@@ -483,15 +498,58 @@ def fit_file(args) -> Path:
                 raise ValueError("--gate-formula is for --model gated")
             settings["gate_formula"] = args.gate_formula
         est = getattr(bm, MODELS[args.model])(formula=args.formula, **settings).fit(frame)
-        return _write_fit(est, args)
+        return _write_fit(est, args, frame)
     features = _target_and_features(args, list(frame.columns))
     est = getattr(bm, MODELS[args.model])(**_fit_settings(args))
     est.fit(frame[features], frame[args.target])
-    return _write_fit(est, args)
+    return _write_fit(est, args, frame[features])
 
 
-def _write_fit(est, args) -> Path:
-    """model.nc, summary.csv (the user's scale) and diagnostic plots of a fitted estimator."""
+def _strongest_term(est) -> str:
+    """The term the conditional-effects figure shows: the two inputs of the interaction
+    with the largest absolute posterior mean, else the input with the largest base weight
+    (coefficient names of formula fits are read back to their variables, e.g.
+    ``a:g[T.q]`` -> ``a:g``)."""
+    summary = est.summary()
+    design = getattr(est, "formula_design_", None)  # set by formula fits only
+    inputs = list(design.variables if design is not None else est.feature_names_in_)
+    for prefix in ("beta_interaction[", "beta_base[", "beta["):
+        rows = summary[summary.index.str.startswith(prefix)]
+        for name in rows["mean"].abs().sort_values(ascending=False).index:
+            parts = name[len(prefix) : -1].split(":")
+            names = [_input_of(part, inputs) for part in parts]
+            if None not in names and len(set(names)) == len(names) and len(names) <= 2:
+                return ":".join(names)
+    return inputs[0]
+
+
+def _input_of(coefficient: str, inputs: list) -> str | None:
+    """The input a coefficient name belongs to: itself, or the longest input name it
+    contains (``g[T.q]`` -> ``g``, ``np.log(a)`` -> ``a``, ``x0[expert_1]`` -> ``x0``)."""
+    if coefficient in inputs:
+        return coefficient
+    found = [
+        n for n in inputs if re.search(rf"(?<![\w.]){re.escape(str(n))}(?![\w])", coefficient)
+    ]
+    return max(found, key=len) if found else None
+
+
+def _write_views(est, out: Path, data=None) -> None:
+    """``conditional.png`` (:func:`bayesmoe.conditional_effects` of the strongest term) and
+    ``ppc.png`` (the estimator's ``plot_ppc``, densities of replicated ``y``)."""
+    import matplotlib.pyplot as plt
+
+    import bayesmoe as bm
+
+    effects = bm.conditional_effects(est, _strongest_term(est), data=data)
+    effects.attrs["figure"].savefig(out / "conditional.png", dpi=120)
+    est.plot_ppc("dist").savefig(out / "ppc.png")
+    plt.close("all")
+
+
+def _write_fit(est, args, data=None) -> Path:
+    """model.nc, summary.csv (the user's scale), diagnostic plots, the conditional effects
+    of the strongest term and the posterior predictive check of a fitted estimator."""
     from bayesmoe.comparison import format_table
     from bayesmoe.plots import plot_diagnostics
 
@@ -501,9 +559,9 @@ def _write_fit(est, args) -> Path:
     summary = est.summary()
     summary.to_csv(out / "summary.csv", index_label="parameter")
     print(format_table(summary, SUMMARY_FORMATS, index_name="parameter"))
-    est.sample_posterior_predictive()
     names = [v for v in est._summary_vars() if est.idata_["posterior"][v].size <= 4 * 4000]
     plot_diagnostics(est.idata_, [n for n in names if not n.startswith("beta")] or names, out)
+    _write_views(est, out, data)
     report = est.check()
     print(report.message())
     print(f"wrote model.nc, summary.csv and plots to {out.resolve()}")

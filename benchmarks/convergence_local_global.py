@@ -18,7 +18,7 @@ committed study; the bar is the study's own :func:`~bayesmoe.studies.learning_cu
     python benchmarks/convergence_local_global.py --models learned_horseshoe_group_slab \
         --workers 2   # an opt-in row: the horseshoe with a slab per group
 
-Writes ``docs/local_global/convergence_*.txt`` / ``.csv`` / ``.png`` (``--docs``).
+Writes ``benchmarks/results/local_global/convergence_*.txt`` / ``.csv`` / ``.png`` (``--docs``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from bayesmoe.studies import learning_curve as conv
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "notebooks" / "data" / "convergence_study.parquet"
 OUT = ROOT / "benchmarks" / "results" / "convergence_local_global"
-DOCS = ROOT / "docs" / "local_global"
+DOCS = ROOT / "benchmarks" / "results" / "local_global"
 SCENARIOS = ("no_interaction", "weak_interaction", "strong_interaction", "very_strong_interaction")
 NEW = ("learned_horseshoe", "learned_r2d2")
 #: opt-in rows (``--models``): the horseshoe with a dense guess p0/D = 1/2 of interactions,

@@ -20,7 +20,7 @@ Usage::
     python benchmarks/local_global_large_n.py --sizes 1000 1000000 --seeds 1   # quick
 
 Writes ``large_n.csv``, ``large_n.txt`` and ``large_n.png`` to ``--out`` (default
-``docs/local_global``); ``--before CSV`` overlays an earlier run in the figure.
+``benchmarks/results/local_global``); ``--before CSV`` overlays an earlier run in the figure.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", type=float, nargs="*", default=[])
     parser.add_argument("--before", type=Path, help="an earlier run's large_n.csv to overlay")
     parser.add_argument(
-        "--out", default=str(Path(__file__).resolve().parent.parent / "docs/local_global")
+        "--out", default=str(Path(__file__).resolve().parent.parent / "benchmarks/results/local_global")
     )
     args = parser.parse_args(argv)
     out = Path(args.out)

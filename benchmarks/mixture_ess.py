@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument(
-        "--out", type=Path, default=Path(__file__).parent.parent / "docs/mixture_ess"
+        "--out", type=Path, default=Path(__file__).parent.parent / "benchmarks/results/mixture_ess"
     )
     args = parser.parse_args(argv)
     rows = []

@@ -14,7 +14,7 @@ paired by data set (same seed), with their standard errors over seeds.
     python benchmarks/mixture_horseshoe.py                    # n = 200, 1000; 10 seeds
     python benchmarks/mixture_horseshoe.py --seeds 2 --n 200  # smoke
 
-Writes ``docs/local_global/mixture_horseshoe.{txt,csv,png}`` (``--out``).
+Writes ``benchmarks/results/local_global/mixture_horseshoe.{txt,csv,png}`` (``--out``).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--n", type=int, nargs="+", default=[200, 1000])
-    p.add_argument("--out", type=Path, default=ROOT / "docs" / "local_global")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "local_global")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     csv = args.out / "mixture_horseshoe.csv"

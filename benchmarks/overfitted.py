@@ -31,7 +31,7 @@ Bar: for each (K_true, K > K_true), >= 9 of 10 seeds ``converged`` or ``named``,
                                                    # is a linearly gated truth)
 
 Writes ``overfitted.csv``, ``overfitted.txt`` and ``overfitted.png`` to ``--out``
-(default ``docs/overfitted/alpha<alpha>``); about 5 minutes each here.
+(default ``benchmarks/results/overfitted/alpha<alpha>``); about 5 minutes each here.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", choices=["mixture", "gated"], default="mixture")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    docs = Path(__file__).parent.parent / "docs/overfitted"
+    docs = Path(__file__).parent.parent / "benchmarks/results/overfitted"
     default = "gated" if args.model == "gated" else f"alpha{args.alpha:g}"
     out = Path(args.out) if args.out else docs / default
     out.mkdir(parents=True, exist_ok=True)

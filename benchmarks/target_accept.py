@@ -16,7 +16,7 @@ Usage::
     python benchmarks/target_accept.py --splits 1 --targets 0.8 0.95
 
 Writes ``target_accept.csv`` and ``target_accept.txt`` to ``--out``
-(default ``docs/local_global``).
+(default ``benchmarks/results/local_global``).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
     parser.add_argument(
-        "--out", default=str(Path(__file__).resolve().parent.parent / "docs/local_global")
+        "--out", default=str(Path(__file__).resolve().parent.parent / "benchmarks/results/local_global")
     )
     args = parser.parse_args(argv)
     out = Path(args.out)

@@ -21,6 +21,15 @@ SCRIPTS = sorted((ROOT / "models").glob("*.py"))
 SMALL = ["--draws", "100", "--tune", "100", "--chains", "2", "--sampler", "pymc", "--no-progress"]
 
 
+def _is_png(path: Path) -> bool:
+    """A PNG that matplotlib reads back as a non-empty image."""
+    import matplotlib.image
+
+    if path.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        return False
+    return min(matplotlib.image.imread(path).shape[:2]) > 100
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes(path, monkeypatch):
     monkeypatch.setenv("BAYESMOE_FAST", "1")
@@ -85,6 +94,8 @@ def test_demo_writes_table_and_plots(tmp_path, capsys):
         "gated_experts.nc",
     ):
         assert (tmp_path / name).stat().st_size > 0
+    for name in ("conditional.png", "ppc.png", "gate.png"):  # bayesmoe.views, plot_ppc
+        assert _is_png(tmp_path / name), name
     for line in ("model           rank elpd_diff", "parameter        mean    sd eti89_lb"):
         assert line in out  # header rows over the printed tables
     table = pd.read_csv(tmp_path / "loo_compare.csv", index_col="model")
@@ -173,6 +184,8 @@ def test_fit_command_on_csv(tmp_path, capsys):
     assert rc == 0
     for name in ("model.nc", "summary.csv", "rank.png", "trace.png", "ppc.png"):
         assert (tmp_path / "o" / name).stat().st_size > 0
+    for name in ("conditional.png", "ppc.png"):
+        assert _is_png(tmp_path / "o" / name), name
     summary = pd.read_csv(tmp_path / "o" / "summary.csv", index_col=0)
     assert "beta_interaction[a:b]" in summary.index
 
@@ -195,6 +208,7 @@ def test_fit_command_with_a_formula_writes_the_user_scale(tmp_path):
         assert abs(row["mean"] - truth) <= 4 * row["sd"], (name, row["mean"], row["sd"])
     loaded = bm.load(out / "model.nc")
     assert loaded.formula == "y ~ a * g"
+    assert _is_png(out / "conditional.png")
     assert np.all(np.isfinite(loaded.predict(frame.iloc[:5])))
 
 

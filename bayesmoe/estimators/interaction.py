@@ -85,7 +85,7 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
     method : {"nuts", "advi", "fullrank_advi"}
     sampler : {"auto", "nutpie", "pymc", "numpyro"}
         ``"auto"`` (default): the NUTS implementation ``bayesmoe.fitting.AUTO_SAMPLERS``
-        names for the model (see ``docs/first_fit/``).
+        names for the model (see ``benchmarks/results/first_fit/``).
     draws, tune, chains : int
     random_seed : int, optional
     progressbar : bool

@@ -42,7 +42,7 @@ NUTPIE_MASS_MATRIX_ARGS = frozenset(
 #: kind. It needs no optional extra, and it swaps new data into one compiled model, so
 #: repeated fits of one structure (``select_experts``, cross-validation, the studies)
 #: compile once; ``benchmarks/first_fit.py`` compares the samplers
-#: (``docs/first_fit/first_fit.txt``).
+#: (``benchmarks/results/first_fit/first_fit.txt``).
 AUTO_SAMPLERS = {
     "interaction_collapsed": "nutpie",
     "interaction_rows": "nutpie",
