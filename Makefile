@@ -10,14 +10,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow test-all test-full sbc lint bench clean
+.PHONY: demo test test-slow test-all test-full sbc lint bench clean docs docs-linkcheck docs-screenshots
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: bayesmoe needs Python >= 3.12 on PATH (python3.12 or python3.13)"; exit 1; }
 	@echo "creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,jax]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,jax,docs]"
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
@@ -48,5 +48,21 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/interaction_regression.py
 
+# The documentation site (docs/_build/html), warnings as errors; the notebooks' stored
+# outputs are rendered, not re-executed (docs/conf.py says why). Then every public name of
+# the API modules must have its page.
+SPHINXOPTS ?=
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -b html -W --keep-going -n $(SPHINXOPTS) docs docs/_build/html
+	$(BIN)/python docs/check_api_pages.py docs/_build/html
+
+# Internal links and anchors only: the build has no network, external links are not checked.
+docs-linkcheck: $(STAMP)
+	$(BIN)/python -m sphinx -b linkcheck -W --keep-going $(SPHINXOPTS) docs docs/_build/linkcheck
+
+# PNGs of the built site's main pages (headless Chromium: apt-get install chromium).
+docs-screenshots: docs
+	$(BIN)/python docs/screenshots.py docs/_build/html docs/_build/screenshots
+
 clean:
-	rm -rf $(VENV) bayesmoe_demo .pytest_cache
+	rm -rf $(VENV) bayesmoe_demo .pytest_cache docs/_build docs/api docs/gallery/*.ipynb
