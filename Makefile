@@ -53,7 +53,7 @@ bench: $(STAMP)
 # the API modules must have its page.
 SPHINXOPTS ?=
 docs: $(STAMP)
-	$(BIN)/python -m sphinx -b html -W --keep-going -n $(SPHINXOPTS) docs docs/_build/html
+	$(BIN)/python -m sphinx -b html -W --keep-going $(SPHINXOPTS) docs docs/_build/html
 	$(BIN)/python docs/check_api_pages.py docs/_build/html
 
 # Internal links and anchors only: the build has no network, external links are not checked.

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def missing_pages(html: Path) -> list[str]:
-    from conf import API_MODULES, api_names  # docs/conf.py
+    from api_pages import API_MODULES, api_names
 
     missing = []
     for module in API_MODULES:
