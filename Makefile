@@ -60,9 +60,12 @@ docs: $(STAMP)
 docs-linkcheck: $(STAMP)
 	$(BIN)/python -m sphinx -b linkcheck -W --keep-going $(SPHINXOPTS) docs docs/_build/linkcheck
 
-# PNGs of the built site's main pages (headless Chromium: apt-get install chromium).
-docs-screenshots: docs
-	$(BIN)/python docs/screenshots.py docs/_build/html docs/_build/screenshots
+# PNGs of the site's main pages, read offline (headless Chromium: apt-get install chromium;
+# math with Debian's MathJax when installed: apt-get install libjs-mathjax).
+MATHJAX_LOCAL := $(wildcard /usr/share/javascript/mathjax/MathJax.js)
+docs-screenshots: $(STAMP)
+	BAYESMOE_DOCS_MATHJAX=$(MATHJAX_LOCAL) $(BIN)/python -m sphinx -b html -W --keep-going $(SPHINXOPTS) docs docs/_build/html-offline
+	$(BIN)/python docs/screenshots.py docs/_build/html-offline docs/_build/screenshots
 
 clean:
 	rm -rf $(VENV) bayesmoe_demo .pytest_cache docs/_build docs/api docs/gallery/*.ipynb

@@ -20,7 +20,7 @@ Usage::
     python benchmarks/gate_known_assignments.py 5 2 --prior generator   # the generator's scales
     python benchmarks/gate_known_assignments.py 5 2 --adaptation low_rank --chains 8
     python benchmarks/gate_known_assignments.py --seed-range 0 30 --adaptation low_rank \\
-        --csv benchmarks/results/mixtures/gate_known_assignments.csv     # resumable; prints the total
+        --csv benchmarks/results/mixtures/gate_known_assignments.csv  # resumable; prints total
 """
 
 from __future__ import annotations

@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     parser.add_argument("--targets", type=float, nargs="*", default=[])
     parser.add_argument("--before", type=Path, help="an earlier run's large_n.csv to overlay")
     parser.add_argument(
-        "--out", default=str(Path(__file__).resolve().parent.parent / "benchmarks/results/local_global")
+        "--out",
+        default=str(Path(__file__).resolve().parent.parent / "benchmarks/results/local_global"),
     )
     args = parser.parse_args(argv)
     out = Path(args.out)

@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
     parser.add_argument("--priors", nargs="+", default=list(PRIORS), choices=PRIORS)
     parser.add_argument(
-        "--out", default=str(Path(__file__).resolve().parent.parent / "benchmarks/results/local_global")
+        "--out",
+        default=str(Path(__file__).resolve().parent.parent / "benchmarks/results/local_global"),
     )
     args = parser.parse_args(argv)
     out = Path(args.out)

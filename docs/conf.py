@@ -89,10 +89,28 @@ add_module_names = False
 
 intersphinx_mapping: dict = {}  # no network in the build; external names stay plain text
 
+# ---------------------------------------------------------------- math
+# MathJax comes from its CDN unless BAYESMOE_DOCS_MATHJAX names a local MathJax 2 script
+# (Debian's libjs-mathjax: /usr/share/javascript/mathjax/MathJax.js), for a site read
+# offline; make docs-screenshots does that.
+_LOCAL_MATHJAX = os.environ.get("BAYESMOE_DOCS_MATHJAX")
+if _LOCAL_MATHJAX:
+    mathjax_path = Path(_LOCAL_MATHJAX).resolve().as_uri() + "?config=TeX-AMS-MML_HTMLorMML"
+    mathjax2_config = {
+        "tex2jax": {
+            "inlineMath": [["\\(", "\\)"]],
+            "displayMath": [["\\[", "\\]"]],
+            "processEscapes": True,
+            # MyST marks its sections tex2jax_ignore and its math with these classes
+            "processClass": "tex2jax_process|mathjax_process|math|output_area",
+        }
+    }
+
 # ---------------------------------------------------------------- HTML
 html_theme = "pydata_sphinx_theme"
 html_title = f"bayesmoe {release}"
 html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_theme_options = {
     "navbar_align": "left",
     "show_toc_level": 2,

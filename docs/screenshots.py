@@ -24,8 +24,10 @@ PAGES = {
     "user_guide/gated_experts.html": ("user_guide_gated_experts.png", 1400),
     "api/generated/bayesmoe.conditional_effects.html": ("api_conditional_effects.png", 1400),
     "api/bayesmoe.html": ("api_bayesmoe.png", 1600),
-    "gallery/gated_experts.html": ("gallery_gated_experts.png", 4200),
+    "gallery/gated_experts.html": ("gallery_gated_experts.png", 9000),
 }
+#: pages taller than this are also cut into parts of this height (…_part1.png, …)
+PART = 1800
 
 
 def chromium() -> str:
@@ -35,7 +37,7 @@ def chromium() -> str:
     raise SystemExit("no Chromium found: apt-get install chromium (or set CHROMIUM=...)")
 
 
-def shoot(browser: str, page: Path, png: Path, height: int, width: int = 1280) -> None:
+def shoot(browser: str, url: str, png: Path, height: int, width: int = 1280) -> None:
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
             [
@@ -48,12 +50,56 @@ def shoot(browser: str, page: Path, png: Path, height: int, width: int = 1280) -
                 "--virtual-time-budget=15000",  # let MathJax and the theme's scripts run
                 f"--window-size={width},{height}",
                 f"--screenshot={png}",
-                page.resolve().as_uri(),
+                url,
             ],
             check=True,
             capture_output=True,
             timeout=120,
         )
+
+
+def rendered(browser: str, page: Path) -> dict[str, int]:
+    """What the page's scripts produced: copy buttons, typeset math, figures."""
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [
+                browser,
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                page.resolve().as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    return {
+        "copy buttons": dom.count('class="copybtn'),
+        "typeset math": dom.count('class="MathJax') + dom.count("<mjx-container"),
+        "raw TeX left": dom.count("\\("),
+        "images": dom.count("<img"),
+    }
+
+
+def cut(png: Path) -> list[Path]:
+    """A tall screenshot cut into parts of PART pixels (blank parts dropped)."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.open(png)
+    parts = []
+    for i, top in enumerate(range(0, image.height, PART), 1):
+        piece = image.crop((0, top, image.width, min(top + PART, image.height)))
+        if np.asarray(piece.convert("L")).std() < 1:  # nothing but background
+            continue
+        path = png.with_name(f"{png.stem}_part{i}.png")
+        piece.save(path)
+        parts.append(path)
+    return parts
 
 
 def main(argv: list[str]) -> int:
@@ -64,8 +110,12 @@ def main(argv: list[str]) -> int:
     for page, (name, height) in PAGES.items():
         if not (html / page).is_file():
             raise SystemExit(f"{html / page} does not exist: build the site first (make docs)")
-        shoot(browser, html / page, out / name, height)
-        print(out / name)
+        shoot(browser, (html / page).resolve().as_uri(), out / name, height)
+        counts = ", ".join(f"{k} {v}" for k, v in rendered(browser, html / page).items())
+        print(f"{out / name}: {counts}")
+        if height > PART:
+            for part in cut(out / name):
+                print(f"  {part}")
     return 0
 
 

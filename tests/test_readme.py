@@ -65,7 +65,7 @@ def test_readme_python_blocks_print_what_the_readme_shows(tmp_path, monkeypatch)
             continue
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            exec(compile(code, f"README.md block {i}", "exec"), namespace)  # noqa: S102
+            exec(compile(code, f"README.md block {i}", "exec"), namespace)
         ran += 1
         following = blocks[i + 1] if i + 1 < len(blocks) else (None, "")
         if following[0] == "text":

@@ -716,7 +716,8 @@ def _log_dirichlet(spec: Prior, name: str):
     log-ratios of PyMC's simplex transform. With many rows the data pin each weight and
     its share's posterior gets a steep wall below (the likelihood falls like
     :math:`e^{-w_j^2/(2 v_j)}` as its prior variance :math:`v_j \to 0`); coupled through the
-    simplex those walls make R2-D2 diverge with many rows (``benchmarks/results/local_global/large_n.txt``).
+    simplex those walls make R2-D2 diverge with many rows
+    (``benchmarks/results/local_global/large_n.txt``).
     ``phi`` stays in the posterior as a
     Deterministic.
     """

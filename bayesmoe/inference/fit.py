@@ -64,8 +64,8 @@ def fit(
     sampler : {"auto", "nutpie", "pymc", "numpyro"}
         NUTS implementation. ``"auto"`` picks per model the one measured fastest to a
         converged fit in a fresh process, cold and warm (:data:`AUTO_SAMPLERS`, figures in
-        ``benchmarks/results/first_fit/``). ``numpyro`` needs the ``jax`` extra. nutpie fits of bayesmoe
-        models keep their compiled code in the on-disk cache of :mod:`bayesmoe.cache`.
+        ``benchmarks/results/first_fit/``). ``numpyro`` needs the ``jax`` extra. nutpie fits
+        of bayesmoe models keep their compiled code in the on-disk cache of :mod:`bayesmoe.cache`.
     draws, tune, chains : int
         Kept draws per chain, tuning steps per chain, and chains.
     random_seed : int, optional
