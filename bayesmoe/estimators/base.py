@@ -401,5 +401,47 @@ class BayesianRegressor(
             raise TypeError(f"loo must be True, False or None, got {loo!r}")
         return self._diagnose(bool(loo))
 
+    def loo(
+        self,
+        X=None,
+        y=None,
+        *,
+        fix: str | None = "auto",
+        k: int = 10,
+        max_refits: int = 10,
+        random_seed: int | None = None,
+        progressbar: bool | None = None,
+    ):
+        """PSIS-LOO of the fit, with rows of high Pareto k fixed: the documented way.
+
+        Rows whose Pareto k exceeds ArviZ's threshold (min(1 - 1/log10(S), 0.7) for S
+        draws) are fixed by ``fix``: ``"moment_match"`` (:func:`arviz_stats.loo_moment_match`
+        from the model's PyMC graph, where it reproduces the stored log-likelihood),
+        ``"reloo"`` (exact refits without each row, :func:`arviz_stats.reloo`),
+        ``"kfold"`` (:func:`bayesmoe.kfold` with ``k`` folds), ``"auto"`` (moment
+        matching, then refits of at most ``max_refits`` rows left, else K-fold) or None
+        (PSIS-LOO only). Rows still above the threshold are named in a warning. A fit
+        storing its log-likelihood for a row subsample gets the PSIS-LOO of every
+        training row, computed block by block (what ``arviz.loo(est.idata_)`` cannot
+        give). ``X, y``: the training rows for refits (default: rebuilt from the fit; a
+        formula fit needs its data frame). See :mod:`bayesmoe.validation`.
+
+        Returns
+        -------
+        arviz_stats.utils.ELPDData
+            ArviZ's result (``ELPDDataLOO``, or ``ELPDDataLOOKFold`` after K-fold) with
+            ``.bayesmoe_fix``, a :class:`bayesmoe.validation.LooFix` (method, threshold,
+            rows flagged / fixed / still high).
+        """
+        from bayesmoe.validation import FitAccess, estimator_loo
+
+        check_is_fitted(self, "idata_")
+        access = FitAccess(self._training_rows, self._pointwise_loglik, self._prior_model)
+        show = self.progressbar if progressbar is None else progressbar
+        return estimator_loo(
+            self, access, X, y, fix=fix, k=k, max_refits=max_refits,
+            random_seed=random_seed, progressbar=bool(show),
+        )  # fmt: skip
+
     def _diagnose(self, loo: bool) -> Diagnostics:
         return diagnose(self.working_view(), var_names=self._summary_vars(), loo=loo)

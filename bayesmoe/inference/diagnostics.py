@@ -32,6 +32,7 @@ __all__ = [
     "enforce",
     "identified_names",
     "model_diagnostics",
+    "pareto_k_threshold",
 ]
 
 #: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
@@ -45,8 +46,23 @@ DIVERGENCES_MAX = 0
 #: resampling explores the energy distribution poorly, e.g. in funnels).
 BFMI_MIN = 0.3
 #: Largest acceptable Pareto k of PSIS-LOO (Vehtari et al. 2017/2024): above 0.7 the
-#: importance-sampling estimate of that row's LOO density is unreliable.
+#: importance-sampling estimate of that row's LOO density is unreliable. With fewer than
+#: about 2,200 draws ArviZ's threshold is lower (:func:`pareto_k_threshold`); ``check()``
+#: keeps this fixed value, which stored reports of earlier fits use.
 PARETO_K_MAX = 0.7
+
+
+def pareto_k_threshold(n_samples: int) -> float:
+    r"""The Pareto k above which a row's PSIS-LOO estimate is unreliable, for S draws.
+
+    :math:`\min(1 - 1/\log_{10} S,\ 0.7)` (Vehtari et al. 2024, section 3.2.4): with S
+    draws, importance sampling whose tail has Pareto shape k reaches a useful accuracy only
+    below :math:`1 - 1/\log_{10} S`, and never above :data:`PARETO_K_MAX`. It is ArviZ's
+    ``good_k`` (:func:`arviz_stats.loo`), used by :func:`bayesmoe.compare` and
+    ``est.loo()``. For S <= 1: :data:`PARETO_K_MAX`.
+    """
+    S = int(n_samples)
+    return min(1.0 - 1.0 / float(np.log10(S)), PARETO_K_MAX) if S > 1 else PARETO_K_MAX
 
 
 @dataclass
