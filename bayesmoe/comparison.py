@@ -37,6 +37,7 @@ from arviz_stats.utils import ELPDData, ELPDDataLOOSubsample
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP, log_likelihood_group, subsample_apart
 from bayesmoe.numerics.waic import P_WAIC_MAX, waic_pointwise
 
 __all__ = [
@@ -108,7 +109,7 @@ def _tree(name: str, model) -> xr.DataTree:
             raise ValueError(
                 f"models[{name!r}] is an unfitted {type(model).__name__}; fit it first"
             )
-        if "log_likelihood" not in model.idata_.children:
+        if log_likelihood_group(model.idata_) is None:
             model.add_log_likelihood()  # fitted with log_likelihood=False: compute it now
         return model.idata_
     if not isinstance(model, xr.DataTree):
@@ -116,7 +117,8 @@ def _tree(name: str, model) -> xr.DataTree:
             f"models[{name!r}] must be a fitted bayesmoe estimator or an xarray.DataTree, "
             f"got {type(model).__name__}"
         )
-    if "log_likelihood" not in model.children:
+    subsample_apart(model)  # a tree written before SUBSAMPLE_GROUP
+    if log_likelihood_group(model) is None:
         raise ValueError(
             f"models[{name!r}] has no log_likelihood group, which LOO/WAIC need. Add it with "
             "bayesmoe.add_log_likelihood(idata, model) (idata from bayesmoe.fit), "
@@ -129,7 +131,7 @@ def _tree(name: str, model) -> xr.DataTree:
 
 
 def _log_lik(name: str, tree: xr.DataTree) -> xr.DataArray:
-    ll = tree["log_likelihood"]
+    ll = tree[log_likelihood_group(tree)]
     names = list(ll.data_vars)
     if not names:
         raise ValueError(f"models[{name!r}]: the log_likelihood group is empty")
@@ -158,7 +160,7 @@ def _subsample_rows(name: str, tree: xr.DataTree) -> np.ndarray | None:
     """Row positions of a fit that stores its log-likelihood for a subsample, else None.
 
     ``bayesmoe.fit(log_likelihood="auto")`` above ``LOG_LIKELIHOOD_AUTO_BYTES`` stores the
-    subsample's rows in ``log_likelihood`` (their positions as its ``row`` coordinate) and
+    subsample's rows in ``SUBSAMPLE_GROUP`` (their positions as its ``row`` coordinate) and
     every row's approximation in ``loo_approximation``. A group recomputed for every row
     since (as many rows as the data) makes the fit a full one again.
     """
@@ -173,7 +175,7 @@ def _subsample_rows(name: str, tree: xr.DataTree) -> np.ndarray | None:
     if "row" not in ll.coords or approx is None or ll["row"].size != m:
         raise ValueError(
             f"models[{name!r}] is marked as a subsampled log-likelihood, but its "
-            f"log_likelihood group ({m} rows) has no subsample record (its 'row' "
+            f"{SUBSAMPLE_GROUP} group ({m} rows) has no subsample record (its 'row' "
             "coordinate and the loo_approximation group); recompute it with "
             "bayesmoe.add_log_likelihood"
         )
@@ -311,7 +313,7 @@ def _loo_subsample(
     from bayesmoe.inference.loglik import LOG_LIKELIHOOD_AUTO_BYTES
     from bayesmoe.streaming import computed, is_dask
 
-    ll = tree["log_likelihood"]["y"].transpose(*SAMPLE_DIMS, "obs")
+    ll = tree[log_likelihood_group(tree)]["y"].transpose(*SAMPLE_DIMS, "obs")
     approx = tree["loo_approximation"]["y"]
     n = approx.size
     values = computed(approx.data)
@@ -359,7 +361,10 @@ def _loo(
     with warnings.catch_warnings():
         # ArviZ's generic Pareto-k warning is replaced by one naming model and rows
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        elpd = az.loo(tree, pointwise=True) if rows is None else _loo_subsample(tree, rows, shared)
+        if rows is None:
+            elpd = az.loo(as_every_row(tree), pointwise=True)
+        else:
+            elpd = _loo_subsample(tree, rows, shared)
     if rows is not None and shared is not None:
         rows = shared
     k = np.asarray(elpd.pareto_k.values).ravel()
@@ -381,6 +386,20 @@ def _loo(
         )
         return elpd, labels
     return elpd, np.array([], dtype=int)
+
+
+def as_every_row(tree: xr.DataTree) -> xr.DataTree:
+    """The fit with its log-likelihood as ``log_likelihood``, for :func:`arviz.loo`.
+
+    For a log-likelihood stored in ``SUBSAMPLE_GROUP`` that holds every row it is asked
+    about (a streamed fit's row sample, recomputed): a shallow new tree, the fit unchanged.
+    """
+    group = log_likelihood_group(tree)
+    if group == "log_likelihood":
+        return tree
+    groups = {g: tree[g].to_dataset() for g in tree.children if g != group}
+    groups["log_likelihood"] = tree[group].to_dataset()
+    return xr.DataTree.from_dict(groups)
 
 
 def _waic(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:

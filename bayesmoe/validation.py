@@ -32,8 +32,9 @@ no row above the threshold is ever left unmentioned (a warning names their count
 largest k).
 
 A fit that stores its log-likelihood for a row subsample (``log_likelihood="auto"`` on
-large data) keeps it under the name ``log_likelihood`` together with
-``attrs["bayesmoe_log_likelihood"] = "subsample"``; :func:`estimator_loo` computes the
+large data) keeps it in the group ``log_likelihood_subsample``, which :func:`arviz.loo`
+does not read (``arviz.loo(est.idata_)`` then refuses rather than report the subsample's
+elpd as the data's; :mod:`bayesmoe.inference.loglik`). :func:`estimator_loo` computes the
 PSIS-LOO of *every* training row instead, block by block (the log-likelihood of one
 block of rows at a time, never all rows at once), so its elpd is the full data's.
 
@@ -64,6 +65,7 @@ from arviz_stats.utils import ELPDData
 from tqdm.auto import tqdm
 
 from bayesmoe.inference.diagnostics import pareto_k_threshold
+from bayesmoe.inference.loglik import log_likelihood_group
 
 __all__ = [
     "FIXES",
@@ -492,7 +494,7 @@ def estimator_loo(
     k = _check_int("k", k, 2)
     max_refits = _check_int("max_refits", max_refits, 0)
     tree = est.idata_
-    if "log_likelihood" not in tree.children:
+    if log_likelihood_group(tree) is None:
         est.add_log_likelihood()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")

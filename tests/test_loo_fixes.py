@@ -17,6 +17,7 @@ from sklearn.base import clone
 
 import bayesmoe as bm
 from bayesmoe.inference.diagnostics import PARETO_K_MAX, pareto_k_threshold
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP, subsample_apart
 from bayesmoe.validation import LooFix
 
 VEM = dict(method="vem", draws=200, chains=2, random_seed=1, progressbar=False)
@@ -198,6 +199,8 @@ def test_loo_of_a_subsampled_fit_covers_every_row(outlier_data):
     X, y = outlier_data
     est = _fit(X, y, K=2, log_likelihood=np.arange(0, 30, 3))
     assert est.idata_.attrs["bayesmoe_log_likelihood"] == "subsample"
+    with pytest.raises(TypeError, match="log likelihood not found"):
+        az.loo(est.idata_)  # the subsample is not where arviz.loo looks: no silent elpd
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = est.loo(fix=None)
@@ -220,3 +223,18 @@ def test_moment_matching_agrees_with_the_exact_refit(overfitted):
     assert mm.bayesmoe_fix.still_high.size == 0
     # the refit's held-out density is exact up to its own Monte Carlo error (~0.05 here)
     assert float(mm.elpd_i[0]) == pytest.approx(float(exact.elpd_i[0]), abs=0.1)
+
+
+def test_files_of_the_earlier_layout_move_the_subsample_apart(outlier_data):
+    X, y = outlier_data
+    est = _fit(X, y, K=2, log_likelihood=np.arange(0, 30, 3))
+    old = est.idata_.copy()
+    old["log_likelihood"] = old[SUBSAMPLE_GROUP].to_dataset()  # as written before
+    del old[SUBSAMPLE_GROUP]
+    moved = subsample_apart(old)
+    assert "log_likelihood" not in moved.children
+    np.testing.assert_array_equal(
+        moved[SUBSAMPLE_GROUP]["row"].values, est.idata_[SUBSAMPLE_GROUP]["row"].values
+    )
+    full = _fit(X, y, K=2)  # every row: nothing to move
+    assert "log_likelihood" in subsample_apart(full.idata_).children

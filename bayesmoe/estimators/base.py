@@ -35,6 +35,7 @@ from bayesmoe.estimators.predictive import PredictiveChecks, draw_from_component
 from bayesmoe.estimators.scale import SAMPLE_DIMS, UserScale
 from bayesmoe.estimators.streamed import StreamedFit
 from bayesmoe.inference import Diagnostics, diagnose, fit, validate_fit_settings
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP, log_likelihood_group
 from bayesmoe.numerics.lse import logsumexp_first, logsumexp_last
 
 __all__ = ["PREDICT_BLOCK_BYTES", "SAMPLE_DIMS", "BayesianRegressor", "per_obs"]
@@ -214,7 +215,9 @@ class BayesianRegressor(
 
         For a fit made with ``log_likelihood=False``, or to replace a subsampled one by the
         full one (``attrs["bayesmoe_log_likelihood"]`` becomes ``"full"``). Streamed fits
-        hold a row sample only (``observed_data``), so this is that sample's.
+        hold a row sample only (``observed_data``), so this is that sample's, stored as
+        a subsample of the data (group ``log_likelihood_subsample``, with the rows'
+        positions, which ``arviz.loo`` does not read).
         """
         check_is_fitted(self, "idata_")
         Xw = self.idata_["constant_data"]["X_base"].values
@@ -222,11 +225,16 @@ class BayesianRegressor(
         # the spec's blocked kernels (numerics.loglik), part of every spec's contract
         ll = spec_of(self.model_).log_likelihood(self._working_posterior(), Xw, yw)
         ll = ll - np.log(self.standardizer_.y_scale)
-        self.idata_["log_likelihood"] = xr.Dataset(
-            {"y": ll.assign_coords(obs=self.idata_["observed_data"]["obs"].values)}
-        )
-        if "loo_approximation" in self.idata_.children:
-            del self.idata_["loo_approximation"]
+        observed = self.idata_["observed_data"]
+        ll = ll.assign_coords(obs=observed["obs"].values)
+        for stale in ("loo_approximation", SUBSAMPLE_GROUP, "log_likelihood"):
+            if stale in self.idata_.children:
+                del self.idata_[stale]
+        if self.idata_.attrs.get("bayesmoe_streamed") and "row" in observed.coords:
+            ll = ll.assign_coords(row=("obs", observed["row"].values))
+            self.idata_[SUBSAMPLE_GROUP] = xr.Dataset({"y": ll})
+            return self.idata_
+        self.idata_["log_likelihood"] = xr.Dataset({"y": ll})
         if not self.idata_.attrs.get("bayesmoe_streamed"):
             self.idata_.attrs["bayesmoe_log_likelihood"] = "full"
         return self.idata_
@@ -396,7 +404,7 @@ class BayesianRegressor(
         """
         check_is_fitted(self, "idata_")
         if loo is None:
-            loo = "log_likelihood" in self.idata_.children
+            loo = log_likelihood_group(self.idata_) is not None
         if not isinstance(loo, bool | np.bool_):
             raise TypeError(f"loo must be True, False or None, got {loo!r}")
         return self._diagnose(bool(loo))

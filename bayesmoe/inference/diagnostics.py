@@ -19,6 +19,7 @@ import pymc as pm
 import xarray as xr
 
 from bayesmoe.builders.contract import spec_of
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP, log_likelihood_group
 
 __all__ = [
     "BFMI_MIN",
@@ -175,7 +176,8 @@ def diagnose(
 ) -> Diagnostics:
     """R-hat, bulk ESS, divergences, BFMI and (``loo=True``) Pareto k of a fit, via ArviZ.
 
-    ``loo=True`` computes PSIS-LOO from the ``log_likelihood`` group (ignored without it).
+    ``loo=True`` computes PSIS-LOO from the ``log_likelihood`` group (ignored without it);
+    for a fit that stores a row subsample's, the Pareto k of those rows.
     """
     post = idata["posterior"].to_dataset()
     names = var_names or [v for v in post.data_vars if post[v].size > 0]
@@ -194,7 +196,11 @@ def diagnose(
         if "energy" in stats and post.sizes["draw"] > 1:
             bfmi = float(np.min(az.bfmi(idata)["energy"].values))
     max_k = n_high = None
-    if loo and "log_likelihood" in idata.children:
+    if loo and log_likelihood_group(idata) is not None:
+        if log_likelihood_group(idata) == SUBSAMPLE_GROUP:
+            idata = xr.DataTree.from_dict(
+                {"posterior": post, "log_likelihood": idata[SUBSAMPLE_GROUP].to_dataset()}
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported below, with the threshold
             k = np.asarray(az.loo(idata, pointwise=True).pareto_k).ravel()
@@ -290,7 +296,7 @@ def enforce(idata: xr.DataTree, model: pm.Model, method: str, strict: bool, warn
 
     Called by :func:`bayesmoe.fit` itself, so its warnings name fit's caller.
     """
-    loo = strict and "log_likelihood" in idata.children
+    loo = strict and log_likelihood_group(idata) is not None
     report = model_diagnostics(idata, model, loo=loo)
     idata.attrs["bayesmoe_diagnostics"] = json.dumps(report.as_dict())
     if report.ok:
