@@ -123,6 +123,8 @@ class LooFix:
 
     def message(self) -> str:
         """One line: what was flagged, what was done, what is left."""
+        if self.flagged.size == 0 and np.isnan(self.threshold):
+            return f"{self.method}: exact K-fold cross-validation of every row"
         if self.flagged.size == 0:
             return f"{self.method}: no Pareto k above {self.threshold:.2f}"
         text = (
