@@ -34,6 +34,7 @@ _EXPORTS = {
     "gated_experts": "bayesmoe.builders",
     "hierarchical_stacking": "bayesmoe.builders",
     "interaction_regression": "bayesmoe.builders",
+    "kfold": "bayesmoe.validation",
     "load": "bayesmoe.estimators",
     "mixture_regression": "bayesmoe.builders",
     "plot_gate": "bayesmoe.views",
@@ -66,6 +67,7 @@ _SUBMODULES = frozenset(
         "priors",
         "stacking",
         "streaming",
+        "validation",
         "views",
     }
 )

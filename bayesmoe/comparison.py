@@ -37,6 +37,7 @@ from arviz_stats.utils import ELPDData, ELPDDataLOOSubsample
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP, log_likelihood_group, subsample_apart
 from bayesmoe.numerics.waic import P_WAIC_MAX, waic_pointwise
 
 __all__ = [
@@ -108,7 +109,7 @@ def _tree(name: str, model) -> xr.DataTree:
             raise ValueError(
                 f"models[{name!r}] is an unfitted {type(model).__name__}; fit it first"
             )
-        if "log_likelihood" not in model.idata_.children:
+        if log_likelihood_group(model.idata_) is None:
             model.add_log_likelihood()  # fitted with log_likelihood=False: compute it now
         return model.idata_
     if not isinstance(model, xr.DataTree):
@@ -116,7 +117,8 @@ def _tree(name: str, model) -> xr.DataTree:
             f"models[{name!r}] must be a fitted bayesmoe estimator or an xarray.DataTree, "
             f"got {type(model).__name__}"
         )
-    if "log_likelihood" not in model.children:
+    subsample_apart(model)  # a tree written before SUBSAMPLE_GROUP
+    if log_likelihood_group(model) is None:
         raise ValueError(
             f"models[{name!r}] has no log_likelihood group, which LOO/WAIC need. Add it with "
             "bayesmoe.add_log_likelihood(idata, model) (idata from bayesmoe.fit), "
@@ -129,7 +131,7 @@ def _tree(name: str, model) -> xr.DataTree:
 
 
 def _log_lik(name: str, tree: xr.DataTree) -> xr.DataArray:
-    ll = tree["log_likelihood"]
+    ll = tree[log_likelihood_group(tree)]
     names = list(ll.data_vars)
     if not names:
         raise ValueError(f"models[{name!r}]: the log_likelihood group is empty")
@@ -158,7 +160,7 @@ def _subsample_rows(name: str, tree: xr.DataTree) -> np.ndarray | None:
     """Row positions of a fit that stores its log-likelihood for a subsample, else None.
 
     ``bayesmoe.fit(log_likelihood="auto")`` above ``LOG_LIKELIHOOD_AUTO_BYTES`` stores the
-    subsample's rows in ``log_likelihood`` (their positions as its ``row`` coordinate) and
+    subsample's rows in ``SUBSAMPLE_GROUP`` (their positions as its ``row`` coordinate) and
     every row's approximation in ``loo_approximation``. A group recomputed for every row
     since (as many rows as the data) makes the fit a full one again.
     """
@@ -173,7 +175,7 @@ def _subsample_rows(name: str, tree: xr.DataTree) -> np.ndarray | None:
     if "row" not in ll.coords or approx is None or ll["row"].size != m:
         raise ValueError(
             f"models[{name!r}] is marked as a subsampled log-likelihood, but its "
-            f"log_likelihood group ({m} rows) has no subsample record (its 'row' "
+            f"{SUBSAMPLE_GROUP} group ({m} rows) has no subsample record (its 'row' "
             "coordinate and the loo_approximation group); recompute it with "
             "bayesmoe.add_log_likelihood"
         )
@@ -311,7 +313,7 @@ def _loo_subsample(
     from bayesmoe.inference.loglik import LOG_LIKELIHOOD_AUTO_BYTES
     from bayesmoe.streaming import computed, is_dask
 
-    ll = tree["log_likelihood"]["y"].transpose(*SAMPLE_DIMS, "obs")
+    ll = tree[log_likelihood_group(tree)]["y"].transpose(*SAMPLE_DIMS, "obs")
     approx = tree["loo_approximation"]["y"]
     n = approx.size
     values = computed(approx.data)
@@ -359,7 +361,10 @@ def _loo(
     with warnings.catch_warnings():
         # ArviZ's generic Pareto-k warning is replaced by one naming model and rows
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
-        elpd = az.loo(tree, pointwise=True) if rows is None else _loo_subsample(tree, rows, shared)
+        if rows is None:
+            elpd = az.loo(as_every_row(tree), pointwise=True)
+        else:
+            elpd = _loo_subsample(tree, rows, shared)
     if rows is not None and shared is not None:
         rows = shared
     k = np.asarray(elpd.pareto_k.values).ravel()
@@ -381,6 +386,20 @@ def _loo(
         )
         return elpd, labels
     return elpd, np.array([], dtype=int)
+
+
+def as_every_row(tree: xr.DataTree) -> xr.DataTree:
+    """The fit with its log-likelihood as ``log_likelihood``, for :func:`arviz.loo`.
+
+    For a log-likelihood stored in ``SUBSAMPLE_GROUP`` that holds every row it is asked
+    about (a streamed fit's row sample, recomputed): a shallow new tree, the fit unchanged.
+    """
+    group = log_likelihood_group(tree)
+    if group == "log_likelihood":
+        return tree
+    groups = {g: tree[g].to_dataset() for g in tree.children if g != group}
+    groups["log_likelihood"] = tree[group].to_dataset()
+    return xr.DataTree.from_dict(groups)
 
 
 def _waic(name: str, tree: xr.DataTree) -> tuple[ELPDData, np.ndarray]:
@@ -490,8 +509,12 @@ class Comparison:
     elpd : dict of name -> ELPDData
         Pointwise ELPD of each model (``elpd_i``, and ``pareto_k`` for LOO).
     unreliable : dict of name -> ndarray
-        Observation labels whose estimate is unreliable (Pareto k / p_waic).
+        Observation labels whose estimate is unreliable (Pareto k / p_waic), after the
+        fix when one was asked for.
     ic, method : str
+    fixes : dict of name -> LooFix
+        With ``fix=``: what :meth:`~bayesmoe.estimators.BayesianRegressor.loo` did for
+        each model (:class:`bayesmoe.validation.LooFix`); empty otherwise.
     """
 
     table: pd.DataFrame
@@ -500,6 +523,7 @@ class Comparison:
     unreliable: dict
     ic: str
     method: str
+    fixes: dict = field(default_factory=dict)
 
     @property
     def weights(self) -> pd.Series:
@@ -513,6 +537,11 @@ class Comparison:
         kwargs.setdefault("dpi", 110)
         kwargs.setdefault("bbox_inches", "tight")
         self.figure.savefig(path, **kwargs)
+        return path
+
+    def to_csv(self, path) -> object:
+        """Write the table with every digit (a header row, the model names first)."""
+        self.table.to_csv(path, index_label="model")
         return path
 
     def _repr_html_(self):
@@ -533,6 +562,10 @@ def compare(
     *,
     round_to: int | str = "none",
     plot: bool = True,
+    fix: str | None = None,
+    X=None,
+    y=None,
+    k: int = 10,
 ) -> Comparison:
     r"""Compare fitted models by their expected log predictive density, via ArviZ.
 
@@ -563,24 +596,48 @@ def compare(
         Passed to :func:`arviz.compare` (default: raw numbers).
     plot : bool
         Draw :func:`arviz.plot_compare` (``result.figure``).
+    fix : {None, "auto", "moment_match", "reloo", "kfold"}
+        For each model with rows of Pareto k above ArviZ's threshold
+        (:func:`bayesmoe.inference.diagnostics.pareto_k_threshold`), use
+        ``est.loo(X, y, fix=fix, k=k)`` (:mod:`bayesmoe.validation`: moment matching,
+        exact refits of those rows, or K-fold CV) instead of plain PSIS-LOO. Models
+        without such rows keep their PSIS-LOO result unchanged. None (default): PSIS-LOO
+        only, high-k rows named in a warning. Needs fitted estimators and ``ic="loo"``.
+    X, y : array-like, optional
+        The training rows, for the refits of ``fix`` (default: rebuilt from each fit; a
+        formula fit needs its data frame).
+    k : int
+        Folds of K-fold CV when ``fix`` comes to it.
 
     Returns
     -------
     Comparison
-        ``.table`` (ArviZ's DataFrame), ``.figure``, ``.weights``, ``.elpd``,
-        ``.unreliable`` (observations with high Pareto k, also given as a warning).
+        ``.table`` (ArviZ's DataFrame plus ``elpd_method``, how each model's elpd was
+        estimated: ``psis``, ``psis (subsample)``, ``moment_match``, ``reloo``,
+        ``moment_match+reloo``, ``kfold(k)`` or ``waic``, and ``n_high_k``, its rows
+        whose estimate is still unreliable), ``.figure``, ``.weights``, ``.elpd``,
+        ``.unreliable`` (observations with high Pareto k, also given as a warning),
+        ``.fixes``.
 
     Raises
     ------
     ValueError
         Models fitted on different data (naming the two), a DataTree without
-        ``log_likelihood`` (saying how to add it), unknown ``ic``/``method``.
+        ``log_likelihood`` (saying how to add it), unknown ``ic``/``method``/``fix``,
+        ``fix`` with ``ic="waic"`` or with a DataTree (nothing to refit).
     """
     method = _check_choice("method", method, WEIGHT_METHODS)
     ic = _check_choice("ic", ic, ICS)
     _check_models(models, minimum=2)
-    elpds, flagged = pointwise_elpd(models, ic)
+    _check_fix_models(models, fix, ic)
+    if fix is None:
+        elpds, flagged = pointwise_elpd(models, ic)
+        fixes = {}
+    else:
+        elpds, flagged, fixes = _fixed_elpd(models, fix, X, y, k)
     table = az.compare(_every_row(elpds), method=method, round_to=round_to)
+    table["elpd_method"] = [_method_name(ic, elpds[n], fixes.get(n)) for n in table.index]
+    table["n_high_k"] = [len(flagged[n]) for n in table.index]
     figure = None
     if plot:
         import matplotlib.pyplot as plt
@@ -595,7 +652,57 @@ def compare(
                 ax.get_yticks(), [f"{t}\nw = {table.loc[t, 'weight']:.2f}" for t in ticks]
             )
         plt.close(figure)  # returned, not shown twice in notebooks
-    return Comparison(table, figure, elpds, flagged, ic, method)
+    return Comparison(table, figure, elpds, flagged, ic, method, fixes)
+
+
+def _check_fix_models(models: Mapping, fix, ic: str) -> None:
+    """``fix`` needs LOO and fitted estimators (their model and their refits)."""
+    from bayesmoe.estimators import BayesianRegressor
+    from bayesmoe.validation import FIXES
+
+    if fix is None:
+        return
+    _check_choice("fix", fix, FIXES)
+    if ic != "loo":
+        raise ValueError(f"fix={fix!r} fixes PSIS-LOO; it needs ic='loo', got ic={ic!r}")
+    for name, model in models.items():
+        if not isinstance(model, BayesianRegressor):
+            raise TypeError(
+                f"fix={fix!r} needs fitted bayesmoe estimators (it may refit them); "
+                f"models[{name!r}] is a {type(model).__name__}"
+            )
+
+
+def _fixed_elpd(models: Mapping, fix: str, X, y, k: int):
+    """PSIS-LOO of every model, then ``est.loo(fix=...)`` for those with high-k rows."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        elpds, flagged = pointwise_elpd(models, "loo")
+    for w in caught:  # the Pareto-k warnings are replaced by the fix's own
+        if not str(w.message).startswith("PSIS-LOO of model"):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    fixes = {}
+    for name, labels in flagged.items():
+        if len(labels) == 0:
+            continue
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="PSIS-LOO: ")  # named below
+            result = models[name].loo(X, y, fix=fix, k=k)
+        fixes[name] = record = result.bayesmoe_fix
+        elpds[name] = result
+        flagged[name] = _obs_labels(result.elpd_i, record.still_high)
+        if record.still_high.size:
+            warnings.warn(f"model {name!r}: {record.message()}", UserWarning, stacklevel=3)
+    return elpds, flagged, fixes
+
+
+def _method_name(ic: str, elpd: ELPDData, record) -> str:
+    """How a model's elpd in the table was estimated."""
+    if ic == "waic":
+        return "waic"
+    if record is not None:
+        return record.method
+    return "psis (subsample)" if isinstance(elpd, ELPDDataLOOSubsample) else "psis"
 
 
 def _every_row(elpds: dict[str, ELPDData]) -> dict[str, ELPDData]:

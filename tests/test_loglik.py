@@ -19,6 +19,7 @@ from bayesmoe.builders.mixture import logsumexp_over_experts
 from bayesmoe.comparison import _loo_subsample, pointwise_elpd
 from bayesmoe.experiments import make_mixture_data
 from bayesmoe.inference import loglik as inference_loglik
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP
 from bayesmoe.numerics import loglik
 
 # Agreement with the reference formulas: relative 1e-12, plus 1e-12 absolute for values
@@ -296,17 +297,21 @@ def test_auto_subsamples_large_fits_and_says_so(small_threshold):
     X, y = _data(800)
     with pytest.warns(fitting.SubsampledLogLikelihoodWarning, match=r"subsample of 150 rows"):
         idata = bm.fit(_exact_model(X, y), draws=200, chains=2, random_seed=1)
-    rows = idata["log_likelihood"]["row"].values
+    # stored apart from log_likelihood: arviz.loo cannot mistake the subsample for the data
+    assert "log_likelihood" not in idata.children
+    with pytest.raises(TypeError, match="log likelihood not found"):
+        az.loo(idata)
+    rows = idata[SUBSAMPLE_GROUP]["row"].values
     assert idata.attrs["bayesmoe_log_likelihood"] == "subsample"
     np.testing.assert_array_equal(rows, fitting.subsample_rows(800))
     assert rows.size == 150 and np.all(np.diff(rows) > 0)
-    ll = idata["log_likelihood"]["y"]
+    ll = idata[SUBSAMPLE_GROUP]["y"]
     assert ll.shape == (2, 200, 150)
     np.testing.assert_array_equal(ll["obs"].values, idata["observed_data"]["obs"].values[rows])
     # the stored rows are exactly the full computation's rows
     full = bm.add_log_likelihood(idata.copy(), _exact_model(X, y))
     assert full.attrs["bayesmoe_log_likelihood"] == "full"
-    assert "loo_approximation" not in full.children
+    assert "loo_approximation" not in full.children and SUBSAMPLE_GROUP not in full.children
     np.testing.assert_array_equal(ll.values, full["log_likelihood"]["y"].values[..., rows])
     # the approximation is the density at the posterior mean, for every row
     approx = idata["loo_approximation"]["y"]
@@ -321,7 +326,7 @@ def test_auto_subsamples_large_fits_and_says_so(small_threshold):
     # same number of rows, same subsample: models pair up in compare
     with pytest.warns(fitting.SubsampledLogLikelihoodWarning):
         other = bm.fit(_exact_model(X, y, None), draws=300, chains=2, random_seed=9)
-    np.testing.assert_array_equal(other["log_likelihood"]["row"].values, rows)
+    np.testing.assert_array_equal(other[SUBSAMPLE_GROUP]["row"].values, rows)
 
 
 def test_true_still_refuses_and_bad_values(monkeypatch):
@@ -354,7 +359,7 @@ def test_subsampled_loo_is_arviz_loo_subsample_on_the_full_matrix(subsampled_pai
     """The lazily indexed log-likelihood gives loo_subsample exactly what the full one does."""
     X, y, fits = subsampled_pair
     idata = fits["interactions"]
-    rows = idata["log_likelihood"]["row"].values
+    rows = idata[SUBSAMPLE_GROUP]["row"].values
     ours = _loo_subsample(idata, rows)
     full = bm.add_log_likelihood(idata.copy(), _exact_model(X, y))
     approx = idata["loo_approximation"]["y"]
@@ -386,7 +391,7 @@ def test_compare_ranks_subsampled_fits_with_a_subsampling_se(subsampled_pair):
     assert np.all(np.isfinite(table["weight"])) and table["weight"].sum() == pytest.approx(1)
     assert table.loc["interactions", "weight"] > 0.9
     # pointwise values stay arviz's (NaN off the subsample)
-    rows = fits["base"]["log_likelihood"]["row"].values
+    rows = fits["base"][SUBSAMPLE_GROUP]["row"].values
     elpd_i = result.elpd["base"].elpd_i.values
     assert np.isfinite(elpd_i[rows]).all() and np.isnan(elpd_i).sum() == 800 - rows.size
     for method in ("bb-pseudo-bma", "pseudo-bma"):
@@ -414,7 +419,7 @@ def test_subsampled_fits_refused_where_every_row_is_needed(subsampled_pair):
     with pytest.raises(ValueError, match="every row's LOO density is needed"):
         pointwise_elpd(fits, every_row=True)
     broken = fits["base"].copy()
-    broken["log_likelihood"] = broken["log_likelihood"].to_dataset().drop_vars("row")
+    broken[SUBSAMPLE_GROUP] = broken[SUBSAMPLE_GROUP].to_dataset().drop_vars("row")
     with pytest.raises(ValueError, match="has no subsample record"):
         bm.compare({"a": fits["interactions"], "b": broken}, plot=False)
 
@@ -461,7 +466,7 @@ def test_subsampled_estimator_survives_save_and_load(small_threshold, tmp_path):
     est.save(tmp_path / "fit.nc")
     back = bm.load(tmp_path / "fit.nc")
     np.testing.assert_array_equal(
-        back.idata_["log_likelihood"]["row"].values, est.idata_["log_likelihood"]["row"].values
+        back.idata_[SUBSAMPLE_GROUP]["row"].values, est.idata_[SUBSAMPLE_GROUP]["row"].values
     )
     a = pointwise_elpd({"a": est})[0]["a"]
     b = pointwise_elpd({"b": back})[0]["b"]

@@ -40,6 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from bayesmoe.data import Standardizer
 from bayesmoe.files import atomic_write
 from bayesmoe.formula import FormulaDesign
+from bayesmoe.inference.loglik import subsample_apart
 from bayesmoe.priors import priors_from_json, priors_to_json
 
 __all__ = [
@@ -413,7 +414,7 @@ class Persistence:
                 tuple(p) if isinstance(p, list) else p for p in params["interactions"]
             ]
         est = cls(**params)
-        est.idata_ = tree
+        est.idata_ = subsample_apart(tree)  # files written before SUBSAMPLE_GROUP
         est.feature_names_in_ = np.asarray(
             json.loads(tree.attrs["bayesmoe_feature_names"]), object
         )

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP
+
 __all__ = ["SAMPLE_DIMS", "UserScale"]
 
 SAMPLE_DIMS = ("chain", "draw")
@@ -38,7 +40,7 @@ class UserScale:
         obs = self.idata_["observed_data"].to_dataset()
         self.idata_["observed_data"] = obs.assign(y=("obs", y))
         shift = np.log(self.standardizer_.y_scale)
-        for group in ("log_likelihood", "loo_approximation"):
+        for group in ("log_likelihood", SUBSAMPLE_GROUP, "loo_approximation"):
             if group in self.idata_.children and shift != 0.0:
                 # in place: a copy would hold a second log-likelihood in fresh memory
                 for da in self.idata_[group].to_dataset(inherit=False).data_vars.values():

@@ -25,6 +25,7 @@ import xarray as xr
 
 from bayesmoe.data import Standardizer
 from bayesmoe.estimators.io import check_variable
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP, log_likelihood_group
 
 __all__ = ["StreamedFit", "StreamedStatistics", "StreamedVEM"]
 
@@ -162,21 +163,26 @@ class StreamedFit:
         """Mark a fit whose pointwise log-likelihood holds a row sample of ``n_rows`` rows.
 
         The sample's positions in the data become the ``row`` coordinate of
-        ``observed_data`` and ``log_likelihood``. With ``stream`` (the dask frame, its
-        features and target) every row's log density at the posterior mean, the
-        approximation :func:`arviz_stats.loo_subsample` corrects with the sample, becomes
-        the ``loo_approximation`` group as a lazy dask array, one partition at a time:
-        nothing is computed until :func:`bayesmoe.compare` (or a save) asks for it.
+        ``observed_data`` and of the log-likelihood, which moves to the group
+        ``SUBSAMPLE_GROUP`` (a subsample of the data, which ``arviz.loo`` must not read).
+        With ``stream`` (the dask frame, its features and target) every row's log density
+        at the posterior mean, the approximation :func:`arviz_stats.loo_subsample`
+        corrects with the sample, becomes the ``loo_approximation`` group as a lazy dask
+        array, one partition at a time: nothing is computed until
+        :func:`bayesmoe.compare` (or a save) asks for it.
         """
-        if sample.y.size >= n_rows or "log_likelihood" not in self.idata_.children:
+        stored = log_likelihood_group(self.idata_)
+        if sample.y.size >= n_rows or stored is None:
             return
         positions = np.asarray(sample.rows, dtype=np.int64)
         observed = self.idata_["observed_data"].to_dataset()
         self.idata_["observed_data"] = observed.assign_coords(row=("obs", positions))
-        ll = self.idata_["log_likelihood"].to_dataset()
+        ll = self.idata_[stored].to_dataset()
         # rows stored within the sample (fit's own subsample of it), else all of it
         within = ll["row"].values if "row" in ll.coords else np.arange(ll.sizes["obs"])
-        self.idata_["log_likelihood"] = ll.assign_coords(row=("obs", positions[within]))
+        if "log_likelihood" in self.idata_.children:
+            del self.idata_["log_likelihood"]
+        self.idata_[SUBSAMPLE_GROUP] = ll.assign_coords(row=("obs", positions[within]))
         if "loo_approximation" in self.idata_.children:  # the sample's: replaced below
             del self.idata_["loo_approximation"]
         self.idata_.attrs["bayesmoe_log_likelihood"] = "subsample"

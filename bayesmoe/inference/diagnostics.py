@@ -19,6 +19,7 @@ import pymc as pm
 import xarray as xr
 
 from bayesmoe.builders.contract import spec_of
+from bayesmoe.inference.loglik import SUBSAMPLE_GROUP, log_likelihood_group
 
 __all__ = [
     "BFMI_MIN",
@@ -32,6 +33,7 @@ __all__ = [
     "enforce",
     "identified_names",
     "model_diagnostics",
+    "pareto_k_threshold",
 ]
 
 #: Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
@@ -45,8 +47,23 @@ DIVERGENCES_MAX = 0
 #: resampling explores the energy distribution poorly, e.g. in funnels).
 BFMI_MIN = 0.3
 #: Largest acceptable Pareto k of PSIS-LOO (Vehtari et al. 2017/2024): above 0.7 the
-#: importance-sampling estimate of that row's LOO density is unreliable.
+#: importance-sampling estimate of that row's LOO density is unreliable. With fewer than
+#: about 2,200 draws ArviZ's threshold is lower (:func:`pareto_k_threshold`); ``check()``
+#: keeps this fixed value, which stored reports of earlier fits use.
 PARETO_K_MAX = 0.7
+
+
+def pareto_k_threshold(n_samples: int) -> float:
+    r"""The Pareto k above which a row's PSIS-LOO estimate is unreliable, for S draws.
+
+    :math:`\min(1 - 1/\log_{10} S,\ 0.7)` (Vehtari et al. 2024, section 3.2.4): with S
+    draws, importance sampling whose tail has Pareto shape k reaches a useful accuracy only
+    below :math:`1 - 1/\log_{10} S`, and never above :data:`PARETO_K_MAX`. It is ArviZ's
+    ``good_k`` (:func:`arviz_stats.loo`), used by :func:`bayesmoe.compare` and
+    ``est.loo()``. For S <= 1: :data:`PARETO_K_MAX`.
+    """
+    S = int(n_samples)
+    return min(1.0 - 1.0 / float(np.log10(S)), PARETO_K_MAX) if S > 1 else PARETO_K_MAX
 
 
 @dataclass
@@ -159,7 +176,8 @@ def diagnose(
 ) -> Diagnostics:
     """R-hat, bulk ESS, divergences, BFMI and (``loo=True``) Pareto k of a fit, via ArviZ.
 
-    ``loo=True`` computes PSIS-LOO from the ``log_likelihood`` group (ignored without it).
+    ``loo=True`` computes PSIS-LOO from the ``log_likelihood`` group (ignored without it);
+    for a fit that stores a row subsample's, the Pareto k of those rows.
     """
     post = idata["posterior"].to_dataset()
     names = var_names or [v for v in post.data_vars if post[v].size > 0]
@@ -178,7 +196,11 @@ def diagnose(
         if "energy" in stats and post.sizes["draw"] > 1:
             bfmi = float(np.min(az.bfmi(idata)["energy"].values))
     max_k = n_high = None
-    if loo and "log_likelihood" in idata.children:
+    if loo and log_likelihood_group(idata) is not None:
+        if log_likelihood_group(idata) == SUBSAMPLE_GROUP:
+            idata = xr.DataTree.from_dict(
+                {"posterior": post, "log_likelihood": idata[SUBSAMPLE_GROUP].to_dataset()}
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported below, with the threshold
             k = np.asarray(az.loo(idata, pointwise=True).pareto_k).ravel()
@@ -274,7 +296,7 @@ def enforce(idata: xr.DataTree, model: pm.Model, method: str, strict: bool, warn
 
     Called by :func:`bayesmoe.fit` itself, so its warnings name fit's caller.
     """
-    loo = strict and "log_likelihood" in idata.children
+    loo = strict and log_likelihood_group(idata) is not None
     report = model_diagnostics(idata, model, loo=loo)
     idata.attrs["bayesmoe_diagnostics"] = json.dumps(report.as_dict())
     if report.ok:

@@ -81,8 +81,9 @@ def fit(
         approximation for every row in ``loo_approximation``, which is what
         :func:`arviz_stats.loo_subsample` needs; :func:`bayesmoe.compare` then uses it and
         reports the subsampling SE. The choice is in ``attrs["bayesmoe_log_likelihood"]``
-        (``"full"`` / ``"subsample"``; the subsample's row positions are the ``row``
-        coordinate of ``log_likelihood``); subsampling also warns
+        (``"full"`` / ``"subsample"``; a subsample is stored as the group
+        ``log_likelihood_subsample``, which :func:`arviz.loo` does not read, its row
+        positions as the ``row`` coordinate); subsampling also warns
         (:class:`SubsampledLogLikelihoodWarning`). ``False``: none
         (:func:`add_log_likelihood` adds it later). An array of row positions: those
         rows, as a subsample (how a streamed fit stores its LOO rows).

@@ -4,7 +4,17 @@
 most :data:`LOG_LIKELIHOOD_AUTO_BYTES`; above it, the fixed subsample of
 :data:`LOO_SUBSAMPLE_ROWS` rows (:func:`subsample_rows`) plus a posterior-mean
 approximation of every row (``loo_approximation``), what
-:func:`arviz_stats.loo_subsample` needs. The values come from the spec's closed form
+:func:`arviz_stats.loo_subsample` needs.
+
+The subsample's values are stored in the group :data:`SUBSAMPLE_GROUP`, not in
+``log_likelihood``: :func:`arviz.loo` reads ``log_likelihood`` and would otherwise report the
+elpd of the 2,000 stored rows as if they were the data. Under another name ``arviz.loo``
+of such a fit refuses ("log likelihood not found") instead of giving a silently wrong
+number; ``est.loo()`` (the PSIS-LOO of every row, computed block by block) and
+:func:`bayesmoe.compare` (subsampled LOO, :func:`arviz_stats.loo_subsample`) are the ways
+to its elpd. :func:`log_likelihood_group` says which group a fit has.
+
+The values come from the spec's closed form
 (:meth:`bayesmoe.builders.contract.ModelSpec.log_likelihood`), or from
 :func:`pymc.compute_log_likelihood` for a plain PyMC model.
 """
@@ -26,9 +36,12 @@ __all__ = [
     "LOG_LIKELIHOOD_MAX_BYTES",
     "LOO_SUBSAMPLE_ROWS",
     "LOO_SUBSAMPLE_SEED",
+    "SUBSAMPLE_GROUP",
     "SubsampledLogLikelihoodWarning",
     "add_log_likelihood",
+    "log_likelihood_group",
     "log_likelihood_plan",
+    "subsample_apart",
     "subsample_rows",
 ]
 
@@ -48,6 +61,31 @@ LOO_SUBSAMPLE_ROWS = 2000
 #: then share the subsample, which lets arviz compare them with the paired difference
 #: estimator (with different subsamples it falls back to sqrt(se_a^2 + se_b^2)).
 LOO_SUBSAMPLE_SEED = 20_190_611
+
+
+#: The group holding the pointwise log-likelihood of a row subsample (``log_likelihood``
+#: holds every row's): ArviZ does not read it, so ``arviz.loo`` cannot mistake it for the data.
+SUBSAMPLE_GROUP = "log_likelihood_subsample"
+
+
+def log_likelihood_group(tree: xr.DataTree) -> str | None:
+    """The group holding a fit's pointwise log-likelihood: ``"log_likelihood"`` (every
+    row), :data:`SUBSAMPLE_GROUP` (a row subsample) or None (not stored)."""
+    for name in ("log_likelihood", SUBSAMPLE_GROUP):
+        if name in tree.children:
+            return name
+    return None
+
+
+def subsample_apart(tree: xr.DataTree) -> xr.DataTree:
+    """Move a subsample's log-likelihood stored as ``log_likelihood`` (files written
+    before :data:`SUBSAMPLE_GROUP` existed) to :data:`SUBSAMPLE_GROUP`, in place."""
+    marked = tree.attrs.get("bayesmoe_log_likelihood") == "subsample"
+    if marked and "log_likelihood" in tree.children and SUBSAMPLE_GROUP not in tree.children:
+        if "row" in tree["log_likelihood"].coords:
+            tree[SUBSAMPLE_GROUP] = tree["log_likelihood"].to_dataset()
+            del tree["log_likelihood"]
+    return tree
 
 
 class SubsampledLogLikelihoodWarning(UserWarning):
@@ -125,11 +163,12 @@ def log_likelihood_plan(model: pm.Model, log_likelihood, n_draws: int):
         f"draws x {width} experts would take {need / 1024**3:.2f} GiB (more than "
         f"LOG_LIKELIHOOD_AUTO_BYTES = {LOG_LIKELIHOOD_AUTO_BYTES / 1024**3:.2f} GiB), so it "
         f"is stored for a random subsample of {rows.size} rows "
-        "(attrs['bayesmoe_log_likelihood'] = 'subsample', positions in the 'row' "
-        "coordinate of log_likelihood) with a point-estimate approximation for "
-        "every row (group loo_approximation). bayesmoe.compare estimates LOO from it with "
-        "arviz_stats.loo_subsample and reports the subsampling SE; arviz.loo on this fit "
-        "would see only the subsample. Pass log_likelihood=True to store every row",
+        f"in group {SUBSAMPLE_GROUP!r} (attrs['bayesmoe_log_likelihood'] = 'subsample', "
+        "positions in its 'row' coordinate) with a point-estimate approximation for "
+        "every row (group loo_approximation). arviz.loo does not read that group; "
+        "est.loo() gives the PSIS-LOO of every row (computed in blocks) and "
+        "bayesmoe.compare estimates LOO with arviz_stats.loo_subsample. Pass "
+        "log_likelihood=True to store every row",
         SubsampledLogLikelihoodWarning,
         stacklevel=4,  # fit's caller: this <- plan.make_plan <- fit <- caller
     )
@@ -167,7 +206,9 @@ def add_log_likelihood(idata: xr.DataTree, model: pm.Model, *, rows=None) -> xr.
         at the posterior mean for every row (the approximation
         :func:`arviz_stats.loo_subsample` corrects with the subsample), and the group's
         ``row`` coordinate the positions (a coordinate, not an attribute, so that it
-        survives arithmetic on the group and saving). Needs a bayesmoe builder.
+        survives arithmetic on the group and saving), stored as the group
+        :data:`SUBSAMPLE_GROUP` (which :func:`arviz.loo` does not read). Needs a
+        bayesmoe builder.
 
     Returns
     -------
@@ -181,8 +222,9 @@ def add_log_likelihood(idata: xr.DataTree, model: pm.Model, *, rows=None) -> xr.
             "rows (a subsampled log-likelihood) needs a model built by "
             "bayesmoe.interaction_regression, mixture_regression or gated_experts"
         )
-    if "loo_approximation" in idata.children:  # of a subsample this replaces
-        del idata["loo_approximation"]
+    for stale in ("loo_approximation", SUBSAMPLE_GROUP, "log_likelihood"):
+        if stale in idata.children:  # of the subsample or full group this replaces
+            del idata[stale]
     if spec is None:
         with model:
             pm.compute_log_likelihood(idata, progressbar=False)
@@ -212,7 +254,7 @@ def add_log_likelihood(idata: xr.DataTree, model: pm.Model, *, rows=None) -> xr.
     # noise per row, one "draw" per row).
     point = posterior.mean(("chain", "draw")).expand_dims(chain=[0], draw=[0])
     approx = spec.log_likelihood(point, X, y).values[0, 0]
-    idata["log_likelihood"] = xr.Dataset({"y": ll})
+    idata[SUBSAMPLE_GROUP] = xr.Dataset({"y": ll})
     idata["loo_approximation"] = xr.Dataset(
         {"y": ("obs", approx)},
         coords={"obs": obs.values},

@@ -39,10 +39,16 @@ def _volatile(key: str) -> bool:
 
 def _flatten(prefix: str, tree, out: dict) -> None:
     for group in ("posterior", "posterior_working", "log_likelihood", "sample_stats"):
-        if group not in tree.children:
+        # a row subsample's log-likelihood is stored apart (log_likelihood_subsample, which
+        # arviz.loo does not read); its values are pinned under the same name as before
+        stored = "log_likelihood_subsample" if group == "log_likelihood" else group
+        if group not in tree.children and stored in tree.children:
+            group_ds = tree[stored].to_dataset()
+        elif group in tree.children:
+            group_ds = tree[group].to_dataset()
+        else:
             continue
-        ds = tree[group].to_dataset()
-        for name, da in ds.data_vars.items():
+        for name, da in group_ds.data_vars.items():
             if group == "sample_stats" and name not in ("diverging", "lp"):
                 continue
             out[f"{prefix}{group}/{name}"] = np.asarray(da.values)
