@@ -77,7 +77,10 @@ def test_each_failing_check_is_named_with_its_number(rng):
     assert f"max R-hat {report.max_rhat:.3f} > 1.01 for ['a']" in text
     assert "7 divergent transitions > 0" in text
     assert f"min BFMI {report.bfmi:.2f} < 0.3" in text
-    assert "rows with Pareto k > 0.7" in text
+    # the threshold of S = 4 x 400 draws: min(1 - 1/log10(1600), 0.7) = 0.688
+    assert report.pareto_k_threshold == pytest.approx(1 - 1 / np.log10(1600))
+    assert f"rows with Pareto k > {report.pareto_k_threshold:.2f}" in text
+    assert report.n_high_pareto_k == int(report.max_pareto_k > report.pareto_k_threshold)
     assert not report.ok
     frame = report.to_frame()
     assert not frame.loc["max R-hat", "ok"] and not frame.loc["min BFMI", "ok"]

@@ -48,8 +48,8 @@ DIVERGENCES_MAX = 0
 BFMI_MIN = 0.3
 #: Largest acceptable Pareto k of PSIS-LOO (Vehtari et al. 2017/2024): above 0.7 the
 #: importance-sampling estimate of that row's LOO density is unreliable. With fewer than
-#: about 2,200 draws ArviZ's threshold is lower (:func:`pareto_k_threshold`); ``check()``
-#: keeps this fixed value, which stored reports of earlier fits use.
+#: about 2,200 draws the threshold is lower (:func:`pareto_k_threshold`); reports stored
+#: without their threshold are read against this value.
 PARETO_K_MAX = 0.7
 
 
@@ -70,8 +70,10 @@ def pareto_k_threshold(n_samples: int) -> float:
 class Diagnostics:
     """Convergence summary of a fit; ``ok`` is False if any threshold fails.
 
-    ``bfmi`` (lowest over chains) is None without NUTS energy statistics; ``max_pareto_k``
-    and ``n_high_pareto_k`` are None unless PSIS-LOO was computed.
+    ``bfmi`` (lowest over chains) is None without NUTS energy statistics; ``max_pareto_k``,
+    ``n_high_pareto_k`` and ``pareto_k_threshold`` (:func:`pareto_k_threshold` of the
+    number of draws, the one :func:`bayesmoe.compare` and ``est.loo()`` use) are None
+    unless PSIS-LOO was computed.
     """
 
     max_rhat: float
@@ -83,6 +85,7 @@ class Diagnostics:
     bfmi: float | None = None
     max_pareto_k: float | None = None
     n_high_pareto_k: int | None = None
+    pareto_k_threshold: float | None = None
     components: str = ""
     component_max_rhat: float | None = None
     identified: str = ""
@@ -101,12 +104,18 @@ class Diagnostics:
             parts.append(f"{self.divergences} divergent transitions > {DIVERGENCES_MAX}")
         if self.bfmi is not None and self.bfmi < BFMI_MIN:
             parts.append(f"min BFMI {self.bfmi:.2f} < {BFMI_MIN}")
-        if self.max_pareto_k is not None and self.max_pareto_k > PARETO_K_MAX:
+        if self.max_pareto_k is not None and self.max_pareto_k > self.k_threshold:
             parts.append(
-                f"{self.n_high_pareto_k} rows with Pareto k > {PARETO_K_MAX} "
+                f"{self.n_high_pareto_k} rows with Pareto k > {self.k_threshold:.2f} "
                 f"(max {self.max_pareto_k:.2f}): PSIS-LOO unreliable"
             )
         return parts
+
+    @property
+    def k_threshold(self) -> float:
+        """The Pareto-k threshold of this report (:data:`PARETO_K_MAX` if none was stored)."""
+        thr = self.pareto_k_threshold
+        return PARETO_K_MAX if thr is None else float(thr)
 
     @property
     def ok(self) -> bool:
@@ -147,8 +156,8 @@ class Diagnostics:
                 (
                     "max Pareto k",
                     self.max_pareto_k,
-                    f"<= {PARETO_K_MAX}",
-                    self.max_pareto_k <= PARETO_K_MAX,
+                    f"<= {self.k_threshold:.2f}",
+                    self.max_pareto_k <= self.k_threshold,
                 )
             )
         return pd.DataFrame(rows, columns=["check", "value", "threshold", "ok"]).set_index("check")
@@ -195,7 +204,7 @@ def diagnose(
             div = int(stats["diverging"].values.sum())
         if "energy" in stats and post.sizes["draw"] > 1:
             bfmi = float(np.min(az.bfmi(idata)["energy"].values))
-    max_k = n_high = None
+    max_k = n_high = k_thr = None
     if loo and log_likelihood_group(idata) is not None:
         if log_likelihood_group(idata) == SUBSAMPLE_GROUP:
             idata = xr.DataTree.from_dict(
@@ -204,7 +213,8 @@ def diagnose(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported below, with the threshold
             k = np.asarray(az.loo(idata, pointwise=True).pareto_k).ravel()
-        max_k, n_high = float(np.max(k)), int(np.sum(k > PARETO_K_MAX))
+        k_thr = pareto_k_threshold(chains * post.sizes["draw"])
+        max_k, n_high = float(np.max(k)), int(np.sum(k > k_thr))
     finite_rhat = {k: v for k, v in rhat.items() if np.isfinite(v)}
     max_rhat = max(finite_rhat.values(), default=1.0)
     min_ess = min(ess.values(), default=float("inf"))
@@ -220,6 +230,7 @@ def diagnose(
         bfmi=bfmi,
         max_pareto_k=max_k,
         n_high_pareto_k=n_high,
+        pareto_k_threshold=k_thr,
     )
 
 

@@ -107,7 +107,7 @@ def fit(
         Raise :class:`DiagnosticsError` (with the numbers and the fit attached) when any
         check fails its threshold: R-hat (``RHAT_MAX``), bulk ESS (``ESS_MIN_PER_CHAIN``),
         divergences (``DIVERGENCES_MAX``), BFMI (``BFMI_MIN``) and, when the pointwise
-        log-likelihood is stored, the Pareto k of PSIS-LOO (``PARETO_K_MAX``).
+        log-likelihood is stored, the Pareto k of PSIS-LOO (``pareto_k_threshold``).
     **sampler_kwargs
         Passed to :func:`pymc.sample` (e.g. ``target_accept``) or :func:`pymc.fit`; the
         ``method="vem"`` settings listed above.
