@@ -409,7 +409,7 @@ def _demo_experts(args, settings: dict, out: Path, compiling=None) -> None:
     fig.savefig(out / "gate_probabilities.png", dpi=120)
     plt.close(fig)
     view = bm.plot_gate(gated, _strongest_term(gated).split(":")[0])
-    view.attrs["figure"].savefig(out / "gate.png", dpi=120)
+    view.figure.savefig(out / "gate.png", dpi=120)
     plt.close("all")
     gated.save(out / "gated_experts.nc")
 
@@ -542,7 +542,7 @@ def _write_views(est, out: Path, data=None) -> None:
     import bayesmoe as bm
 
     effects = bm.conditional_effects(est, _strongest_term(est), data=data)
-    effects.attrs["figure"].savefig(out / "conditional.png", dpi=120)
+    effects.figure.savefig(out / "conditional.png", dpi=120)
     est.plot_ppc("dist").savefig(out / "ppc.png")
     plt.close("all")
 

@@ -21,6 +21,11 @@ derivative :math:`\frac1n \sum_i \partial m_s(x_i) / \partial a` by central fini
 differences, and the average change :math:`\frac1n \sum_i m_s(x_i; a=hi) - m_s(x_i;
 a=lo)`, each a posterior of draws summarised by its mean and band.
 
+Each function returns a :class:`ViewFrame`: a tidy :class:`pandas.DataFrame` whose
+``figure`` (a matplotlib Figure, when drawn) and ``draws`` (the posterior draws behind
+slopes and comparisons) are attributes, not ``attrs``: pandas deep-copies ``attrs`` in
+every operation, which would copy (and, in Jupyter, show again) the figure each time.
+
 Functions never change the estimator (nothing is stored in its ``idata_``), except
 :func:`plot_gate`, which calls :meth:`responsibilities` (that stores its posterior mean
 as the estimator's ``predictions`` group).
@@ -35,6 +40,7 @@ from bayesmoe.estimators import GatedExperts, InteractionRegression, MixtureRegr
 from bayesmoe.stacking import HierarchicalStacking
 
 __all__ = [
+    "ViewFrame",
     "comparisons",
     "conditional_effects",
     "mean_draws",
@@ -47,6 +53,25 @@ __all__ = [
 ROW_BLOCK = 2000
 
 _MIXTURES = (MixtureRegression, GatedExperts)
+
+
+class ViewFrame(pd.DataFrame):
+    """A tidy table of a view, carrying its ``figure`` and ``draws`` by reference.
+
+    A :class:`pandas.DataFrame` in every respect; ``figure`` is the matplotlib Figure of
+    the view (None when ``plot=False`` or for slopes and comparisons) and ``draws`` the
+    posterior draws summarised by a slope or a comparison (None otherwise). Results of
+    pandas operations on it keep both (pandas' ``_metadata`` mechanism, by reference).
+    """
+
+    _metadata = ["figure", "draws"]  # noqa: RUF012 - pandas' subclassing protocol
+
+    figure = None
+    draws = None
+
+    @property
+    def _constructor(self):
+        return ViewFrame
 
 
 # ---------------------------------------------------------------------- the posterior
@@ -190,7 +215,7 @@ def _caption(held: dict, prob: float) -> str:
 # ---------------------------------------------------------------------- effects
 def conditional_effects(
     est, term: str, *, data=None, prob: float = 0.9, points: int = 50, plot: bool = True
-) -> pd.DataFrame:
+) -> ViewFrame:
     r"""The expected response as ``a`` varies (``"a"``), or at a few values of ``b``
     (``"a:b"``), the other variables held at their means / reference levels.
 
@@ -208,13 +233,13 @@ def conditional_effects(
     prob : float
         Probability of the central credible band.
     plot : bool
-        Also draw the figure (``attrs["figure"]``, a matplotlib Figure).
+        Also draw the figure (the result's ``figure``, a matplotlib Figure).
 
     Returns
     -------
-    pandas.DataFrame
+    ViewFrame
         Columns: the varied variables, ``mean``, ``lower``, ``upper`` (user's scale of
-        ``y``). ``attrs``: ``term``, ``prob``, ``held`` (variable -> held value) and
+        ``y``). ``attrs``: ``term``, ``prob``, ``held`` (variable -> held value);
         ``figure`` when ``plot``.
     """
     frame = _inputs(est, data)
@@ -236,12 +261,12 @@ def conditional_effects(
     for col in frame.columns:  # keep categorical dtypes (and their level order)
         if not _is_numeric(frame[col]):
             grid[col] = grid[col].astype(frame[col].dtype)
-    out = grid[varied].reset_index(drop=True)
+    out = ViewFrame(grid[varied].reset_index(drop=True))
     for key, value in _summary(mean_draws(est, grid), prob).items():
         out[key] = value
     out.attrs.update(term=term, prob=prob, held=held)
     if plot:
-        out.attrs["figure"] = plot_effects(out)
+        out.figure = plot_effects(out)
     return out
 
 
@@ -293,23 +318,24 @@ def _averaged(est, frame: pd.DataFrame, change) -> np.ndarray:
     return total / len(frame)
 
 
-def _one_row(term: str, draws: np.ndarray, prob: float, **extra) -> pd.DataFrame:
-    out = pd.DataFrame(
+def _one_row(term: str, draws: np.ndarray, prob: float, **extra) -> ViewFrame:
+    out = ViewFrame(
         [{"term": term, **extra, **{k: float(v) for k, v in _summary(draws, prob).items()}}]
     )
-    out.attrs.update(prob=prob, draws=draws)
+    out.attrs.update(prob=prob)
+    out.draws = draws
     return out
 
 
 def slopes(
     est, var: str, *, data=None, prob: float = 0.9, eps: float | None = None
-) -> pd.DataFrame:
+) -> ViewFrame:
     r"""Average derivative of the expected response with respect to a numeric ``var``.
 
     :math:`\frac1n \sum_i [m_s(x_i + h e_a) - m_s(x_i - h e_a)] / 2h` for every draw,
     over the rows of ``data`` (default the stored training rows), with ``h = eps``
     (default :math:`10^{-4}` times the sd of ``var``). Returns one row: ``term``,
-    ``mean``, ``lower``, ``upper``; ``attrs["draws"]`` holds the draws.
+    ``mean``, ``lower``, ``upper``; its ``draws`` attribute holds the draws.
     """
     frame = _inputs(est, data)
     if var not in frame.columns or not _is_numeric(frame[var]):
@@ -325,14 +351,14 @@ def slopes(
     return _one_row(var, _averaged(est, frame, change), prob)
 
 
-def comparisons(est, var: str, values=None, *, data=None, prob: float = 0.9) -> pd.DataFrame:
+def comparisons(est, var: str, values=None, *, data=None, prob: float = 0.9) -> ViewFrame:
     r"""Average change of the expected response when ``var`` goes from ``lo`` to ``hi``.
 
     :math:`\frac1n \sum_i m_s(x_i; var=hi) - m_s(x_i; var=lo)` for every draw, over the
     rows of ``data`` (default the stored training rows). ``values=(lo, hi)``; default
     the 10 and 90 % quantiles of a numeric ``var``, the first two levels of a
     categorical one. Returns one row: ``term``, ``lo``, ``hi``, ``mean``, ``lower``,
-    ``upper``; ``attrs["draws"]`` holds the draws.
+    ``upper``; its ``draws`` attribute holds the draws.
     """
     frame = _inputs(est, data)
     if values is None:
@@ -354,7 +380,7 @@ def comparisons(est, var: str, values=None, *, data=None, prob: float = 0.9) -> 
 # ---------------------------------------------------------------------- gate view
 def plot_gate(
     est, var: str, *, data=None, y=None, prob: float = 0.9, points: int = 100, plot: bool = True
-) -> pd.DataFrame:
+) -> ViewFrame:
     r"""Experts and gate along one input: each expert's mean :math:`\mu_k(x)` and the gate
     probabilities :math:`\pi_k(x)`, with bands, the other variables at their means /
     reference levels, and the data coloured by posterior responsibility.
@@ -370,9 +396,9 @@ def plot_gate(
 
     Returns
     -------
-    pandas.DataFrame
+    ViewFrame
         Tidy: ``var``, ``expert``, ``quantity`` (``"expert_mean"`` or ``"gate"``),
-        ``mean``, ``lower``, ``upper``; ``attrs``: ``prob``, ``held``, ``figure`` (two
+        ``mean``, ``lower``, ``upper``; ``attrs``: ``prob``, ``held``; ``figure`` (two
         panels: experts over the data, gate probabilities) when ``plot``.
     """
     if not isinstance(est, _MIXTURES):
@@ -399,11 +425,11 @@ def plot_gate(
             for key, value in _summary(draws[..., k], prob).items():
                 part[key] = value
             parts.append(part)
-    out = pd.concat(parts, ignore_index=True)
+    out = ViewFrame(pd.concat(parts, ignore_index=True))
     out.attrs.update(prob=prob, held=held)
     if plot:
         resp = est.responsibilities(frame, y)
-        out.attrs["figure"] = _gate_figure(out, var, frame[var].to_numpy(float), y, resp, experts)
+        out.figure = _gate_figure(out, var, frame[var].to_numpy(float), y, resp, experts)
     return out
 
 

@@ -47,7 +47,7 @@ def test_conditional_effects_grid_and_band(fitted, small_data):
     )
     assert ce.attrs["held"] == pytest.approx({"x2": x["x2"].mean()})
     assert (ce["lower"] <= ce["mean"]).all() and (ce["mean"] <= ce["upper"]).all()
-    fig = ce.attrs["figure"]
+    fig = ce.figure
     assert "held at means" in " ".join(t.get_text() for t in fig.texts)
     # the posterior mean of m(x) is what predict returns at the same rows
     grid = pd.DataFrame({**ce.attrs["held"], "x0": ce["x0"], "x1": ce["x1"]})[list(x.columns)]
@@ -100,7 +100,7 @@ def test_mixture_expected_value_and_gate_view(gated):
     gate = view[view["quantity"] == "gate"].pivot(index="x0", columns="expert", values="mean")
     np.testing.assert_allclose(gate.sum(axis=1), 1.0)
     assert set(view["quantity"]) == {"expert_mean", "gate"}
-    assert len(view.attrs["figure"].axes) == 2
+    assert len(view.figure.axes) == 2
 
 
 def test_plot_gate_refuses_other_estimators(fitted):
