@@ -327,9 +327,7 @@ def _one_row(term: str, draws: np.ndarray, prob: float, **extra) -> ViewFrame:
     return out
 
 
-def slopes(
-    est, var: str, *, data=None, prob: float = 0.9, eps: float | None = None
-) -> ViewFrame:
+def slopes(est, var: str, *, data=None, prob: float = 0.9, eps: float | None = None) -> ViewFrame:
     r"""Average derivative of the expected response with respect to a numeric ``var``.
 
     :math:`\frac1n \sum_i [m_s(x_i + h e_a) - m_s(x_i - h e_a)] / 2h` for every draw,
