@@ -152,7 +152,8 @@ pr = spec.priors
 s_y = float(pr["sigma"].parameters["sigma"])
 m0 = float(np.ravel(pr["intercept"].parameters["mu"])[0])
 s0 = float(np.ravel(pr["intercept"].parameters["sigma"])[0])
-start = {k_: np.asarray(v, float).tolist() for k_, v in (spec.initial_values() or {}).items()}
+start = spec.initial_values() if spec.has_start_point else {}
+start = {k_: np.asarray(v, float).tolist() for k_, v in (start or {}).items()}
 if model.startswith("interaction"):
     from itertools import combinations
     pairs = list(combinations(range(X.shape[1]), 2))
@@ -209,7 +210,7 @@ def _wait_for_background(cache: Path, timeout: float) -> float:
     """Wait until no background compile runs in ``cache`` (``sampler="auto"``'s cold path)."""
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
-        if not any(cache.glob("*/pending/*.lock")):
+        if not any(cache.glob("*/pending/runner.lock")):
             break
         time.sleep(0.5)
     return time.perf_counter() - start
