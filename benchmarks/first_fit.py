@@ -230,14 +230,15 @@ def run_one(
     env["BAYESMOE_CACHE_DIR"] = str(cache)
     env["BAYESMOE_GC_FREEZE"] = "1" if freeze else "0"
     env["XDG_CACHE_HOME"] = str(cache / "xdg")  # httpstan's compiled programs (Stan)
-    if code is not None:  # another checkout of bayesmoe (the --reference)
-        env["PYTHONPATH"] = code
+    # this checkout's bayesmoe, or another one's (the --reference)
+    env["PYTHONPATH"] = code if code is not None else str(HERE.parent)
     args = [CHILD_STAN if sampler == "stan" else CHILD, model, sampler, sizes, str(HERE / "stan")]
     start = time.perf_counter()
     try:
         out = subprocess.run(
             [sys.executable, "-c", *args],
             env=env,
+            cwd=cache.parent,  # not a checkout: `python -c` puts the cwd first on sys.path
             capture_output=True,
             text=True,
             timeout=timeout,
