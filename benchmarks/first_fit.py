@@ -192,8 +192,8 @@ t1 = time.perf_counter()
 posterior = stan.build(code, data=data, random_seed=1)
 t_compile = time.perf_counter() - t1
 t2 = time.perf_counter()
-fit = posterior.sample(num_chains=4, num_samples=1000, num_warmup=1000,
-                       init=[start] * 4 if start else None)
+inits = {"init": [start] * 4} if start else {}
+fit = posterior.sample(num_chains=4, num_samples=1000, num_warmup=1000, **inits)
 t_sample = time.perf_counter() - t2
 import arviz_stats, xarray as xr
 ds = xr.Dataset({
