@@ -19,6 +19,12 @@ folder off: PyTensor then uses its own default). In it:
   imported; a user's own ``base_compiledir``/``compiledir`` flag always wins.
 * ``jax/``: JAX's persistent compilation cache (numpyro and nutpie's JAX backend),
   switched on by :func:`configure_jax` just before a JAX fit.
+* ``compiled/``: one empty file per model structure (a digest of the spec's
+  ``cache_key``) whose nutpie/numba code has been compiled into ``pytensor/``
+  (:func:`mark_compiled`, :func:`is_compiled`): what ``sampler="auto"`` reads to choose
+  between the warm and the cold path (:mod:`bayesmoe.inference.settings`).
+* ``pending/``: models waiting for, or being compiled by, a background compile
+  (:mod:`bayesmoe.inference.backends.background`).
 
 Trust: PyTensor imports compiled modules from the cache and numba unpickles its index, so
 the cache is code this process runs. :func:`usable_cache_dir` creates the root and the
@@ -61,9 +67,12 @@ __all__ = [
     "configure",
     "configure_jax",
     "freeze_imports",
+    "is_compiled",
     "is_marked",
+    "mark_compiled",
     "paused_gc",
     "reproducible_numba",
+    "structure_digest",
     "usable_cache_dir",
 ]
 
@@ -248,6 +257,32 @@ def configure_jax() -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", JAX_MIN_COMPILE_SECONDS)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path
+
+
+def structure_digest(cache_key) -> str:
+    """A file name for a model structure: a hash of its spec's ``cache_key`` (a tuple)."""
+    return hashlib.sha256(repr(cache_key).encode()).hexdigest()[:32]
+
+
+def _compiled_marker(cache_key) -> Path | None:
+    folder = usable_cache_dir()
+    return None if folder is None else folder / "compiled" / structure_digest(cache_key)
+
+
+def mark_compiled(cache_key) -> None:
+    """Record that the nutpie/numba code of ``cache_key``'s structure is in the cache."""
+    marker = _compiled_marker(cache_key)
+    if marker is None:
+        return
+    with contextlib.suppress(OSError):  # a read-only cache: nothing is recorded
+        marker.parent.mkdir(mode=0o700, exist_ok=True)
+        marker.touch()
+
+
+def is_compiled(cache_key) -> bool:
+    """Whether :func:`mark_compiled` recorded ``cache_key``'s structure (False: cache off)."""
+    marker = _compiled_marker(cache_key)
+    return marker is not None and marker.is_file()
 
 
 def clear(all_versions: bool = False) -> list[Path]:

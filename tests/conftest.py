@@ -12,6 +12,10 @@ import pytest
 
 matplotlib.use("Agg")
 os.environ.setdefault("BAYESMOE_FAST", "1")
+# sampler="auto" samples with numpyro until a structure's nutpie code is compiled, and
+# compiles it in a background process (bayesmoe.inference.backends.background): tests pin
+# the warm path; tests/test_cold_start.py switches the cold path on where it tests it.
+os.environ.setdefault("BAYESMOE_BACKGROUND_COMPILE", "0")
 
 from bayesmoe.experiments import make_interaction_data
 

@@ -15,13 +15,14 @@ import numpy as np
 import pymc as pm
 
 from bayesmoe.builders.contract import ModelSpec, spec_of
-from bayesmoe.inference.backends import backend_for, load_sampler
+from bayesmoe.inference.backends import backend_for, background, load_sampler
 from bayesmoe.inference.loglik import log_likelihood_plan
 from bayesmoe.inference.settings import (
     NUTPIE_MASS_MATRIX_ARGS,
     check_method_options,
     init_synonym,
     initial_values,
+    is_cold_start,
     resolve_sampler,
     validate_fit_settings,
 )
@@ -109,6 +110,7 @@ def make_plan(
     if not isinstance(strict, bool | np.bool_):
         raise TypeError(f"strict must be True or False, got {strict!r}")
     spec = spec_of(model)
+    requested = sampler
     sampler = resolve_sampler(model, sampler) if method == "nuts" else sampler
     initvals = init_synonym(initvals, sampler_kwargs)
     vem_options = check_method_options(model, method, minibatch, initvals, sampler_kwargs)
@@ -118,6 +120,9 @@ def make_plan(
     if method == "nuts":
         sampler_kwargs = _with_defaults(spec, sampler, sampler_kwargs)
     seeds = np.random.SeedSequence(random_seed).spawn(2)
+    if method == "nuts" and requested == "auto" and is_cold_start(model):
+        # the cold path: numpyro samples now, nutpie's code compiles for the next fits
+        background.compile_later(model, spec.cache_key)
     return FitPlan(
         method=method,
         sampler=sampler,

@@ -7,14 +7,19 @@ options are checked against the model's declared capabilities
 
 from __future__ import annotations
 
+import importlib.util
 import numbers
 
 import pymc as pm
 
+import bayesmoe.cache
 from bayesmoe.builders.contract import model_kind, spec_of
+from bayesmoe.inference.backends import background
+from bayesmoe.inference.backends import nutpie as nutpie_backend
 
 __all__ = [
     "AUTO_SAMPLERS",
+    "COLD_SAMPLER",
     "METHODS",
     "NUTPIE_MASS_MATRIX_ARGS",
     "SAMPLERS",
@@ -23,6 +28,7 @@ __all__ = [
     "check_method_options",
     "init_synonym",
     "initial_values",
+    "is_cold_start",
     "resolve_sampler",
     "validate_fit_settings",
 ]
@@ -38,11 +44,12 @@ NUTPIE_MASS_MATRIX_ARGS = frozenset(
         "use_grad_based_mass_matrix",
     }
 )
-#: What ``sampler="auto"`` runs, per kind of model (:func:`model_kind`): nutpie for every
-#: kind. It needs no optional extra, and it swaps new data into one compiled model, so
-#: repeated fits of one structure (``select_experts``, cross-validation, the studies)
-#: compile once; ``benchmarks/first_fit.py`` compares the samplers
-#: (``benchmarks/results/first_fit/first_fit.txt``).
+#: What ``sampler="auto"`` runs, per kind of model (:func:`model_kind`), once the model's
+#: structure is compiled (the warm path): nutpie for every kind. It needs no optional
+#: extra, and it swaps new data into one compiled model, so repeated fits of one
+#: structure (``select_experts``, cross-validation, the studies) compile once. Before
+#: that, the cold path (:func:`is_cold_start`) runs :data:`COLD_SAMPLER`.
+#: ``benchmarks/first_fit.py`` compares the samplers (``docs/benchmarks/first_fit.md``).
 AUTO_SAMPLERS = {
     "interaction_collapsed": "nutpie",
     "interaction_rows": "nutpie",
@@ -51,6 +58,10 @@ AUTO_SAMPLERS = {
     "gated_mlp": "nutpie",
     "other": "nutpie",
 }
+#: What ``sampler="auto"`` runs on the cold path (:func:`is_cold_start`).
+COLD_SAMPLER = "numpyro"
+#: Structures (``cache_key``) this process fitted on the cold path: they stay on it.
+_COLD_STRUCTURES: set = set()
 #: Settings of method="vem" (passed as keyword arguments of fit, or in fit_kwargs).
 VEM_OPTIONS = ("n_init", "max_iter", "tol", "rows")
 
@@ -82,11 +93,49 @@ def validate_fit_settings(
         check_count("random_seed", random_seed, 0)
 
 
+def is_cold_start(model: pm.Model) -> bool:
+    """Whether ``sampler="auto"`` takes the cold path for ``model`` (no compiling here).
+
+    The cold path: :data:`COLD_SAMPLER` (numpyro) samples, and the structure's nutpie
+    code is compiled by a background process
+    (:mod:`bayesmoe.inference.backends.background`) for the fits after it. Taken when
+    all of these hold: the model's spec has a ``cache_key`` (a structure that can be
+    recorded); this process holds no compiled nutpie model of it and the disk cache has
+    not recorded it (:func:`bayesmoe.cache.is_compiled`); the disk cache is on and usable;
+    background compiles are allowed (``BAYESMOE_BACKGROUND_COMPILE``); numpyro is
+    installed (the ``jax`` extra). A structure that took the cold path in this process
+    keeps it for the rest of the process, so that one process's fits of a structure all
+    use one sampler. The warm path (:data:`AUTO_SAMPLERS`) gives the same draws as
+    ``sampler="nutpie"``; the two paths give draws of the same posterior, not the same
+    draws (``tests/test_cold_start.py`` holds their means within Monte Carlo error).
+    """
+    spec = spec_of(model)
+    key = None if spec is None else spec.cache_key
+    if key is None:
+        return False
+    if key in _COLD_STRUCTURES:
+        return True
+    if nutpie_backend.is_compiled(key) or bayesmoe.cache.is_compiled(key):
+        return False
+    if bayesmoe.cache.usable_cache_dir() is None or not background.enabled():
+        return False
+    if importlib.util.find_spec("numpyro") is None:
+        return False
+    _COLD_STRUCTURES.add(key)
+    return True
+
+
 def resolve_sampler(model: pm.Model, sampler: str) -> str:
-    """The NUTS implementation ``sampler`` means for ``model`` (``"auto"``: the table)."""
+    """The NUTS implementation ``sampler`` means for ``model``.
+
+    ``"auto"``: :data:`COLD_SAMPLER` on the cold path (:func:`is_cold_start`), else the
+    :data:`AUTO_SAMPLERS` table.
+    """
     if sampler != "auto":
         return sampler
     choice = AUTO_SAMPLERS.get(model_kind(model), AUTO_SAMPLERS["other"])
+    if choice == "nutpie" and is_cold_start(model):
+        return COLD_SAMPLER
     if choice == "numpyro":
         try:
             import numpyro  # noqa: F401

@@ -5,7 +5,9 @@ process reads back from the on-disk cache. Within a process, builders whose grap
 on the data only through ``pm.Data`` containers give a ``cache_key`` naming everything else
 the graph is made of (shapes, priors, names); a second model with the same key reuses the
 compiled sampler with its own data swapped in (``CompiledModel.with_data``), which skips
-the PyTensor graph work as well. A start point is a property of the compiled model (its
+the PyTensor graph work as well. Each compiled structure is recorded in the disk cache
+(:func:`bayesmoe.cache.mark_compiled`), which is how ``sampler="auto"`` knows a fresh
+process will find it warm. A start point is a property of the compiled model (its
 ``initial_point_func``), swapped in the same way.
 """
 
@@ -63,6 +65,8 @@ def _sample_cached(model, draws, tune, chains, seed, progressbar, start=None, **
     if compiled is None:
         with bayesmoe.cache.paused_gc():  # no collector passes during PyTensor's rewriting
             compiled = bayesmoe.cache.compile_nutpie(model)
+        if key is not None:  # sampler="auto" reads this: the structure's warm path is open
+            bayesmoe.cache.mark_compiled(key)
     else:
         compiled = _with_model_data(compiled, model)
         _NUTPIE_CACHE.move_to_end(key)
