@@ -266,6 +266,22 @@ class Family:
             return p if trials is None else p * np.asarray(trials, float)
         return np.exp(eta if offset is None else eta + np.asarray(offset, float))
 
+    def variance(self, eta, params: dict, *, trials=None, offset=None) -> np.ndarray:
+        """:math:`\\mathrm{Var}[y \\mid \\eta]` (Student-t: infinite for :math:`\\nu \\le 2`)."""
+        eta = np.asarray(eta, float)
+        mean = self.mean(eta, params, trials=trials, offset=offset)
+        if self.name == "gaussian":
+            return np.broadcast_to(np.asarray(params["sigma"], float) ** 2, eta.shape)
+        if self.name == "student_t":
+            nu = np.asarray(params["nu"], float)
+            ratio = np.where(nu > 2, nu / np.where(nu > 2, nu - 2, 1.0), np.inf)
+            return np.broadcast_to(np.asarray(params["sigma"], float) ** 2 * ratio, eta.shape)
+        if self.link == "logit":
+            return mean * (1 - expit(eta))
+        if self.name == "poisson":
+            return mean
+        return mean + mean**2 / np.asarray(params["alpha"], float)
+
     def draw(self, rng, eta, params: dict, *, trials=None, offset=None) -> np.ndarray:
         """Draws of :math:`y` given ``eta`` (one per element), as float64."""
         eta = np.asarray(eta, float)
