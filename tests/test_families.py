@@ -132,3 +132,266 @@ def test_default_priors_per_family():
     assert set(get_family("student_t").default_priors(2.0)) == {"sigma", "nu"}
     assert get_family("bernoulli").default_priors(2.0) == {}
     assert set(get_family("negative_binomial").default_priors(2.0)) == {"alpha"}
+
+
+# ---------------------------------------------------------------------------- the model
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import pandas as pd  # noqa: E402
+from pymc_extras.prior import Prior  # noqa: E402
+
+import bayesmoe as bm  # noqa: E402
+from bayesmoe.builders.interaction import interaction_regression  # noqa: E402
+from bayesmoe.experiments.calibration import SBCCase  # noqa: E402
+from bayesmoe.priors import interaction_defaults  # noqa: E402
+
+FAST = {"draws": 150, "tune": 200, "chains": 2, "random_seed": 3, "progressbar": False}
+TRUE_W = np.array([1.0, -0.7])
+
+
+def family_data(family: str, n: int = 160, seed: int = 0):
+    """Two features (the second on a large scale and shifted), one interaction."""
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((n, 2))
+    eta = 0.2 + Z @ TRUE_W + 0.3 * Z[:, 0] * Z[:, 1]
+    X = pd.DataFrame({"a": Z[:, 0], "b": 10.0 * Z[:, 1] + 5.0})
+    extras = {}
+    if family == "gaussian":
+        y = eta + 0.5 * rng.standard_normal(n)
+    elif family == "student_t":
+        y = eta + 0.5 * rng.standard_t(3, size=n)
+    elif family == "bernoulli":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    elif family == "binomial":
+        extras["trials"] = rng.integers(1, 8, size=n)
+        y = rng.binomial(extras["trials"], 1 / (1 + np.exp(-eta)))
+    else:
+        extras["exposure"] = rng.uniform(0.5, 2.0, size=n)
+        mu = extras["exposure"] * np.exp(0.5 * eta)
+        y = rng.poisson(mu if family == "poisson" else rng.gamma(3.0, mu / 3.0))
+    return X, y.astype(float), extras
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """One fit per family (small draws), shared by the tests below."""
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in FAMILIES:
+            X, y, extras = family_data(name)
+            est = bm.InteractionRegression(family=name, **FAST).fit(X, y, **extras)
+            out[name] = (est, X, y, extras)
+    return out
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_family_fit_recovers_signs_and_scale(fitted, name):
+    est, X, y, extras = fitted[name]
+    post = est.idata_["posterior"]
+    w = post["beta_base"].mean(("chain", "draw")).values
+    sd = post["beta_base"].std(("chain", "draw")).values
+    # user scale: b's coefficient is the standardised one / 10; the count families' truth
+    # is half the linear predictor
+    truth = TRUE_W * (0.5 if get_family(name).link == "log" else 1.0) / np.array([1.0, 10.0])
+    assert np.all(np.sign(w) == np.sign(truth))
+    assert np.all(np.abs(w - truth) < 4 * sd + 0.05 * np.abs(truth))
+    # predictions on the response scale, draws in the family's support
+    p = est.predict(X.iloc[:20], **{k: v[:20] for k, v in extras.items()})
+    draws = est.predict_dist(X.iloc[:20], **{k: v[:20] for k, v in extras.items()}).values
+    fam = get_family(name)
+    if fam.discrete:
+        assert np.all(draws == np.round(draws)) and np.all(draws >= 0)
+        assert np.all(p >= 0)
+        assert np.isclose(est.standardizer_.y_scale, 1.0) and est.standardizer_.y_mean == 0
+    if name == "bernoulli":
+        assert np.all((p > 0) & (p < 1)) and set(np.unique(draws)) <= {0.0, 1.0}
+    ll = est.idata_["log_likelihood"]["y"]
+    assert ll.shape[-1] == len(y)
+    # the stored pointwise log-likelihood is the held-out density at the training rows
+    lpd = est.pointwise_log_predictive_density(X, y, **extras)
+    S = ll.sizes["chain"] * ll.sizes["draw"]
+    from scipy.special import logsumexp
+
+    expected = logsumexp(ll.values.reshape(S, -1), axis=0) - np.log(S)
+    np.testing.assert_allclose(lpd, expected, rtol=1e-8)
+
+
+def test_bernoulli_classifier_conventions(fitted):
+    est, X, _, _ = fitted["bernoulli"]
+    proba = est.predict_proba(X.iloc[:7])
+    assert proba.shape == (7, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_allclose(proba[:, 1], est.predict(X.iloc[:7]))
+    np.testing.assert_array_equal(est.classes_, [0, 1])
+    np.testing.assert_array_equal(est.predict_label(X.iloc[:7]), (proba[:, 1] > 0.5).astype(int))
+    gaussian = fitted["gaussian"][0]
+    assert not hasattr(gaussian, "predict_proba") and not hasattr(gaussian, "classes_")
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "negative_binomial", "binomial"])
+def test_family_save_load_round_trip(fitted, name, tmp_path):
+    est, X, y, extras = fitted[name]
+    path = est.save(tmp_path / "fit.nc")
+    back = bm.load(path)
+    assert back.family == name
+    kw = {k: v[:9] for k, v in extras.items()}
+    np.testing.assert_allclose(back.predict(X.iloc[:9], **kw), est.predict(X.iloc[:9], **kw))
+    np.testing.assert_allclose(
+        back.log_predictive_density(X, y, **extras), est.log_predictive_density(X, y, **extras)
+    )
+
+
+def test_compare_and_views_work_for_a_family(fitted):
+    est, X, _, _ = fitted["bernoulli"]
+    table = bm.compare({"a": est, "b": fitted["bernoulli"][0]}).table
+    assert len(table) == 2
+    effects = bm.conditional_effects(est, "a", data=X)
+    # on the response scale: probabilities
+    values = effects.select_dtypes("number").to_numpy()
+    assert np.all(np.isfinite(values))
+
+
+# ---------------------------------------------------------------------------- refusals
+@pytest.fixture
+def no_compile(monkeypatch):
+    """Fail the test if anything reaches a model graph or a sampler."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a model was built before the refusal")
+
+    monkeypatch.setattr("bayesmoe.builders.interaction._build", boom)
+    monkeypatch.setattr("bayesmoe.estimators.base.fit", boom)
+
+
+@pytest.mark.parametrize(
+    ("settings", "what", "alternative"),
+    [
+        ({"collapsed": True}, "collapsed form", "collapsed=False"),
+        ({"prior": "r2d2"}, "prior='r2d2'", "prior='horseshoe'"),
+        ({"method": "vem"}, "method='vem'", "method='nuts'"),
+    ],
+)
+def test_refusals_are_one_line_before_compilation(no_compile, settings, what, alternative):
+    X, y, _ = family_data("poisson", n=30)
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as err:
+        bm.InteractionRegression(family="poisson", **settings).fit(X, y)
+    msg = str(err.value)
+    assert "\n" not in msg and 'family="poisson"' in msg
+    assert what in msg and f"use {alternative}" in msg
+    assert time.perf_counter() - start < 2.0
+
+
+def test_partial_fit_and_streamed_refused(no_compile):
+    X, y, _ = family_data("bernoulli", n=30)
+    est = bm.InteractionRegression(family="bernoulli")
+    with pytest.raises(ValueError, match=r'^family="bernoulli" does not support partial_fit'):
+        est.partial_fit(X, y)
+    import dask.dataframe as dd
+
+    frame = dd.from_pandas(X.assign(y=y), npartitions=2)
+    with pytest.raises(ValueError, match=r'^family="bernoulli" does not support streamed fits'):
+        est.fit(frame, "y")
+
+
+def test_builder_auto_collapses_gaussian_only():
+    X, y, _ = family_data("bernoulli", n=30)
+    spec = interaction_regression(X, y, family="bernoulli", collapsed="auto").bayesmoe_spec
+    assert not spec.collapsed and spec.likelihood == "bernoulli"
+    with pytest.raises(ValueError, match=r'^family="bernoulli" does not support the collapsed'):
+        interaction_regression(X, y, family="bernoulli", collapsed=True)
+    student = interaction_regression(X, y, family="student_t", prior="r2d2")
+    assert "nu" in student.named_vars and "sigma" in student.named_vars
+
+
+@pytest.mark.parametrize(
+    ("name", "y", "extras", "match"),
+    [
+        ("bernoulli", [0, 1, 2] * 10, {}, "y must be 0 or 1"),
+        ("poisson", [0, 1, -1] * 10, {}, "y must be a whole number >= 0"),
+        ("negative_binomial", [0, 1, 0.5] * 10, {}, "y must be a whole number >= 0"),
+        ("binomial", [0, 1, 3] * 10, {"trials": [2] * 30}, "y exceeds trials"),
+        ("binomial", [0, 1, 1] * 10, {}, "needs trials="),
+        ("poisson", [0, 1, 1] * 10, {"exposure": [1, 0, 1] * 10}, "exposure must be positive"),
+        ("bernoulli", [0, 1, 1] * 10, {"exposure": [1] * 30}, "exposure= is only used"),
+        ("gaussian", [0, 1, 1] * 10, {"trials": [1] * 30}, "trials= is only used"),
+    ],
+)
+def test_bad_y_per_family_names_the_argument(no_compile, name, y, extras, match):
+    X, _, _ = family_data(name, n=30)
+    with pytest.raises(ValueError, match=match):
+        bm.InteractionRegression(family=name).fit(X, np.asarray(y, float), **extras)
+
+
+def test_unknown_family_refused_before_build(no_compile):
+    X, y, _ = family_data("gaussian", n=30)
+    with pytest.raises(ValueError, match="family='logit' is not known"):
+        bm.InteractionRegression(family="logit").fit(X, y)
+
+
+def test_family_priors_overridable_and_checked():
+    X, y, extras = family_data("negative_binomial", n=30)
+    model = interaction_regression(
+        X, y, family="negative_binomial", priors={"alpha": Prior("Gamma", alpha=2, beta=1)},
+        **extras,
+    )  # fmt: skip
+    assert model.bayesmoe_spec.priors["alpha"].distribution == "Gamma"
+    with pytest.raises(ValueError, match=r"priors\['alpha'\]: Normal is not a"):
+        interaction_regression(X, y, family="negative_binomial", priors={"alpha": Prior("Normal")})
+    with pytest.raises(ValueError, match="priors has unknown key 'sigma'"):
+        interaction_regression(X, y, family="poisson", priors={"sigma": Prior("HalfNormal")})
+    fixed = interaction_regression(X, y, family="student_t", priors={"nu": 4.0})
+    assert "nu" not in fixed.named_vars and fixed.bayesmoe_spec.priors["nu"] == 4.0
+    with pytest.raises(ValueError, match=r"priors\['nu'\] must be a positive"):
+        interaction_regression(X, y, family="student_t", priors={"nu": -1.0})
+
+
+# ---------------------------------------------------------------------------- SBC
+def family_sbc_case(family: str, n_obs: int = 40) -> SBCCase:
+    """The interaction model (2 features, 1 interaction) with ``family``, fixed priors.
+
+    The priors do not depend on the simulated ``y`` (the defaults' centre would), and the
+    weights' scales are half-normal so that simulated counts stay finite.
+    """
+    fam = get_family(family)
+    priors = interaction_defaults("half_normal", y_location=0.0, y_scale=1.0)
+    priors["intercept"] = Prior("Normal", mu=0.0, sigma=1.0)
+    priors["tau_base"] = priors["tau_interaction"] = Prior("HalfNormal", sigma=0.7)
+    if "sigma" not in fam.params:
+        del priors["sigma"]
+    priors |= {k: v for k, v in fam.default_priors(1.0).items() if k not in priors}
+    extras = {}
+    if fam.needs_trials:
+        extras["trials"] = np.full(n_obs, 5.0)
+    if fam.takes_exposure:
+        extras["exposure"] = np.linspace(0.5, 2.0, n_obs)
+
+    def build(X, y, fit_form):
+        if not fit_form:  # the generative form: only the shapes of y matter
+            y = np.zeros(n_obs)
+        return interaction_regression(
+            X, y, family=family, priors=priors, collapsed=False, **extras
+        )
+
+    def quantities(ds):
+        out = {}
+        for name in ("intercept", "beta_base", "beta_interaction", "tau_base", *fam.params):
+            v = ds[name].transpose("sample", ...).values
+            for j in range(v.shape[1]) if v.ndim > 1 else [None]:
+                out[name if j is None else f"{name}[{j}]"] = v if j is None else v[:, j]
+        return out
+
+    return SBCCase(f"interaction_{family}", n_obs, 2, build, quantities)
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("name", FAMILIES[1:])
+def test_sbc_families(name):
+    """The bar's check: 100 simulations per family, every quantity inside the 99 % band."""
+    from bayesmoe.experiments.calibration import run_sbc
+
+    result = run_sbc(family_sbc_case(name), 100, progressbar=False)
+    assert result.failed == 0
+    assert result.ok, result.table()

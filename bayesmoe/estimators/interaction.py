@@ -329,6 +329,14 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
             priors=self.priors,
         )  # fmt: skip
 
+    def _params_json(self) -> dict:
+        """The saved settings; ``family`` only when not the default, so a Gaussian fit's
+        file is what it was before families existed (and loads in older versions)."""
+        params = super()._params_json()
+        if params.get("family") == "gaussian":
+            del params["family"]
+        return params
+
     def _summary_vars(self) -> list[str]:
         post = self.idata_["posterior"]
         names = ["intercept", "beta_base", "beta_interaction", "tau_base", "tau_interaction"]
