@@ -173,10 +173,7 @@ class BayesianRegressor(
             for name in self._stream_attributes:
                 self.__dict__.pop(name, None)
             if is_dask(X) or is_dask(y):
-                if not self._likelihood().is_gaussian:
-                    self._likelihood().refuse(
-                        "streamed fits (a dask X)", "a fit of the rows in memory"
-                    )
+                self._require_gaussian("streamed fits (a dask X)", "a fit of the rows in memory")
                 return self._fit_streamed(X, y, strict=bool(strict), client=client)
             if trials is None and exposure is None and self._likelihood().is_gaussian:
                 return self._fit_in_memory(X, y, strict=bool(strict))
@@ -222,10 +219,7 @@ class BayesianRegressor(
             self.standardizer_ = Standardizer.fit(Xv, yv, enabled=self.standardize)
             build = {}
         else:
-            trials, offset = self._extras_at(frame, Xv.shape[0], *extras)
-            yv = self._likelihood().check_y(yv, trials=trials)
-            self.standardizer_ = self._standardizer_for(Xv, yv)
-            build = {"extras": (trials, None if offset is None else np.exp(offset))}
+            yv, build, (trials, offset) = self._family_inputs(frame, Xv, yv, extras)
         Xw = pd.DataFrame(self.standardizer_.transform_X(Xv), columns=names)
         yw = self.standardizer_.transform_y(yv)
         self.model_ = self._build(Xw, yw, **build)
@@ -344,7 +338,7 @@ class BayesianRegressor(
         """
         if not self._likelihood().is_gaussian:
             if is_dask(X):
-                self._likelihood().refuse("predictions on a dask X", "rows in memory")
+                self._require_gaussian("predictions on a dask X", "rows in memory")
             raw = self._raw(X)
             extras = self._extras_at(X, raw.shape[0], trials, exposure, need_trials=False)
             return self._family_mean(self.standardizer_.transform_X(raw), *extras, return_std)
@@ -403,19 +397,11 @@ class BayesianRegressor(
             return self._dask_rows(X, y, "pointwise_log_predictive_density")
         Xw = self._work_X(X)
         yv = validate_target(self._target(X, y), Xw.shape[0], name="y")
-        family = self._likelihood()
-        extras = (None, None)
-        if not family.is_gaussian:
-            extras = self._extras_at(X, Xw.shape[0], trials, exposure)
-            yv = family.check_y(yv, trials=extras[0])
+        loglik, yv = self._loglik_function(X, yv, trials, exposure)
         yw = self.standardizer_.transform_y(yv)
         out = np.empty(Xw.shape[0])
         for rows in self._row_blocks(Xw.shape[0]):
-            if family.is_gaussian:
-                ll = self._pointwise_loglik(Xw[rows], yw[rows]).values
-            else:
-                part = [None if e is None else e[rows] for e in extras]
-                ll = self._family_loglik(Xw[rows], yw[rows], *part).values
+            ll = loglik(Xw[rows], yw[rows], rows).values
             S = ll.shape[0] * ll.shape[1]
             out[rows] = logsumexp_first(ll.reshape(S, -1)) - np.log(S)
         return out - np.log(self.standardizer_.y_scale)  # Jacobian of the standardisation

@@ -107,6 +107,11 @@ class FamilyPredictions:
     def _likelihood(self) -> Family:
         return get_family(self.get_params(deep=False).get("family", "gaussian"))
 
+    def _require_gaussian(self, what: str, alternative: str) -> None:
+        """Refuse ``what`` for a non-Gaussian family (its one-line message)."""
+        if not self._likelihood().is_gaussian:
+            self._likelihood().refuse(what, alternative)
+
     def _standardizer_for(self, Xv: np.ndarray, yv: np.ndarray) -> Standardizer:
         """Features standardised as always; ``y`` only on the identity link (counts and
         binary outcomes stay as they are)."""
@@ -128,6 +133,31 @@ class FamilyPredictions:
             if values is not None:
                 const[name] = ("obs", np.asarray(values, float))
         self.idata_["constant_data"] = const
+
+    def _family_inputs(self, frame, Xv, yv, extras):
+        """Check a family's ``y`` and ``(trials, exposure)`` at fit; set ``standardizer_``.
+
+        Returns ``(y, build keyword arguments, (trials, offset))``.
+        """
+        trials, offset = self._extras_at(frame, Xv.shape[0], *extras)
+        yv = self._likelihood().check_y(yv, trials=trials)
+        self.standardizer_ = self._standardizer_for(Xv, yv)
+        build = {"extras": (trials, None if offset is None else np.exp(offset))}
+        return yv, build, (trials, offset)
+
+    def _loglik_function(self, X, yv, trials, exposure):
+        """``(f(Xw, yw, rows) -> log p per draw and row, y)`` for held-out rows ``X``:
+        the mixture-of-normals density, or the family's with the rows' trials/offset."""
+        family = self._likelihood()
+        if family.is_gaussian:
+            return (lambda Xw, yw, rows: self._pointwise_loglik(Xw, yw)), yv
+        extras = self._extras_at(X, yv.shape[0], trials, exposure)
+        yv = family.check_y(yv, trials=extras[0])
+
+        def loglik(Xw, yw, rows):
+            return self._family_loglik(Xw, yw, *(_rows(e, rows) for e in extras))
+
+        return loglik, yv
 
     def _training_extras(self):
         """``(trials, offset)`` of the training rows (``constant_data``), or Nones."""
