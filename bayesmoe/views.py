@@ -124,7 +124,8 @@ def mean_draws(est, frame: pd.DataFrame) -> np.ndarray:
     if isinstance(est, InteractionRegression):
         post = est.working_view()["posterior"].to_dataset()
         Xw = est.standardizer_.transform_X(_design(est, frame))
-        eta = est.model_.bayesmoe_spec.linear_predictor(post, Xw).values
+        # E[y | x] per draw: the linear predictor through the family's inverse link
+        eta = est.model_.bayesmoe_spec.response_mean(post, Xw).values
         eta = np.asarray(est.standardizer_.inverse_y(eta))
         return eta.reshape(eta.shape[0] * eta.shape[1], -1)
     raise TypeError(f"no conditional effects for {type(est).__name__}")

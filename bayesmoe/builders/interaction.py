@@ -58,6 +58,7 @@ from pymc_extras.prior import Prior
 
 from bayesmoe.builders.contract import ModelSpec
 from bayesmoe.builders.terms.horseshoe import regularised_log_sd
+from bayesmoe.builders.terms.likelihood import Family, get_family
 from bayesmoe.data import (
     interaction_design,
     resolve_interactions,
@@ -108,6 +109,14 @@ class InteractionSpec(ModelSpec):
     intercept_fixed: float | None = None
     y: np.ndarray | None = None  # working-scale target, for observed_data and log-likelihood
     family: str = "half_cauchy"  # the ``prior=`` the model was built with
+    likelihood: str = "gaussian"  # the outcome's family (builders/terms/likelihood.py)
+    trials: np.ndarray | None = None  # binomial trials of the training rows
+    offset: np.ndarray | None = None  # log exposure of the training rows
+
+    @property
+    def supports_row_subsample(self) -> bool:
+        """Per-row trials or exposure are held for the training rows only."""
+        return self.trials is None and self.offset is None
 
     @property
     def kind(self) -> str:
@@ -173,16 +182,42 @@ class InteractionSpec(ModelSpec):
         )
         return (mu + intercept).transpose(*SAMPLE_DIMS, "obs")
 
+    def response_mean(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
+        """:math:`E[y_i \\mid \\theta]` per draw, working scale, dims (chain, draw, obs).
+
+        The linear predictor through the family's inverse link (the linear predictor
+        itself for the identity link); binomial: per trial, count families: per unit of
+        exposure.
+        """
+        eta = self.linear_predictor(posterior, X_base)
+        if self.likelihood == "gaussian":
+            return eta
+        return eta.copy(data=get_family(self.likelihood).mean(eta.values, {}))
+
     def noise_sd(self, posterior: xr.Dataset):
         return self.sigma_fixed if self.sigma_fixed is not None else posterior["sigma"]
 
-    def log_likelihood(self, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray):
+    def family_params(self, posterior: xr.Dataset) -> dict[str, xr.DataArray | float]:
+        """The likelihood family's parameters: draws (chain, draw) or fixed numbers."""
+        out = {}
+        for name in get_family(self.likelihood).params:
+            value = self.priors[name]
+            out[name] = posterior[name] if isinstance(value, Prior) else float(value)
+        return out
+
+    def log_likelihood(
+        self, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray, *, trials=None, offset=None
+    ):
         """Pointwise :math:`\\log p(y_i \\mid \\theta)`, dims (chain, draw, obs).
 
-        Computed by :func:`bayesmoe.numerics.loglik.gaussian_linear` (one BLAS product per
-        cache-sized block, no full-size temporaries), so its cost is about that of writing
-        the result.
+        Gaussian: computed by :func:`bayesmoe.numerics.loglik.gaussian_linear` (one BLAS
+        product per cache-sized block, no full-size temporaries), so its cost is about
+        that of writing the result. Other families: the family's
+        :meth:`~bayesmoe.builders.terms.likelihood.Family.logpdf` of the linear
+        predictor; ``trials`` / ``offset`` default to the training rows'.
         """
+        if self.likelihood != "gaussian":
+            return self._family_log_likelihood(posterior, X_base, y, trials, offset)
         n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
         S = n_chain * n_draw
 
@@ -212,6 +247,21 @@ class InteractionSpec(ModelSpec):
         )
         coords = {d: posterior[d].values for d in SAMPLE_DIMS if d in posterior.coords}
         return xr.DataArray(out, dims=(*SAMPLE_DIMS, "obs"), coords=coords)
+
+    def _family_log_likelihood(self, posterior, X_base, y, trials, offset) -> xr.DataArray:
+        eta = self.linear_predictor(posterior, X_base)
+        params = {
+            k: v.transpose(*SAMPLE_DIMS).values[..., None] if isinstance(v, xr.DataArray) else v
+            for k, v in self.family_params(posterior).items()
+        }
+        ll = get_family(self.likelihood).logpdf(
+            y,
+            eta.values,
+            params,
+            trials=self.trials if trials is None else trials,
+            offset=self.offset if offset is None else offset,
+        )
+        return eta.copy(data=ll)
 
     # -- the user's scale -------------------------------------------------------------------
     def to_user_scale(self, posterior: xr.Dataset, standardizer) -> xr.Dataset:
@@ -386,6 +436,9 @@ def interaction_regression(
     priors: dict | None = None,
     collapsed: bool | str = False,
     centered: bool = False,
+    family: str = "gaussian",
+    trials=None,
+    exposure=None,
 ) -> pm.Model:
     r"""Build the base-plus-pairwise-interaction regression with learned prior scales.
 
@@ -424,6 +477,23 @@ def interaction_regression(
         Per-row form only: parametrisation of weights whose scale is a learned ``tau``.
         Non-centred (default) avoids the funnel between ``tau`` and the weights when the
         data inform them weakly; centred is better when they are strongly identified.
+    family : str, default "gaussian"
+        One of ``"gaussian"``, ``"student_t"``, ``"bernoulli"``, ``"binomial"``,
+        ``"poisson"``, ``"negative_binomial"``.
+        The outcome's distribution given the linear predictor :math:`\eta_i` above
+        (:mod:`bayesmoe.builders.terms.likelihood`): the Gaussian is the model above;
+        the others replace :math:`N(\eta_i, \sigma^2)` by their own density with their
+        link (identity, logit, log) and add their parameters to ``priors`` (``nu``,
+        ``alpha``; ``sigma`` only where the family has it). Only the Gaussian collapses;
+        ``collapsed="auto"`` builds the per-row form for the others, ``collapsed=True``
+        is refused. R2-D2 needs a noise sd for its :math:`R^2` (gaussian, student_t);
+        the horseshoe measures the weights' scales in a pseudo noise sd (2 for the logit
+        link, 1 for the log link; Piironen & Vehtari 2017).
+    trials : array-like of shape (n,), optional
+        Binomial trials per row (``family="binomial"`` only, required there).
+    exposure : array-like of shape (n,), optional
+        Positive exposure per row, entering as the offset :math:`\log(\text{exposure})`
+        (``family="poisson"`` or ``"negative_binomial"``).
 
     Returns
     -------
@@ -435,17 +505,54 @@ def interaction_regression(
         ``beta_interaction_scale`` (``interaction``), and R2-D2 (or a horseshoe with a
         slab per group) the coord ``scale_group``.
     """
+    likelihood = get_family(family)
     Xv, names = validate_features(X, name="X")
     if Xv.shape[1] == 0:
         raise ValueError("X has no columns; InteractionRegression needs at least one feature")
     yv = validate_target(y, Xv.shape[0], name="y")
     warn_constant_features(Xv, names)
     pairs, int_names = resolve_interactions(names, interactions)
-    location, spread = float(yv.mean()), float(yv.std())
+    if likelihood.is_gaussian and trials is None and exposure is None:
+        location, spread = float(yv.mean()), float(yv.std())
+        return _build(
+            Xv, yv, None, names, pairs, int_names, location, spread, Xv.shape[0], prior,
+            base_scale, interaction_scale, priors, collapsed, centered,
+        )  # fmt: skip
+    extras = likelihood.check_extras(Xv.shape[0], trials=trials, exposure=exposure)
+    yv = likelihood.check_y(yv, trials=extras[0])
+    refuse_unsupported(likelihood, prior=prior, collapsed=collapsed)
     return _build(
-        Xv, yv, None, names, pairs, int_names, location, spread, Xv.shape[0], prior,
-        base_scale, interaction_scale, priors, collapsed, centered,
+        Xv, yv, None, names, pairs, int_names, *_family_location(likelihood, yv, extras),
+        Xv.shape[0], prior, base_scale, interaction_scale, priors, collapsed, centered,
+        likelihood=(likelihood, *extras),
     )  # fmt: skip
+
+
+def refuse_unsupported(likelihood: Family, *, prior=None, collapsed=None, method=None) -> None:
+    """Refuse, before anything is built, what a non-Gaussian family cannot do.
+
+    The collapsed form (conjugate Gaussian weights), R2-D2 without a noise sd to define
+    :math:`R^2` by, and the closed-form VEM; one message each (:meth:`Family.refuse`).
+    """
+    if likelihood.is_gaussian:
+        return
+    if collapsed is True:
+        likelihood.refuse(
+            "the collapsed form (collapsed=True)", "collapsed=False or 'auto' (per-row likelihood)"
+        )
+    if prior == "r2d2" and "sigma" not in likelihood.params:
+        likelihood.refuse(
+            "prior='r2d2' (its R-squared prior needs a noise variance)", "prior='horseshoe'"
+        )
+    if method == "vem":
+        likelihood.refuse("method='vem' (closed-form variational EM)", "method='nuts' or 'advi'")
+
+
+def _family_location(likelihood: Family, yv: np.ndarray, extras) -> tuple[float, float]:
+    """Centre and spread of the linear predictor that the default priors are set in."""
+    if likelihood.link == "identity":
+        return float(yv.mean()), float(yv.std())
+    return likelihood.eta_location(yv, trials=extras[0], offset=extras[1]), 1.0
 
 
 def interaction_regression_from_statistics(
@@ -509,9 +616,12 @@ def interaction_regression_from_statistics(
 
 def _build(
     Xv, yv, stats, names, pairs, int_names, y_location, y_scale, n_obs, prior, base_scale,
-    interaction_scale, priors, collapsed, centered,
+    interaction_scale, priors, collapsed, centered, likelihood=None,
 ) -> pm.Model:  # fmt: skip
-    """The model from validated rows ``Xv, yv`` (and, streamed, their statistics ``stats``)."""
+    """The model from validated rows ``Xv, yv`` (and, streamed, their statistics ``stats``).
+
+    ``likelihood`` is None for the Gaussian model, else ``(family, trials, offset)``.
+    """
     defaults = interaction_defaults(
         prior,
         y_location=y_location,
@@ -523,6 +633,8 @@ def _build(
         n_features=len(names),
         n_interactions=len(pairs),
     )
+    if likelihood is not None:
+        defaults, priors, fixed_params = _family_priors(likelihood[0], defaults, priors, y_scale)
     # Flat weights and a HalfFlat noise sd keep the regression posterior proper (n > d);
     # a flat learned scale does not (p(tau | y) ~ tau^-p at infinity: improper for p = 1).
     merged = merge_priors(
@@ -534,6 +646,9 @@ def _build(
     )
     if collapsed not in (True, False, "auto"):
         raise ValueError(f"collapsed must be True, False or 'auto', got {collapsed!r}")
+    if likelihood is not None:
+        merged.update(fixed_params)
+        collapsed = False  # only the Gaussian weights are conjugate
 
     p, q = len(names), len(pairs)
     local_global = prior in LOCAL_GLOBAL_FAMILIES
@@ -582,11 +697,13 @@ def _build(
         pairs=pairs,
         collapsed=use_collapsed,
         priors=merged,
-        sigma_fixed=merged["sigma"] if isinstance(merged["sigma"], float) else None,
+        sigma_fixed=merged["sigma"] if isinstance(merged.get("sigma"), float) else None,
         intercept_fixed=merged["intercept"] if isinstance(merged["intercept"], float) else None,
         y=yv,
         family=prior,
     )
+    if likelihood is not None:
+        spec.likelihood, spec.trials, spec.offset = likelihood[0].name, *likelihood[1:]
     Xi = interaction_design(Xv, pairs)
     learned = [
         name.removeprefix("beta_") for name, s_, _, _ in groups[1:] if _takes_learned_scale(s_)
@@ -595,11 +712,11 @@ def _build(
         pm.Data("X_base", Xv, dims=("obs", "feature"))
         if local_global:
             # sigma first: the local-global prior sds are relative to the noise sd
-            sigma = _noise_sd(merged)
+            sigma = _noise_sd(merged, likelihood)
             taus = _local_global_scales(prior, merged, sigma, learned)
         else:
             taus = {f"tau_{g}": _scale_variable(g, merged) for g in learned}
-            sigma = _noise_sd(merged)
+            sigma = _noise_sd(merged, likelihood)
         if use_collapsed:
             spec.blocks = blocks
             if stats is None:
@@ -607,14 +724,61 @@ def _build(
                 stats = (design.T @ design, design.T @ yv, float(yv @ yv), float(Xv.shape[0]))
             _collapsed_likelihood(model, stats, blocks, taus, sigma, groups)
         else:
-            _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of)
+            mu = _rowwise_likelihood(Xv, Xi, merged, taus, sigma, q, centered, scale_of)
+            if likelihood is None:
+                pm.Normal("y", mu=mu, sigma=sigma, observed=yv, dims="obs")
+            else:
+                _observe_family(likelihood, mu, yv, merged, sigma)
     model.bayesmoe_spec = spec
     return model
 
 
-def _noise_sd(merged: dict):
+def _noise_sd(merged: dict, likelihood=None):
+    """The noise sd variable; a family without one gets its pseudo noise sd (a constant)."""
+    if likelihood is not None and "sigma" not in likelihood[0].params:
+        return pt.constant(likelihood[0].pseudo_sigma)
     sigma = merged["sigma"]
     return sigma.create_variable("sigma") if isinstance(sigma, Prior) else pt.constant(sigma)
+
+
+def _family_priors(likelihood: Family, defaults: dict, priors, y_scale: float):
+    """Defaults with the family's parameters; the user's numbers for them taken apart.
+
+    Returns ``(defaults, priors, fixed)``: ``sigma`` is dropped where the family has no
+    noise sd, ``nu`` / ``alpha`` added with their documented priors; a positive number
+    given for ``nu`` or ``alpha`` fixes it (``fixed``), a Prior is checked as every other.
+    """
+    out = {k: v for k, v in defaults.items() if k != "sigma" or "sigma" in likelihood.params}
+    for k, v in likelihood.default_priors(y_scale).items():
+        out.setdefault(k, v)
+    user = dict(priors) if isinstance(priors, dict) else priors
+    fixed = {}
+    for name in ("nu", "alpha"):
+        value = user.get(name) if isinstance(user, dict) else None
+        if name in out and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"priors[{name!r}] must be a positive finite number, got {value!r}"
+                )
+            fixed[name] = float(user.pop(name))
+    return out, user, fixed
+
+
+def _observe_family(likelihood, mu, yv, merged: dict, sigma) -> None:
+    """The observed ``y`` of a non-Gaussian family, its parameters created from ``merged``."""
+    family, trials, offset = likelihood
+    params = {}
+    for name in family.params:
+        params[name] = sigma if name == "sigma" else _create(merged[name], name)
+    family.observe(
+        "y",
+        mu,
+        yv,
+        params,
+        trials=None if trials is None else pm.Data("trials", trials, dims="obs"),
+        offset=None if offset is None else pm.Data("offset", offset, dims="obs"),
+        dims="obs",
+    )
 
 
 def _create(spec, name: str):
@@ -729,7 +893,8 @@ def _log_dirichlet(spec: Prior, name: str):
     return log_phi
 
 
-def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of):
+def _rowwise_likelihood(Xv, Xi, merged, taus, sigma, q, centered, scale_of):
+    """The linear predictor of the per-row form (its weights created on the way)."""
     intercept_spec = merged["intercept"]
     intercept = (
         intercept_spec.create_variable("intercept")
@@ -760,7 +925,7 @@ def _rowwise_likelihood(Xv, Xi, yv, merged, taus, sigma, q, centered, scale_of):
         else:
             data = pm.Data("X_interaction", X_, dims=("obs", "interaction"))
         mu = mu + pt.dot(data, beta)
-    pm.Normal("y", mu=mu, sigma=sigma, observed=yv, dims="obs")
+    return mu
 
 
 def _collapsed_likelihood(model, stats, blocks, taus, sigma, groups):

@@ -31,7 +31,12 @@ from bayesmoe.data import Standardizer, validate_target
 from bayesmoe.estimators.dask import DaskPredictions, is_dask
 from bayesmoe.estimators.design import DesignInputs
 from bayesmoe.estimators.io import Persistence
-from bayesmoe.estimators.predictive import PredictiveChecks, draw_from_components, per_obs
+from bayesmoe.estimators.predictive import (
+    FamilyPredictions,
+    PredictiveChecks,
+    draw_from_components,
+    per_obs,
+)
 from bayesmoe.estimators.scale import SAMPLE_DIMS, UserScale
 from bayesmoe.estimators.streamed import StreamedFit
 from bayesmoe.inference import Diagnostics, diagnose, fit, validate_fit_settings
@@ -55,6 +60,7 @@ class BayesianRegressor(
     DaskPredictions,
     Persistence,
     PredictiveChecks,
+    FamilyPredictions,
     RegressorMixin,
     BaseEstimator,
 ):
@@ -124,7 +130,9 @@ class BayesianRegressor(
         """
         return cls(formula=formula, **params).fit(data)
 
-    def fit(self, X, y=None, *, strict: bool = False, client=None) -> BayesianRegressor:
+    def fit(
+        self, X, y=None, *, strict: bool = False, client=None, trials=None, exposure=None
+    ) -> BayesianRegressor:
         """Validate the data, build the model and sample its posterior.
 
         Parameters
@@ -143,6 +151,10 @@ class BayesianRegressor(
         client : distributed.Client, optional
             With a dask ``X``: where the pass over the data runs (default: the active
             client, else a ``LocalCluster`` started for the pass and closed after it).
+        trials, exposure : array-like of shape (n,) or str, optional
+            Binomial trials per row (``family="binomial"``), positive exposure per row
+            (``family="poisson"`` / ``"negative_binomial"``, the offset
+            :math:`\\log(\\text{exposure})`); with a formula also the name of a column.
 
         Returns
         -------
@@ -162,8 +174,11 @@ class BayesianRegressor(
             for name in self._stream_attributes:
                 self.__dict__.pop(name, None)
             if is_dask(X) or is_dask(y):
+                self._require_gaussian("streamed fits (a dask X)", "a fit of the rows in memory")
                 return self._fit_streamed(X, y, strict=bool(strict), client=client)
-            return self._fit_in_memory(X, y, strict=bool(strict))
+            if trials is None and exposure is None and self._likelihood().is_gaussian:
+                return self._fit_in_memory(X, y, strict=bool(strict))
+            return self._fit_in_memory(X, y, strict=bool(strict), extras=(trials, exposure))
 
     #: fitted attributes of a ``partial_fit`` stream, dropped by ``fit``
     _stream_attributes: tuple[str, ...] = ()
@@ -185,9 +200,13 @@ class BayesianRegressor(
             vars(self).update(saved)
             raise
 
-    def _fit_in_memory(self, X, y, *, strict: bool) -> BayesianRegressor:
-        """``fit`` of data in memory: validate, standardise, build, sample."""
+    def _fit_in_memory(self, X, y, *, strict: bool, extras=None) -> BayesianRegressor:
+        """``fit`` of data in memory: validate, standardise, build, sample.
+
+        ``extras`` is ``(trials, exposure)`` of a non-Gaussian family (None: Gaussian).
+        """
         start = time.perf_counter()
+        frame = X
         X, y, design = self._formula_design(X, y)
         if design is None:
             self.__dict__.pop("formula_design_", None)
@@ -197,12 +216,18 @@ class BayesianRegressor(
         yv = validate_target(y, Xv.shape[0], name="y")
         self.feature_names_in_ = np.asarray(names, dtype=object)
         self.n_features_in_ = Xv.shape[1]
-        self.standardizer_ = Standardizer.fit(Xv, yv, enabled=self.standardize)
+        if extras is None:
+            self.standardizer_ = Standardizer.fit(Xv, yv, enabled=self.standardize)
+            build = {}
+        else:
+            yv, build, (trials, offset) = self._family_inputs(frame, Xv, yv, extras)
         Xw = pd.DataFrame(self.standardizer_.transform_X(Xv), columns=names)
         yw = self.standardizer_.transform_y(yv)
-        self.model_ = self._build(Xw, yw)
+        self.model_ = self._build(Xw, yw, **build)
         data_seconds = time.perf_counter() - start
         self.idata_ = self._sample_model(strict=strict)
+        if extras is not None:
+            self._store_training_extras(trials, offset)
         self._to_original_scale(yv)
         self._posterior_to_user_scale()
         self.idata_.attrs["bayesmoe_estimator"] = type(self).__name__
@@ -223,7 +248,10 @@ class BayesianRegressor(
         Xw = self.idata_["constant_data"]["X_base"].values
         yw = self.standardizer_.transform_y(self.idata_["observed_data"]["y"].values)
         # the spec's blocked kernels (numerics.loglik), part of every spec's contract
-        ll = spec_of(self.model_).log_likelihood(self._working_posterior(), Xw, yw)
+        if self._likelihood().is_gaussian:
+            ll = spec_of(self.model_).log_likelihood(self._working_posterior(), Xw, yw)
+        else:
+            ll = self._family_loglik(Xw, yw, *self._training_extras())
         ll = ll - np.log(self.standardizer_.y_scale)
         observed = self.idata_["observed_data"]
         ll = ll.assign_coords(obs=observed["obs"].values)
@@ -276,11 +304,13 @@ class BayesianRegressor(
             coords={"obs": obs, "feature": list(self.feature_names_in_)},
         )
 
-    def predict_dist(self, X) -> xr.DataArray:
+    def predict_dist(self, X, *, trials=None, exposure=None) -> xr.DataArray:
         """Posterior predictive draws of ``y`` at ``X``, dims (chain, draw, obs).
 
         For a mixture this is the full mixture predictive (multimodal where experts
         disagree), not a Gaussian summary. Also stored as ``idata_["predictions"]["y"]``.
+        A non-Gaussian family draws from its own distribution (0/1, counts); ``trials``
+        (binomial, required) and ``exposure`` (count families, default 1) as in ``fit``.
         """
         if is_dask(X):
             raise TypeError(
@@ -289,11 +319,16 @@ class BayesianRegressor(
                 "of rows (X.sample(frac=...).compute())"
             )
         raw = self._raw(X)
-        draws = self._predictive_draws(self.standardizer_.transform_X(raw), salt=1)
+        if self._likelihood().is_gaussian:
+            draws = self._predictive_draws(self.standardizer_.transform_X(raw), salt=1)
+        else:
+            extras = self._extras_at(X, raw.shape[0], trials, exposure)
+            Xw = self.standardizer_.transform_X(raw)
+            draws = self._family_draws(Xw, *extras, self._rng(1))["y"]
         self._store_predictions(raw, y=draws)
         return draws.assign_coords(obs=np.arange(raw.shape[0]))
 
-    def predict(self, X, return_std: bool = False):
+    def predict(self, X, return_std: bool = False, *, trials=None, exposure=None):
         r"""Posterior predictive mean; with ``return_std`` also its sd (noise included).
 
         Both are exact functions of the posterior draws (no predictive sampling noise).
@@ -303,7 +338,18 @@ class BayesianRegressor(
 
         For a dask DataFrame ``X`` the result is a lazy dask Series (the sd too), computed
         partition by partition on whatever scheduler is active.
+
+        A non-Gaussian family predicts on the response scale: :math:`E[y]` is the
+        probability of a 1 (bernoulli), the expected count (count families, at
+        ``exposure``, default 1) or successes (binomial at ``trials``; without ``trials``
+        the probability per trial).
         """
+        if not self._likelihood().is_gaussian:
+            if is_dask(X):
+                self._require_gaussian("predictions on a dask X", "rows in memory")
+            raw = self._raw(X)
+            extras = self._extras_at(X, raw.shape[0], trials, exposure, need_trials=False)
+            return self._family_mean(self.standardizer_.transform_X(raw), *extras, return_std)
         if is_dask(X):
             mean = self._dask_rows(X, None, "predict")
             if not return_std:
@@ -334,7 +380,7 @@ class BayesianRegressor(
         step = max(1, PREDICT_BLOCK_BYTES // (8 * draws * experts))
         return [slice(i, min(i + step, n)) for i in range(0, max(n, 1), step)]
 
-    def log_predictive_density(self, X, y=None) -> float:
+    def log_predictive_density(self, X, y=None, *, trials=None, exposure=None) -> float:
         r"""Held-out log pointwise predictive density, summed over rows.
 
         :math:`\sum_i \log \frac1S \sum_s p(y_i \mid \theta_s)`, computed with
@@ -343,9 +389,13 @@ class BayesianRegressor(
         """
         if is_dask(X):
             return self.pointwise_log_predictive_density(X, y).sum()
-        return float(np.sum(self.pointwise_log_predictive_density(X, y)))
+        return float(
+            np.sum(self.pointwise_log_predictive_density(X, y, trials=trials, exposure=exposure))
+        )
 
-    def pointwise_log_predictive_density(self, X, y=None) -> np.ndarray:
+    def pointwise_log_predictive_density(
+        self, X, y=None, *, trials=None, exposure=None
+    ) -> np.ndarray:
         r"""Held-out :math:`\log \frac1S \sum_s p(y_i \mid \theta_s)` per row, shape (n,).
 
         For a dask DataFrame ``X`` with its target column named by ``y``: a lazy dask
@@ -355,10 +405,11 @@ class BayesianRegressor(
             return self._dask_rows(X, y, "pointwise_log_predictive_density")
         Xw = self._work_X(X)
         yv = validate_target(self._target(X, y), Xw.shape[0], name="y")
+        loglik, yv = self._loglik_function(X, yv, trials, exposure)
         yw = self.standardizer_.transform_y(yv)
         out = np.empty(Xw.shape[0])
         for rows in self._row_blocks(Xw.shape[0]):
-            ll = self._pointwise_loglik(Xw[rows], yw[rows]).values
+            ll = loglik(Xw[rows], yw[rows], rows).values
             S = ll.shape[0] * ll.shape[1]
             out[rows] = logsumexp_first(ll.reshape(S, -1)) - np.log(S)
         return out - np.log(self.standardizer_.y_scale)  # Jacobian of the standardisation

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
+from sklearn.utils.metaestimators import available_if
 
-from bayesmoe.builders.interaction import interaction_regression
+from bayesmoe.builders.interaction import interaction_regression, refuse_unsupported
 from bayesmoe.data import validate_features, validate_target
 from bayesmoe.estimators.base import BayesianRegressor
 from bayesmoe.estimators.io import register
@@ -82,6 +83,17 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
     centered : bool, default False
         Per-row form only: centred instead of non-centred weights under a learned scale
         (better when the data identify the weights strongly, e.g. large n).
+    family : {"gaussian", "student_t", "bernoulli", "binomial", "poisson", \
+"negative_binomial"}, default "gaussian"
+        The outcome's distribution given the linear predictor (the right-hand side
+        above): Gaussian (the model above), Student-t (``nu`` learned), Bernoulli and
+        binomial (logit link; ``fit(..., trials=)`` for the binomial), Poisson and
+        negative binomial (log link, optional ``fit(..., exposure=)``); see
+        :mod:`bayesmoe.builders.terms.likelihood` and ``docs/user_guide/families.md``.
+        Outcomes of the logit and log links are not standardised (the features are);
+        predictions are on the response scale (``predict``: probability or expected
+        count). Only the Gaussian has the collapsed form, ``partial_fit`` and streamed
+        fits; the others refuse them in one line naming the alternative.
     method : {"nuts", "advi", "fullrank_advi"}
     sampler : {"auto", "nutpie", "pymc", "numpyro"}
         ``"auto"`` (default): the NUTS implementation ``bayesmoe.fitting.AUTO_SAMPLERS``
@@ -127,6 +139,7 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         standardize: bool = True,
         collapsed: bool | str = "auto",
         centered: bool = False,
+        family: str = "gaussian",
         method: str = "nuts",
         sampler: str = "auto",
         draws: int = 1000,
@@ -146,6 +159,7 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         self.standardize = standardize
         self.collapsed = collapsed
         self.centered = centered
+        self.family = family
         self.method = method
         self.sampler = sampler
         self.draws = draws
@@ -156,7 +170,22 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         self.log_likelihood = log_likelihood
         self.fit_kwargs = fit_kwargs
 
-    def _build(self, Xw: pd.DataFrame, yw: np.ndarray, collapsed=None) -> pm.Model:
+    def _check_settings(self) -> None:
+        super()._check_settings()
+        refuse_unsupported(
+            self._likelihood(), prior=self.prior, collapsed=self.collapsed, method=self.method
+        )
+
+    def _build(self, Xw: pd.DataFrame, yw: np.ndarray, collapsed=None, *, extras=None) -> pm.Model:
+        """The model; a non-Gaussian family's ``extras = (trials, exposure)`` default to
+        those of the fit's training rows (``constant_data``: a loaded fit, the prior model).
+        """
+        family = {}
+        if not self._likelihood().is_gaussian:
+            if extras is None:
+                trials, offset = self._training_extras()
+                extras = (trials, None if offset is None else np.exp(offset))
+            family = {"family": self.family, "trials": extras[0], "exposure": extras[1]}
         return interaction_regression(
             Xw,
             yw,
@@ -167,9 +196,65 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
             priors=self.priors,
             collapsed=self.collapsed if collapsed is None else collapsed,
             centered=self.centered,
+            **family,
         )
 
+    def _family_terms(self, Xw: np.ndarray):
+        """The linear predictor (chain, draw, obs) and the family's parameters per draw."""
+        spec = self.model_.bayesmoe_spec
+        post = self._working_posterior()
+        params = {
+            k: v.transpose("chain", "draw").values[..., None] if isinstance(v, xr.DataArray) else v
+            for k, v in spec.family_params(post).items()
+        }
+        return spec.linear_predictor(post, Xw), params
+
+    def _is_bernoulli(self) -> bool:
+        return self._likelihood().name == "bernoulli"
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The class labels ``[0, 1]`` of a fitted Bernoulli model (scikit-learn's order)."""
+        if not self._is_bernoulli() or "idata_" not in vars(self):
+            raise AttributeError("classes_ exists for a fitted family='bernoulli' model only")
+        return np.array([0, 1])
+
+    @available_if(_is_bernoulli)
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities of a Bernoulli model, shape (n, 2), columns ``classes_``.
+
+        Posterior means of :math:`P(y = 0 \\mid x)` and :math:`P(y = 1 \\mid x)` (the
+        second column is ``predict(X)``), as a scikit-learn classifier returns them.
+        """
+        p = self.predict(X)
+        return np.column_stack([1 - p, p])
+
+    @available_if(_is_bernoulli)
+    def predict_label(self, X, threshold: float = 0.5) -> np.ndarray:
+        """Labels of a Bernoulli model: 1 where :math:`P(y = 1 \\mid x) >` ``threshold``.
+
+        ``predict`` stays the expected value (a probability), as for every family;
+        ``predict_label`` is what a scikit-learn classifier's ``predict`` returns.
+        """
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}")
+        return (self.predict(X) > threshold).astype(int)
+
     def _components(self, Xw: np.ndarray):
+        """One normal per row and draw: the Gaussian model's predictive; for another
+        family the normal with its mean and variance (unit exposure, per trial), which
+        only a Gaussian summary uses (densities and draws take the family's own; the
+        Student-t's sd is its scale)."""
+        if not self._likelihood().is_gaussian:
+            eta, params = self._family_terms(Xw)
+            family = self._likelihood()
+            mu = eta.copy(data=family.mean(eta.values, params))
+            if "sigma" in params:  # the Student-t's scale (its variance may be infinite)
+                sd = eta.copy(data=np.broadcast_to(params["sigma"], eta.shape))
+            else:
+                sd = eta.copy(data=np.sqrt(family.variance(eta.values, params)))
+            mu, sd = (a.expand_dims(expert=1, axis=-1) for a in (mu, sd))
+            return xr.zeros_like(mu), mu, sd
         spec = self.model_.bayesmoe_spec
         post = self._working_posterior()
         mu = spec.linear_predictor(post, Xw).expand_dims(expert=1, axis=-1)
@@ -202,6 +287,10 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
         from bayesmoe.numerics.suffstats import chunk_moments, combine
 
         self._check_settings()
+        if not self._likelihood().is_gaussian:
+            self._likelihood().refuse(
+                "partial_fit (it updates Gaussian sufficient statistics)", "fit on all rows"
+            )
         if self.formula is not None or self.collapsed is False:
             raise ValueError("partial_fit needs the collapsed form and no formula")
         start = time.perf_counter()
@@ -240,10 +329,18 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
             priors=self.priors,
         )  # fmt: skip
 
+    def _params_json(self) -> dict:
+        """The saved settings; ``family`` only when not the default, so a Gaussian fit's
+        file is what it was before families existed (and loads in older versions)."""
+        params = super()._params_json()
+        if params.get("family") == "gaussian":
+            del params["family"]
+        return params
+
     def _summary_vars(self) -> list[str]:
         post = self.idata_["posterior"]
         names = ["intercept", "beta_base", "beta_interaction", "tau_base", "tau_interaction"]
-        names += ["lambda_base", "lambda_interaction", "sigma"]
+        names += ["lambda_base", "lambda_interaction", "sigma", "nu", "alpha"]
         return [n for n in names if n in post.data_vars]
 
     def _prior_model(self, Xw: pd.DataFrame, yw: np.ndarray) -> pm.Model:

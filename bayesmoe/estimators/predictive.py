@@ -20,10 +20,17 @@ import pymc as pm
 import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
+from bayesmoe.builders.terms.likelihood import Family, get_family
 from bayesmoe.data import Standardizer, validate_features, validate_target
 from bayesmoe.estimators.scale import SAMPLE_DIMS
 
-__all__ = ["PPC_KINDS", "PredictiveChecks", "draw_from_components", "per_obs"]
+__all__ = [
+    "PPC_KINDS",
+    "FamilyPredictions",
+    "PredictiveChecks",
+    "draw_from_components",
+    "per_obs",
+]
 
 #: the ``kind`` values of :meth:`PredictiveChecks.plot_ppc`
 PPC_KINDS = ("dist", "pit", "loo_pit")
@@ -73,6 +80,137 @@ def _var_names(var_names) -> list[str]:
     return names
 
 
+def _rows(values, rows):
+    return None if values is None else np.asarray(values)[rows]
+
+
+def _column(X, value, name: str):
+    """A per-row argument given as the name of a column of the data frame ``X``."""
+    if not isinstance(value, str):
+        return value
+    if not isinstance(X, pd.DataFrame) or value not in X.columns:
+        raise ValueError(f"{name}={value!r} names no column of X")
+    return X[value].to_numpy()
+
+
+class FamilyPredictions:
+    """Predictions of a non-Gaussian likelihood family on the response scale (a mixin).
+
+    The host provides ``_family_terms(X_work) -> (eta, params)`` (the linear predictor,
+    dims chain, draw, obs; the family's parameters as arrays of shape (chain, draw, 1) or
+    numbers), ``_row_blocks``, ``standardizer_`` and ``idata_``; the family is the
+    estimator's ``family`` setting (:mod:`bayesmoe.builders.terms.likelihood`). Binomial
+    predictions take ``trials``, count families an ``exposure`` (default 1): arrays, or
+    the name of a column of the data frame ``X``.
+    """
+
+    def _likelihood(self) -> Family:
+        return get_family(self.get_params(deep=False).get("family", "gaussian"))
+
+    def _require_gaussian(self, what: str, alternative: str) -> None:
+        """Refuse ``what`` for a non-Gaussian family (its one-line message)."""
+        if not self._likelihood().is_gaussian:
+            self._likelihood().refuse(what, alternative)
+
+    def _standardizer_for(self, Xv: np.ndarray, yv: np.ndarray) -> Standardizer:
+        """Features standardised as always; ``y`` only on the identity link (counts and
+        binary outcomes stay as they are)."""
+        y = None if self._likelihood().discrete else yv
+        return Standardizer.fit(Xv, y, enabled=self.standardize)
+
+    def _extras_at(self, X, n: int, trials, exposure, *, need_trials: bool = True):
+        """``(trials, offset)`` of ``n`` new rows, checked; trials optional for a mean."""
+        trials, exposure = _column(X, trials, "trials"), _column(X, exposure, "exposure")
+        family = self._likelihood()
+        if family.needs_trials and trials is None and not need_trials:
+            return None, family.check_extras(n, exposure=exposure)[1]
+        return family.check_extras(n, trials=trials, exposure=exposure)
+
+    def _store_training_extras(self, trials, offset) -> None:
+        """Keep the training rows' trials / offset in ``constant_data`` (saved with it)."""
+        const = self.idata_["constant_data"].to_dataset()
+        for name, values in (("trials", trials), ("offset", offset)):
+            if values is not None:
+                const[name] = ("obs", np.asarray(values, float))
+        self.idata_["constant_data"] = const
+
+    def _family_inputs(self, frame, Xv, yv, extras):
+        """Check a family's ``y`` and ``(trials, exposure)`` at fit; set ``standardizer_``.
+
+        Returns ``(y, build keyword arguments, (trials, offset))``.
+        """
+        trials, offset = self._extras_at(frame, Xv.shape[0], *extras)
+        yv = self._likelihood().check_y(yv, trials=trials)
+        self.standardizer_ = self._standardizer_for(Xv, yv)
+        build = {"extras": (trials, None if offset is None else np.exp(offset))}
+        return yv, build, (trials, offset)
+
+    def _loglik_function(self, X, yv, trials, exposure):
+        """``(f(Xw, yw, rows) -> log p per draw and row, y)`` for held-out rows ``X``:
+        the mixture-of-normals density, or the family's with the rows' trials/offset."""
+        family = self._likelihood()
+        if family.is_gaussian:
+            return (lambda Xw, yw, rows: self._pointwise_loglik(Xw, yw)), yv
+        extras = self._extras_at(X, yv.shape[0], trials, exposure)
+        yv = family.check_y(yv, trials=extras[0])
+
+        def loglik(Xw, yw, rows):
+            return self._family_loglik(Xw, yw, *(_rows(e, rows) for e in extras))
+
+        return loglik, yv
+
+    def _training_extras(self):
+        """``(trials, offset)`` of the training rows (``constant_data``), or Nones."""
+        const = self.idata_["constant_data"]
+        return tuple(const[k].values if k in const else None for k in ("trials", "offset"))
+
+    def _family_mean(self, Xw, trials, offset, return_std: bool = False):
+        """:math:`E[y]` (and its sd, noise included) per row on the user's scale."""
+        family, std = self._likelihood(), self.standardizer_
+        mean, second = np.empty(Xw.shape[0]), np.empty(Xw.shape[0])
+        for rows in self._row_blocks(Xw.shape[0]):
+            eta, params = self._family_terms(Xw[rows])
+            extras = {"trials": _rows(trials, rows), "offset": _rows(offset, rows)}
+            m = family.mean(eta.values, params, **extras)
+            mean[rows] = m.mean(axis=(0, 1))
+            if return_std:
+                var = family.variance(eta.values, params, **extras)
+                second[rows] = (var + m**2).mean(axis=(0, 1))
+        out = std.inverse_y(mean)
+        if not return_std:
+            return out
+        return out, np.sqrt(np.maximum(second - mean**2, 0.0)) * std.y_scale
+
+    def _family_draws(self, Xw, trials, offset, rng, keep=None, var_names=("y",)):
+        """Draws of ``y`` (and ``mu``, the mean of each draw) per row, user's scale."""
+        family, std, out, coords = self._likelihood(), self.standardizer_, {}, None
+        for rows in self._row_blocks(Xw.shape[0]):
+            eta, params = self._family_terms(Xw[rows])
+            if keep is None:
+                keep = np.arange(eta.sizes["draw"])
+            if coords is None:
+                coords = {"chain": eta["chain"].values, "draw": eta["draw"].values[keep]}
+                shape = (eta.sizes["chain"], keep.size, Xw.shape[0])
+                out = {n: np.empty(shape) for n in var_names}
+            params = {k: v[:, keep] if np.ndim(v) else v for k, v in params.items()}
+            extras = {"trials": _rows(trials, rows), "offset": _rows(offset, rows)}
+            eta = eta.values[:, keep]
+            if "y" in out:
+                out["y"][..., rows] = std.inverse_y(family.draw(rng, eta, params, **extras))
+            if "mu" in out:
+                out["mu"][..., rows] = std.inverse_y(family.mean(eta, params, **extras))
+        return {
+            n: xr.DataArray(v, dims=(*SAMPLE_DIMS, "obs"), coords=coords, name=n)
+            for n, v in out.items()
+        }
+
+    def _family_loglik(self, Xw, yw, trials, offset) -> xr.DataArray:
+        """Pointwise :math:`\\log p(y_i \\mid \\theta)` per draw, working scale."""
+        eta, params = self._family_terms(Xw)
+        ll = self._likelihood().logpdf(yw, eta.values, params, trials=trials, offset=offset)
+        return eta.copy(data=ll)
+
+
 class PredictiveChecks:
     """Prior and posterior predictive draws and their arviz-plots checks (a mixin).
 
@@ -86,9 +224,17 @@ class PredictiveChecks:
         return self.idata_["constant_data"]["X_base"].values
 
     def _blocked_draws(
-        self, Xw: np.ndarray, components: Callable, rng, draws=None, var_names=("y",)
+        self, Xw: np.ndarray, components: Callable, rng, draws=None, var_names=("y",), extras=None
     ) -> dict[str, xr.DataArray]:
-        """Predictive draws at every row of ``Xw``, user's scale, computed block by block."""
+        """Predictive draws at every row of ``Xw``, user's scale, computed block by block.
+
+        A non-Gaussian family draws from its own predictive (``extras``: the rows'
+        ``(trials, offset)``, default the training rows').
+        """
+        if not self._likelihood().is_gaussian:
+            size = self._working_posterior().sizes["draw"]
+            extras = self._training_extras() if extras is None else extras
+            return self._family_draws(Xw, *extras, rng, _draw_index(size, draws), var_names)
         out, coords, std = {}, None, self.standardizer_
         for rows in self._row_blocks(Xw.shape[0]):
             logw, mu, sd = components(Xw[rows])
@@ -108,8 +254,9 @@ class PredictiveChecks:
         }
 
     def sample_posterior_predictive(
-        self, X=None, y=None, *, var_names=None, random_seed=None, draws=None
-    ) -> xr.DataTree:
+        self, X=None, y=None, *, var_names=None, random_seed=None, draws=None, trials=None,
+        exposure=None,
+    ) -> xr.DataTree:  # fmt: skip
         """Posterior predictive draws of ``y`` (user's scale), stored as ArviZ groups.
 
         Parameters
@@ -128,6 +275,8 @@ class PredictiveChecks:
             Seed of the draws (default: derived from the estimator's ``random_seed``).
         draws : int, optional
             Draws per chain, evenly spread over the posterior's (default: all).
+        trials, exposure : array-like or str, optional
+            With new rows ``X`` of a binomial / count family: their trials / exposure.
         """
         check_is_fitted(self, "idata_")
         names = _var_names(var_names)
@@ -144,8 +293,13 @@ class PredictiveChecks:
             )
             return self.idata_
         raw = self._raw(X)
+        extras = (
+            None
+            if self._likelihood().is_gaussian
+            else self._extras_at(X, raw.shape[0], trials, exposure)
+        )
         pp = self._blocked_draws(
-            self.standardizer_.transform_X(raw), self._components, rng, draws, names
+            self.standardizer_.transform_X(raw), self._components, rng, draws, names, extras
         )
         pp = {n: v.assign_coords(obs=np.arange(raw.shape[0])) for n, v in pp.items()}
         self._store_predictions(raw, **pp)
@@ -181,7 +335,7 @@ class PredictiveChecks:
         else:
             Xv, names = validate_features(X, name="X")
             yv = validate_target(y, Xv.shape[0], name="y")
-            std = Standardizer.fit(Xv, yv, enabled=self.standardize)
+            std = self._standardizer_for(Xv, yv)
             Xw = pd.DataFrame(std.transform_X(Xv), columns=names)
         model = self._prior_model(Xw, std.transform_y(yv))
         with model:
