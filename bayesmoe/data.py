@@ -19,7 +19,9 @@ __all__ = [
     "Standardizer",
     "interaction_design",
     "resolve_interactions",
+    "validate_counts",
     "validate_features",
+    "validate_positive",
     "validate_predict_features",
     "validate_target",
 ]
@@ -158,6 +160,46 @@ def validate_target(y, n_rows: int, *, name: str = "y") -> np.ndarray:
         )
     _check_magnitude(values, name)
     return np.ascontiguousarray(values)
+
+
+def validate_counts(
+    values: np.ndarray, *, name: str = "y", upper: np.ndarray | None = None, binary: bool = False
+) -> np.ndarray:
+    """Check that a validated target holds whole numbers for a discrete likelihood.
+
+    ``binary=True`` asks for 0/1 (a Bernoulli outcome), ``upper`` for counts
+    :math:`0 \\le y_i \\le` ``upper[i]`` (a binomial outcome and its trials); otherwise any
+    count :math:`y_i \\in \\{0, 1, 2, \\dots\\}`. Returns ``values`` (float64).
+    """
+    what = "0 or 1" if binary else "a whole number >= 0"
+    bad = (values < 0) | (values != np.round(values))
+    if binary:
+        bad |= values > 1
+    if bad.any():
+        rows = np.nonzero(bad)[0][:5].tolist()
+        raise ValueError(
+            f"{name} must be {what} for this family; {int(bad.sum())} values are not, "
+            f"first at rows {rows} (e.g. {values[rows[0]]!r})"
+        )
+    if upper is not None:
+        over = values > upper
+        if over.any():
+            rows = np.nonzero(over)[0][:5].tolist()
+            raise ValueError(
+                f"{name} exceeds trials at {int(over.sum())} rows, first at rows {rows}"
+            )
+    return values
+
+
+def validate_positive(values, n_rows: int, *, name: str, whole: bool = False) -> np.ndarray:
+    """A 1-D positive per-row array (``exposure``; ``trials`` with ``whole=True``), float64."""
+    arr = validate_target(values, n_rows, name=name)
+    bad = (arr <= 0) | ((arr != np.round(arr)) if whole else False)
+    if np.any(bad):
+        rows = np.nonzero(bad)[0][:5].tolist()
+        what = "a whole number >= 1" if whole else "positive"
+        raise ValueError(f"{name} must be {what}; {int(np.sum(bad))} values are not, rows {rows}")
+    return arr
 
 
 def validate_predict_features(X, feature_names: Sequence[str], *, name: str = "X") -> np.ndarray:
