@@ -99,7 +99,7 @@ def glm_log_density(family: str, y, eta, *, trials=None, alpha=None) -> np.ndarr
         return out
     if family == "poisson":
         return y * eta - np.exp(np.minimum(eta, 700.0)) - special.gammaln(y + 1)
-    a = float(alpha)
+    a = np.asarray(alpha, float)
     log_mu_a = np.logaddexp(eta, np.log(a))  # log(mu + alpha)
     return (
         special.gammaln(y + a)
