@@ -60,7 +60,10 @@ def component_means(spec, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataA
 
 
 def component_sd(spec, posterior: xr.Dataset) -> xr.DataArray:
-    """:math:`\\sigma_k`, dims (chain, draw, expert)."""
+    """:math:`\\sigma_k`, dims (chain, draw, expert) (NaN for a family without one)."""
+    if "sigma" not in spec.likelihood_family.params:
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"], spec.n_experts)
+        return xr.DataArray(np.full(shape, np.nan), dims=(*SAMPLE_DIMS, "expert"))
     sd = value(spec, posterior, "sigma")
     if "expert" not in sd.dims:
         sd = sd.expand_dims(expert=spec.experts, axis=-1)
