@@ -317,8 +317,10 @@ class _MixtureEstimator(_FamilyPredictions, StreamedVEM, BayesianRegressor):
         """
         if get_family(self.family).name == "bernoulli":
             if return_draws:
-                raise ValueError("return_draws is for predict_components; predict_proba of a "
-                                 "binary outcome returns the posterior mean probabilities")  # fmt: skip
+                raise ValueError(
+                    "return_draws is for predict_components; predict_proba of a binary "
+                    "outcome returns the posterior mean probabilities"
+                )
             p = self.predict(X, **rows)
             return np.column_stack([1.0 - p, p])
         warnings.warn(
