@@ -225,6 +225,14 @@ class _MixtureEstimator(_FamilyPredictions, StreamedVEM, BayesianRegressor):
         finally:
             self.__dict__.pop("_family_rows", None)
 
+    def _params_json(self) -> dict:
+        """The saved settings; ``family`` only when not the default ``"gaussian"``, so that
+        Gaussian fits' files stay as they were (and files without it load as Gaussian)."""
+        params = super()._params_json()
+        if params.get("family") == "gaussian":
+            del params["family"]
+        return params
+
     def _check_settings(self) -> None:
         super()._check_settings()
         fam = get_family(self.family)
