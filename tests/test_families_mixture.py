@@ -208,3 +208,71 @@ def test_predict_proba_of_other_families_warns_and_equals_predict_components(log
     with pytest.warns(DeprecationWarning, match="predict_components"):
         old = est.predict_proba(X[:4])
     np.testing.assert_array_equal(old, est.predict_components(X[:4]))
+
+
+# ------------------------------------------------------------------------ SBC (full tier)
+def _family_sbc_case(family: str, gated: bool, n_obs: int = 80):
+    """A K = 2 mixture (or linear-gate experts) of one-feature ``family`` experts under fixed
+    link-scale priors, with label-invariant quantities: the experts' intercepts and slopes
+    ranked by intercept, the weights (or the lowest expert's gate probability) and the
+    mixture's mean response at three x."""
+    from bayesmoe.experiments.calibration import SBCCase
+    from bayesmoe.priors import mixture_defaults
+
+    gate = "linear" if gated else None
+    priors = mixture_defaults(
+        "half_cauchy", y_location=0.0, y_scale=1.0, n_components=2, n_features=1,
+        has_interactions=False, shared_noise=False, alpha=1.0, gate=gate,
+    )  # fmt: skip
+    priors = {k: v for k, v in priors.items() if k != "sigma"}
+    xs = np.array([-1.0, 0.0, 1.0])
+
+    def build(X, y, fit_form):
+        y = y if fit_form else np.zeros(len(y))  # the generative form's y is a placeholder
+        kw = dict(priors=priors, random_seed=0, family=family)
+        if gated:
+            return gated_experts(X, y, n_experts=2, **kw)
+        return mixture_regression(X, y, n_components=2, order_by=None, **kw)
+
+    def quantities(ds):
+        b = ds["intercept"].transpose("sample", "expert").values
+        w = ds["beta"].transpose("sample", "expert", "expert_feature").values[:, :, 0]
+        order = np.argsort(b, axis=1)
+        out = {}
+        for r in range(2):
+            out[f"intercept[rank {r}]"] = np.take_along_axis(b, order, 1)[:, r]
+            out[f"beta[rank {r}]"] = np.take_along_axis(w, order, 1)[:, r]
+        eta = b[:, None, :] + xs[None, :, None] * w[:, None, :]
+        if gated:
+            c = ds["gate_intercept"].values.reshape(-1)
+            v = ds["gate_weights"].values.reshape(-1)
+            free = c[:, None] + v[:, None] * xs[None, :]
+            p0 = 1 / (1 + np.exp(-free))
+            pi = np.stack([p0, 1 - p0], axis=-1)
+        else:
+            weights = ds["weights"].transpose("sample", "expert").values
+            pi = np.broadcast_to(weights[:, None, :], eta.shape)
+            out["weight[rank 0]"] = np.take_along_axis(weights, order, 1)[:, 0]
+        m = 1 / (1 + np.exp(-eta)) if family == "bernoulli" else np.exp(eta)
+        for j, x in enumerate(xs):
+            out[f"mean[x={x:g}]"] = (pi * m)[:, j].sum(axis=-1)
+        if "tau_base" in ds:
+            out["tau_base"] = ds["tau_base"].values.reshape(-1)
+        return out
+
+    name = f"{'gated' if gated else 'mixture'}_{family}"
+    return SBCCase(name, n_obs, 1, build, quantities)
+
+
+# 200 simulations x 2 chains x 550 steps per case: ~1 h per case on one core.
+@pytest.mark.full
+@pytest.mark.parametrize(
+    ("family", "gated"),
+    [("bernoulli", False), ("poisson", False), ("bernoulli", True), ("poisson", True)],
+)
+def test_sbc_family_mixtures(family, gated):
+    from bayesmoe.experiments.calibration import run_sbc
+
+    result = run_sbc(_family_sbc_case(family, gated), 200, progressbar=False)
+    assert result.failed == 0
+    assert result.ok, result.table()

@@ -167,8 +167,10 @@ def _family_params(fam: Family, merged: dict, sigma) -> dict:
 def _family_likelihood(spec, merged, mu, sigma, X_rows, y_rows) -> None:
     r"""The observed ``y`` of non-Gaussian experts: a ``pm.CustomDist`` whose log density is
     :math:`\log \sum_k \pi_k(x_i) p(y_i \mid \eta_{ik}, \theta_k)`, the log-sum-exp over
-    experts of the family's own PyTensor density (``Family.logp``); one expert is the
-    family's observed variable itself. Trials and offset enter as data."""
+    experts of the family's own PyTensor density (``Family.logp``), and whose draws pick
+    an expert by its weight and draw from the family (``Family.draw``: prior and
+    posterior predictive sampling); one expert is the family's observed variable itself.
+    Trials and offset enter as data."""
     fam, K = spec.likelihood_family, spec.n_experts
     params = _family_params(fam, merged, sigma)
     extras = {}
@@ -191,6 +193,20 @@ def _family_likelihood(spec, merged, mu, sigma, X_rows, y_rows) -> None:
         log_p = fam.logp(value[..., None], eta, theta, **more)
         return pt.logsumexp(log_w + log_p, axis=-1)
 
+    def random(log_w, eta, *rest, rng=None, size=None):
+        # an expert per row by its weight, then the family's draw at its predictor
+        shape = np.broadcast_shapes(np.shape(log_w), np.shape(eta))
+        u = rng.uniform(size=(*shape[:-1], 1))
+        cum = np.cumsum(np.exp(np.broadcast_to(log_w, shape)), axis=-1)
+        k = np.minimum((cum < u).sum(axis=-1), K - 1)[..., None]
+
+        def pick(a):
+            return np.take_along_axis(np.broadcast_to(a, shape), k, axis=-1)[..., 0]
+
+        theta = {n: pick(v) for n, v in zip(names, rest[: len(names)], strict=True)}
+        more = dict(zip(extra_names, rest[len(names) :], strict=True))
+        return fam.draw(rng, pick(eta), theta, **more)
+
     signature = ",".join(["(k)"] * (2 + len(names)) + ["()"] * len(extras)) + "->()"
     pm.CustomDist(
         "y",
@@ -199,6 +215,7 @@ def _family_likelihood(spec, merged, mu, sigma, X_rows, y_rows) -> None:
         *values,
         *extras.values(),
         logp=logp,
+        random=random,
         signature=signature,
         observed=y_rows,
         dims="obs",
