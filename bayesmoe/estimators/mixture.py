@@ -67,7 +67,8 @@ class _FamilyPredictions:
     def _expert_parts(self, Xw, extras: dict):
         """(weights, expert means, params, trials, offset) as (chain, draw, obs, expert)."""
         spec, post = self.model_.bayesmoe_spec, self._working_posterior()
-        logw, eta, _ = self._components(Xw)
+        logw = spec.log_weights(post, Xw)
+        eta = spec.linear_predictors(post, Xw)
         params = family_params(spec, post)
         t = extras.get("trials")
         o = extras.get("offset")
@@ -375,7 +376,7 @@ class _MixtureEstimator(_FamilyPredictions, StreamedVEM, BayesianRegressor):
         """
         raw = self._raw(X)
         _, mu, _ = self._components(self.standardizer_.transform_X(raw))
-        if not get_family(self.family).is_gaussian:
+        if get_family(self.family).link != "identity":
             extras = self._row_extras(raw.shape[0], trials, exposure)
             mu = mu.copy(data=self._expert_parts(self.standardizer_.transform_X(raw), extras)[2])
         mu = self.standardizer_.inverse_y(mu).assign_coords(

@@ -25,6 +25,7 @@ __all__ = [
     "family_params",
     "gate_logits",
     "joint_log_density",
+    "linear_predictors",
     "log_likelihood",
     "log_weights",
     "logsumexp_over_experts",
@@ -46,7 +47,18 @@ def value(spec, posterior: xr.Dataset, name: str) -> xr.DataArray:
 
 
 def component_means(spec, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
-    """:math:`b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
+    """Each expert's mean response, dims (chain, draw, obs, expert): the linear predictor
+    :math:`b_k + w_k^\\top x_i` for the identity link, else the family's mean at it
+    (a probability per trial for the logit link, a rate per unit exposure for the log
+    link)."""
+    eta = linear_predictors(spec, posterior, X_base)
+    if spec.likelihood_family.link == "identity":
+        return eta
+    return eta.copy(data=spec.likelihood_family.mean(eta.values, {}))
+
+
+def linear_predictors(spec, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
+    """:math:`\\eta_{ik} = b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
     Xe = X_base[:, spec.expert_idx]
     mu = value(spec, posterior, "intercept").expand_dims(obs=X_base.shape[0], axis=-2)
     if spec.expert_idx:
@@ -192,7 +204,7 @@ def joint_log_density(spec, posterior, X_base, y, trials=None, offset=None) -> x
     """:math:`\\log \\pi_k(x_i) + \\log p(y_i \\mid \\eta_{ik}, \\theta_k)`, per expert
     (the family's density at the experts' linear predictors; Gaussian: the normal)."""
     if spec.likelihood != "gaussian":
-        eta = component_means(spec, posterior, X_base)
+        eta = linear_predictors(spec, posterior, X_base)
         log_p = spec.likelihood_family.logpdf(
             np.asarray(y, float)[:, None],
             eta.values,

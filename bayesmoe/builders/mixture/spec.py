@@ -254,8 +254,13 @@ class MixtureSpec(ModelSpec):
 
     # -- predictions on the working scale (bayesmoe.builders.mixture.predictions) ----------
     def component_means(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
-        """:math:`b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
+        """Experts' mean responses (:math:`b_k + w_k^\\top x_i` for the identity link, the
+        family's mean at it otherwise), dims (chain, draw, obs, expert)."""
         return predictions.component_means(self, posterior, X_base)
+
+    def linear_predictors(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
+        """:math:`\\eta_{ik} = b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
+        return predictions.linear_predictors(self, posterior, X_base)
 
     def component_sd(self, posterior: xr.Dataset) -> xr.DataArray:
         """:math:`\\sigma_k`, dims (chain, draw, expert)."""
