@@ -116,7 +116,10 @@ def main() -> None:
                 continue
             ok = sum(r["rhat_ok"] for r in sel)
             rec = sum(r["max_z"] < 4 for r in sel)
-            bar = "met" if ok >= 0.9 * len(sel) else "not met"
+            if len(sel) < 10:
+                bar = f"not judged ({len(sel)} of 10 seeds ran)"
+            else:
+                bar = "met" if ok >= 0.9 * len(sel) else "not met"
             print(f"| {family} | {K} | {len(sel)} | {ok} | {rec} | {bar} |")
     print(f"\ntotal {time.perf_counter() - begin:.0f} s, n = {args.n}, {settings}")
 
