@@ -10,6 +10,8 @@ over dask partitions (:class:`bayesmoe.estimators.streamed.StreamedVEM`).
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from typing import ClassVar
 
 import numpy as np
@@ -19,17 +21,125 @@ import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
 from bayesmoe.builders.mixture import DEFAULT_ALPHA, gated_experts, mixture_regression
+from bayesmoe.builders.mixture.predictions import family_params
+from bayesmoe.builders.terms.likelihood import Family, get_family
 from bayesmoe.data import validate_target
 from bayesmoe.estimators.base import SAMPLE_DIMS, BayesianRegressor
 from bayesmoe.estimators.io import register
 from bayesmoe.estimators.streamed import StreamedVEM
 from bayesmoe.inference.diagnostics import Diagnostics, model_diagnostics
-from bayesmoe.numerics.lse import log_softmax_last
+from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 
 __all__ = ["GatedExperts", "MixtureRegression"]
 
 
-class _MixtureEstimator(StreamedVEM, BayesianRegressor):
+def _family_variance(fam: Family, mean: np.ndarray, params: dict, trials) -> np.ndarray:
+    """:math:`\\mathrm{Var}(y \\mid \\eta)` of one expert at its mean (response scale)."""
+    if fam.name == "bernoulli":
+        return mean * (1.0 - mean)
+    if fam.name == "binomial":
+        return mean * (1.0 - mean / trials)
+    if fam.name == "poisson":
+        return mean
+    if fam.name == "negative_binomial":
+        return mean + mean**2 / params["alpha"]
+    nu = params["nu"]
+    return np.where(nu > 2, params["sigma"] ** 2 * nu / np.maximum(nu - 2, 1e-12), np.inf)
+
+
+class _FamilyPredictions:
+    """Predictions of non-Gaussian experts on the response scale, through the family.
+
+    The experts' linear predictors :math:`\\eta_{ik}` and mixing weights come from the
+    spec; :math:`E[y] = E_\\theta[\\sum_k \\pi_k(x) m_k(x)]` with the family's mean
+    :math:`m_k`, predictive draws pick an expert by :math:`\\pi(x)` and draw from the
+    family, log densities are the family's (``Family.logpdf``). ``trials`` and
+    ``exposure`` of the rows are keyword arguments, checked like ``y``.
+    """
+
+    def _fam(self) -> Family:
+        return get_family(self.family)
+
+    def _row_extras(self, n: int, trials, exposure) -> dict:
+        t, o = self._fam().check_extras(n, trials=trials, exposure=exposure)
+        return {k: v for k, v in (("trials", t), ("offset", o)) if v is not None}
+
+    def _expert_parts(self, Xw, extras: dict):
+        """(weights, expert means, params, trials, offset) as (chain, draw, obs, expert)."""
+        spec, post = self.model_.bayesmoe_spec, self._working_posterior()
+        logw = spec.log_weights(post, Xw)
+        eta = spec.linear_predictors(post, Xw)
+        params = family_params(spec, post)
+        t = extras.get("trials")
+        o = extras.get("offset")
+        t = None if t is None else t[:, None]
+        o = None if o is None else o[:, None]
+        mean = self._fam().mean(eta.values, params, trials=t, offset=o)
+        return np.exp(logw.values), eta, mean, params, t, o
+
+    def _family_predict(self, X, return_std, trials, exposure):
+        Xw = self._work_X(X)
+        extras = self._row_extras(Xw.shape[0], trials, exposure)
+        mean, sd = np.empty(Xw.shape[0]), np.empty(Xw.shape[0])
+        for rows in self._row_blocks(Xw.shape[0]):
+            sub = {k: v[rows] for k, v in extras.items()}
+            w, _, m, params, t, _ = self._expert_parts(Xw[rows], sub)
+            mean[rows] = (w * m).sum(axis=-1).mean(axis=(0, 1))
+            if return_std:
+                var = _family_variance(self._fam(), m, params, t)
+                second = (w * (var + m**2)).sum(axis=-1).mean(axis=(0, 1))
+                sd[rows] = np.sqrt(np.maximum(second - mean[rows] ** 2, 0.0))
+        out = self.standardizer_.inverse_y(mean)
+        return (out, sd * self.standardizer_.y_scale) if return_std else out
+
+    def _family_draws(self, Xw, extras: dict, rng) -> xr.DataArray:
+        w, eta, _, params, t, o = self._expert_parts(Xw, extras)
+        u = rng.uniform(size=(*w.shape[:-1], 1))
+        k = np.minimum((np.cumsum(w, axis=-1) < u).sum(axis=-1), w.shape[-1] - 1)[..., None]
+        shape = eta.shape
+
+        def pick(a):
+            return np.take_along_axis(np.broadcast_to(a, shape), k, axis=-1)[..., 0]
+
+        chosen = {name: pick(v) for name, v in params.items()}
+        y = self._fam().draw(
+            rng,
+            pick(eta.values),
+            chosen,
+            trials=None if t is None else t[:, 0],
+            offset=None if o is None else o[:, 0],
+        )
+        coords = {d: eta[d].values for d in SAMPLE_DIMS if d in eta.coords}
+        draws = xr.DataArray(y, dims=(*SAMPLE_DIMS, "obs"), coords=coords)
+        return self.standardizer_.inverse_y(draws).rename("y")
+
+    def _family_target(self, X, y, n: int, trials) -> np.ndarray:
+        yv = validate_target(self._target(X, y), n, name="y")
+        fam = self._fam()
+        if fam.link == "identity":
+            return self.standardizer_.transform_y(yv)
+        return fam.check_y(yv, trials=trials)
+
+    def _family_joint(self, Xw, yw, extras: dict) -> xr.DataArray:
+        spec = self.model_.bayesmoe_spec
+        return spec.joint_log_density(self._working_posterior(), Xw, yw, **extras)
+
+    def _family_pointwise(self, X, y, trials, exposure) -> np.ndarray:
+        Xw = self._work_X(X)
+        extras = self._row_extras(Xw.shape[0], trials, exposure)
+        yw = self._family_target(X, y, Xw.shape[0], extras.get("trials"))
+        out = np.empty(Xw.shape[0])
+        for rows in self._row_blocks(Xw.shape[0]):
+            sub = {k: v[rows] for k, v in extras.items()}
+            ll = logsumexp_last(self._family_joint(Xw[rows], yw[rows], sub).values)
+            S = ll.shape[0] * ll.shape[1]
+            flat = ll.reshape(S, -1)
+            top = flat.max(axis=0)
+            out[rows] = top + np.log(np.exp(flat - top).sum(axis=0)) - np.log(S)
+        return out - np.log(self.standardizer_.y_scale)
+
+
+class _MixtureEstimator(_FamilyPredictions, StreamedVEM, BayesianRegressor):
     """Shared predictions of the mixture estimators: gate, responsibilities, experts."""
 
     _formula_decides: ClassVar[dict] = {"interactions": None}
@@ -96,7 +206,103 @@ class _MixtureEstimator(StreamedVEM, BayesianRegressor):
             n_rows=self.idata_.attrs.get("bayesmoe_n_rows"),
         )
 
-    def predict_proba(self, X, return_draws: bool = False):
+    # ------------------------------------------------------------------ families
+    def fit(self, X, y=None, *, trials=None, exposure=None, strict: bool = False, client=None):
+        """Validate the data, build the model and sample its posterior.
+
+        As :meth:`BayesianRegressor.fit`; ``trials`` (``family="binomial"``) and
+        ``exposure`` (``"poisson"``, ``"negative_binomial"``) are per-row arrays, or with a
+        formula the names of their columns, checked like ``y``.
+        """
+        if isinstance(trials, str) or isinstance(exposure, str):
+            frame = X if isinstance(X, pd.DataFrame) else None
+            if frame is None:
+                raise TypeError("trials / exposure as a column name need a DataFrame X")
+            trials = frame[trials].to_numpy() if isinstance(trials, str) else trials
+            exposure = frame[exposure].to_numpy() if isinstance(exposure, str) else exposure
+        self._family_rows = {"trials": trials, "exposure": exposure}
+        try:
+            return super().fit(X, y, strict=strict, client=client)
+        finally:
+            self.__dict__.pop("_family_rows", None)
+
+    def _params_json(self) -> dict:
+        """The saved settings; ``family`` only when not the default ``"gaussian"``, so that
+        Gaussian fits' files stay as they were (and files without it load as Gaussian)."""
+        params = super()._params_json()
+        if params.get("family") == "gaussian":
+            del params["family"]
+        return params
+
+    def _check_settings(self) -> None:
+        super()._check_settings()
+        fam = get_family(self.family)
+        if fam.is_gaussian:
+            return
+        if self.method == "vem":
+            fam.refuse("method='vem' (closed-form variational EM)", "method='nuts' or 'advi'")
+        options = self.fit_kwargs or {}
+        if options.get("minibatch") is not None:
+            fam.refuse("minibatch ADVI", "method='advi' on all rows (no minibatch)")
+        if options.get("initvals") == "vem" or options.get("init") == "vem":
+            fam.refuse("a variational EM start", "the default EM start (initvals='auto')")
+
+    def _fit_streamed(self, X, y, *, strict: bool, client):
+        fam = get_family(self.family)
+        if not fam.is_gaussian:
+            fam.refuse("streamed fits (dask inputs)", "an in-memory fit (e.g. of a row sample)")
+        return super()._fit_streamed(X, y, strict=strict, client=client)
+
+    def _family_build_args(self, yw: np.ndarray) -> tuple[np.ndarray, dict]:
+        """The target and ``family`` / ``trials`` / ``exposure`` of the builder.
+
+        Logit- and log-link families model the raw ``y``: the standardiser's ``y`` part
+        becomes the identity (features stay standardised)."""
+        fam = get_family(self.family)
+        extras = dict(getattr(self, "_family_rows", None) or {})
+        if fam.is_gaussian:
+            return yw, {}
+        if fam.link != "identity":
+            # back to the raw values; whole numbers exactly (the family checks the rest)
+            raw = self.standardizer_.inverse_y(yw)
+            whole = np.rint(raw)
+            yw = np.where(np.abs(raw - whole) <= 1e-9 * np.maximum(1.0, np.abs(whole)), whole, raw)
+            self.standardizer_ = dataclasses.replace(self.standardizer_, y_mean=0.0, y_scale=1.0)
+        return yw, {"family": fam.name, **{k: v for k, v in extras.items() if v is not None}}
+
+    def predict(self, X, return_std: bool = False, *, trials=None, exposure=None):
+        """Posterior predictive mean :math:`E[y \\mid x]` on the response scale (for a
+        binary outcome the probability of 1); with ``return_std`` its sd. See
+        :meth:`BayesianRegressor.predict`; other families through their means."""
+        if get_family(self.family).is_gaussian:
+            return super().predict(X, return_std)
+        return self._family_predict(X, return_std, trials, exposure)
+
+    def predict_dist(self, X, *, trials=None, exposure=None) -> xr.DataArray:
+        """Posterior predictive draws of ``y`` at ``X``, dims (chain, draw, obs)."""
+        if get_family(self.family).is_gaussian:
+            return super().predict_dist(X)
+        raw = self._raw(X)
+        Xw = self.standardizer_.transform_X(raw)
+        draws = self._family_draws(
+            Xw, self._row_extras(raw.shape[0], trials, exposure), self._rng(1)
+        )
+        self._store_predictions(raw, y=draws)
+        return draws.assign_coords(obs=np.arange(raw.shape[0]))
+
+    def pointwise_log_predictive_density(self, X, y=None, *, trials=None, exposure=None):
+        """Held-out :math:`\\log \\frac1S \\sum_s p(y_i \\mid \\theta_s)` per row."""
+        if get_family(self.family).is_gaussian:
+            return super().pointwise_log_predictive_density(X, y)
+        return self._family_pointwise(X, y, trials, exposure)
+
+    def log_predictive_density(self, X, y=None, *, trials=None, exposure=None) -> float:
+        """Held-out log pointwise predictive density, summed over rows."""
+        if get_family(self.family).is_gaussian:
+            return super().log_predictive_density(X, y)
+        return float(np.sum(self._family_pointwise(X, y, trials, exposure)))
+
+    def predict_components(self, X, return_draws: bool = False):
         r"""Mixing probabilities :math:`\pi(x)` at ``X``, shape (n, K).
 
         The posterior mean, or with ``return_draws=True`` the draws as a DataArray with
@@ -112,7 +318,29 @@ class _MixtureEstimator(StreamedVEM, BayesianRegressor):
             return draws.assign_coords(obs=np.arange(raw.shape[0]))
         return draws.mean(SAMPLE_DIMS).values
 
-    def responsibilities(self, X, y=None) -> np.ndarray:
+    def predict_proba(self, X, return_draws: bool = False, **rows):
+        r"""Class probabilities for ``family="bernoulli"``, shape (n, 2) (columns: y = 0, 1).
+
+        For the other families, the mixing probabilities of :meth:`predict_components`
+        (deprecated under this name: it warns with a ``DeprecationWarning``).
+        """
+        if get_family(self.family).name == "bernoulli":
+            if return_draws:
+                raise ValueError(
+                    "return_draws is for predict_components; predict_proba of a binary "
+                    "outcome returns the posterior mean probabilities"
+                )
+            p = self.predict(X, **rows)
+            return np.column_stack([1.0 - p, p])
+        warnings.warn(
+            "predict_proba of a mixture returns the mixing (gate) probabilities and is "
+            "deprecated under this name; use predict_components",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.predict_components(X, return_draws)
+
+    def responsibilities(self, X, y=None, *, trials=None, exposure=None) -> np.ndarray:
         r"""Posterior probability that row i came from expert k, shape (n, K).
 
         :math:`E_\theta\big[p(z_i = k \mid x_i, y_i, \theta)\big]`, with
@@ -121,10 +349,15 @@ class _MixtureEstimator(StreamedVEM, BayesianRegressor):
         obs, expert) as ``idata_["predictions"]["responsibilities"]``.
         """
         raw = self._raw(X)
-        yv = validate_target(self._target(X, y), raw.shape[0], name="y")
-        joint = self._joint(
-            self.standardizer_.transform_X(raw), self.standardizer_.transform_y(yv)
-        )
+        if get_family(self.family).is_gaussian:
+            yv = validate_target(self._target(X, y), raw.shape[0], name="y")
+            joint = self._joint(
+                self.standardizer_.transform_X(raw), self.standardizer_.transform_y(yv)
+            )
+        else:
+            extras = self._row_extras(raw.shape[0], trials, exposure)
+            yw = self._family_target(X, y, raw.shape[0], extras.get("trials"))
+            joint = self._family_joint(self.standardizer_.transform_X(raw), yw, extras)
         log_r = log_softmax_last(joint.values)
         mean = np.exp(log_r).mean(axis=(0, 1))
         self._store_predictions(
@@ -135,13 +368,17 @@ class _MixtureEstimator(StreamedVEM, BayesianRegressor):
         )
         return mean
 
-    def expert_predictions(self, X) -> xr.DataArray:
+    def expert_predictions(self, X, *, trials=None, exposure=None) -> xr.DataArray:
         """Each expert's mean prediction at ``X``, dims (chain, draw, obs, expert).
 
-        On the original scale of ``y``; stored as ``idata_["predictions"]["expert_mean"]``.
+        On the original scale of ``y`` (the response scale: the family's mean);
+        stored as ``idata_["predictions"]["expert_mean"]``.
         """
         raw = self._raw(X)
         _, mu, _ = self._components(self.standardizer_.transform_X(raw))
+        if get_family(self.family).link != "identity":
+            extras = self._row_extras(raw.shape[0], trials, exposure)
+            mu = mu.copy(data=self._expert_parts(self.standardizer_.transform_X(raw), extras)[2])
         mu = self.standardizer_.inverse_y(mu).assign_coords(
             expert=list(self.model_.coords["expert"])
         )
@@ -190,6 +427,13 @@ class MixtureRegression(_MixtureEstimator):
     standardize, centered, method, sampler, draws, tune, chains, random_seed,
     progressbar, log_likelihood, fit_kwargs
         As in :class:`InteractionRegression`.
+    family : str
+        The experts' likelihood: ``"gaussian"`` (default), ``"student_t"``,
+        ``"bernoulli"``, ``"binomial"`` (``fit(..., trials=)``), ``"poisson"`` or
+        ``"negative_binomial"`` (optional ``fit(..., exposure=)``); see
+        :func:`bayesmoe.mixture_regression`. Predictions are on the response scale;
+        ``predict_proba`` gives class probabilities for ``"bernoulli"``. Non-Gaussian
+        experts are fitted by NUTS or ADVI (no VEM, minibatches or streamed fits).
 
     Attributes
     ----------
@@ -228,7 +472,9 @@ class MixtureRegression(_MixtureEstimator):
         progressbar: bool = True,
         log_likelihood: bool | str = "auto",
         fit_kwargs: dict | None = None,
+        family: str = "gaussian",
     ):
+        self.family = family
         self.formula = formula
         self.n_components = n_components
         self.alpha = alpha
@@ -254,10 +500,12 @@ class MixtureRegression(_MixtureEstimator):
     _allows_no_features = True
 
     def _build(self, Xw: pd.DataFrame, yw: np.ndarray, **extra) -> pm.Model:
+        yw, family = self._family_build_args(yw)
         return mixture_regression(
             Xw,
             yw,
             **extra,
+            **family,
             n_components=self.n_components,
             alpha=self.alpha,
             interactions=self._design_interactions(),
@@ -308,6 +556,8 @@ class GatedExperts(_MixtureEstimator):
     priors : dict, optional
         Overrides: expert keys as in :class:`MixtureRegression` (no ``weights``) plus
         ``gate_intercept``, ``gate_weights``, ``gate_hidden_weights``, ``gate_hidden_bias``.
+    family : str
+        As in :class:`MixtureRegression`.
 
     Attributes
     ----------
@@ -347,7 +597,9 @@ class GatedExperts(_MixtureEstimator):
         progressbar: bool = True,
         log_likelihood: bool | str = "auto",
         fit_kwargs: dict | None = None,
+        family: str = "gaussian",
     ):
+        self.family = family
         self.formula = formula
         self.gate_formula = gate_formula
         self.n_experts = n_experts
@@ -399,10 +651,12 @@ class GatedExperts(_MixtureEstimator):
         return chosen if design is None else getattr(design, part)
 
     def _build(self, Xw: pd.DataFrame, yw: np.ndarray, **extra) -> pm.Model:
+        yw, family = self._family_build_args(yw)
         return gated_experts(
             Xw,
             yw,
             **extra,
+            **family,
             n_experts=self.n_experts,
             gate=self.gate,
             gate_hidden=self.gate_hidden,

@@ -118,6 +118,8 @@ class MixtureData:
     z: np.ndarray
     gate: str | None
     truth: dict[str, np.ndarray]
+    family: str = "gaussian"
+    trials: np.ndarray | None = None
 
     @property
     def n_experts(self) -> int:
@@ -136,8 +138,10 @@ class MixtureData:
         """Fresh rows from the same truth (a held-out set)."""
         rng = np.random.default_rng(seed)
         X = rng.normal(size=(n, self.X.shape[1]))
-        y, z = _draw_mixture(rng, X, self.truth, self.gate)
-        return MixtureData(pd.DataFrame(X, columns=self.X.columns), y, z, self.gate, self.truth)
+        trials = None if self.trials is None else np.full(n, int(self.trials[0]))
+        y, z = _draw_mixture(rng, X, self.truth, self.gate, self.family, trials)
+        frame = pd.DataFrame(X, columns=self.X.columns)
+        return MixtureData(frame, y, z, self.gate, self.truth, self.family, trials)
 
     def working_truth(self, x_mean, x_scale, y_mean: float, y_scale: float) -> dict:
         r"""The truth on the working scale :math:`x_w = (x - m_x)/s_x`,
@@ -153,8 +157,9 @@ class MixtureData:
         out = {
             "intercept": (t["intercept"] + t["beta"] @ x_mean - y_mean) / y_scale,
             "beta": t["beta"] * x_scale / y_scale,
-            "sigma": t["sigma"] / y_scale,
         }
+        if "sigma" in t:
+            out["sigma"] = t["sigma"] / y_scale
         if self.gate is None:
             out["weights"] = t["weights"]
         elif self.gate == "linear":
@@ -180,12 +185,26 @@ def _true_logits(truth: dict, gate: str | None, X: np.ndarray, K: int) -> np.nda
     return np.column_stack([free, np.zeros(n)])
 
 
-def _draw_mixture(rng, X, truth, gate):
+def _draw_mixture(rng, X, truth, gate, family: str = "gaussian", trials=None):
     pi = _softmax(_true_logits(truth, gate, X, truth["intercept"].size))
     z = (rng.uniform(size=(X.shape[0], 1)) > np.cumsum(pi, axis=1)).sum(axis=1)
     z = np.minimum(z, pi.shape[1] - 1)
     mu = truth["intercept"][z] + np.einsum("ij,ij->i", X, truth["beta"][z])
-    return mu + truth["sigma"][z] * rng.normal(size=X.shape[0]), z
+    if family == "gaussian":
+        return mu + truth["sigma"][z] * rng.normal(size=X.shape[0]), z
+    if family in ("bernoulli", "binomial"):
+        m = 1 if trials is None else trials
+        return rng.binomial(m, 1.0 / (1.0 + np.exp(-mu))).astype(float), z
+    rate = np.exp(mu)
+    if family == "negative_binomial":
+        a = truth["alpha"][z]
+        rate = rng.gamma(a, rate / a)
+    return rng.poisson(rate).astype(float), z
+
+
+#: link-scale centre of the experts' intercepts and sd of their slopes, per link
+_LINK_TRUTH = {"logit": (0.0, 1.5), "log": (1.0, 0.5)}
+SIMULATED_FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson", "negative_binomial")
 
 
 def make_mixture_data(
@@ -199,6 +218,8 @@ def make_mixture_data(
     gate_hidden: int = 3,
     min_share: float = 0.15,
     seed: int | np.random.Generator | None = 0,
+    family: str = "gaussian",
+    trials: int = 10,
 ) -> MixtureData:
     r"""Well-separated experts, each a linear regression, mixed by a gate.
 
@@ -213,7 +234,22 @@ def make_mixture_data(
     :math:`V \sim N(0, 1.5^2)`; ``"mlp"`` softmax of :math:`V^\top \tanh(W^\top x + a) + c`
     with ``gate_hidden`` units. Parameters are redrawn until every expert's expected share
     of rows is at least ``min_share``.
+
+    ``family`` other than ``"gaussian"`` draws :math:`y_i` from that family at the
+    linear predictor :math:`\eta_i = b_{z_i} + w_{z_i}^\top x_i` (no ``noise``):
+    ``"bernoulli"``, ``"binomial"`` (``trials`` per row, logit link; intercepts centred
+    at 0, ``separation`` apart, slopes :math:`N(0, 1.5^2)`), ``"poisson"`` and
+    ``"negative_binomial"`` (log link, intercepts centred at 1, slopes
+    :math:`N(0, 0.5^2)`; dispersion :math:`\alpha_k \sim U(3, 8)`). ``truth`` then has no
+    ``sigma``.
     """
+    if family not in SIMULATED_FAMILIES:
+        raise ValueError(f"family={family!r} is not simulated; choose one of {SIMULATED_FAMILIES}")
+    if family != "gaussian":
+        return _make_family_mixture(
+            n, n_experts, x_dim, gate=gate, separation=separation, gate_hidden=gate_hidden,
+            min_share=min_share, seed=seed, family=family, trials=trials,
+        )  # fmt: skip
     if n < 1 or n_experts < 1 or x_dim < 0:
         raise ValueError(f"need n >= 1, n_experts >= 1, x_dim >= 0; got {n}, {n_experts}, {x_dim}")
     if gate not in (None, "linear", "mlp"):
@@ -245,6 +281,38 @@ def make_mixture_data(
     return MixtureData(pd.DataFrame(X, columns=names), y, z, gate, truth)
 
 
+def _make_family_mixture(
+    n, K, x_dim, *, gate, separation, gate_hidden, min_share, seed, family, trials
+) -> MixtureData:
+    """:func:`make_mixture_data` of a non-Gaussian family (its docstring)."""
+    if n < 1 or K < 1 or x_dim < 0:
+        raise ValueError(f"need n >= 1, n_experts >= 1, x_dim >= 0; got {n}, {K}, {x_dim}")
+    if gate not in (None, "linear"):
+        raise ValueError(f"gate must be None or 'linear' for family={family!r}, got {gate!r}")
+    rng = np.random.default_rng(seed)
+    centre, slope_sd = _LINK_TRUTH["logit" if family in ("bernoulli", "binomial") else "log"]
+    X = rng.normal(size=(n, x_dim))
+    for _ in range(1000):
+        truth = {
+            "intercept": centre + separation * (np.arange(K) - (K - 1) / 2),
+            "beta": rng.normal(0.0, slope_sd, size=(K, x_dim)),
+        }
+        if family == "negative_binomial":
+            truth["alpha"] = rng.uniform(3.0, 8.0, size=K)
+        if gate is None:
+            truth["weights"] = rng.dirichlet(np.full(K, 5.0))
+        else:
+            truth["gate_weights"] = rng.normal(0, 1.5, size=(x_dim, K - 1))
+            truth["gate_intercept"] = rng.normal(0, 0.5, size=K - 1)
+        share = _softmax(_true_logits(truth, gate, X, K)).mean(axis=0)
+        if share.min() >= min(min_share, 1.0 / K):
+            break
+    m = np.full(n, int(trials)) if family == "binomial" else None
+    y, z = _draw_mixture(rng, X, truth, gate, family, m)
+    names = [f"x{j}" for j in range(x_dim)]
+    return MixtureData(pd.DataFrame(X, columns=names), y, z, gate, truth, family, m)
+
+
 def align_truth(truth: dict, intercept: np.ndarray, beta: np.ndarray) -> dict:
     """Relabel a (working-scale) truth to match a fit's expert labels.
 
@@ -259,7 +327,7 @@ def align_truth(truth: dict, intercept: np.ndarray, beta: np.ndarray) -> dict:
     fit_coef = np.column_stack([intercept, beta])
     cost = ((fit_coef[:, None, :] - true_coef[None, :, :]) ** 2).sum(axis=-1)
     _, sigma = linear_sum_assignment(cost)  # fit expert j <-> true expert sigma[j]
-    out = {k: truth[k][sigma] for k in ("intercept", "beta", "sigma")}
+    out = {k: truth[k][sigma] for k in ("intercept", "beta", "sigma", "alpha") if k in truth}
     if "weights" in truth:
         out["weights"] = truth["weights"][sigma]
     if "gate_weights" in truth and "gate_intercept" in truth:

@@ -70,6 +70,7 @@ from bayesmoe.numerics.gate_fit import (
     newton_step,
     with_linear_gate_prior,
 )
+from bayesmoe.numerics.glm import fit_glm, glm_log_density, glm_mean
 from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last, softmax_last
 from bayesmoe.numerics.multistart import (
     best_first,
@@ -81,6 +82,7 @@ from bayesmoe.numerics.multistart import (
 
 __all__ = [
     "EMResult",
+    "GLMExperts",
     "Params",
     "Settings",
     "check_problem",
@@ -117,6 +119,8 @@ _MIN_MASS = 1e-8
 #: Lower clip of the Dirichlet MAP weights before renormalising (see ``_update_weights``).
 _MIN_WEIGHT = 1e-12
 _LOG_2PI = float(np.log(2.0 * np.pi))
+#: IRLS steps per GLM expert and EM iteration (a generalised M-step)
+_GLM_INNER_STEPS = 3
 
 
 @dataclass
@@ -153,6 +157,12 @@ class EMResult:
         Whether the winning start met the relative tolerance before ``max_iter``.
     history : (n_iter + 1,) array
         Objective at the initial parameters and after each iteration of the winning start.
+    alpha : (K,) array or None
+        The negative binomial experts' dispersions (GLM experts only).
+    intercept_se : (K,) array or None
+        Standard errors of the GLM experts' intercepts at the point, from the weighted
+        Fisher information :math:`(\sum_i r_{ik} V'(\eta_{ik}))^{-1/2}` (GLM experts only;
+        Gaussian experts' are :math:`\sigma_k / \sqrt{N_k}`).
     """
 
     intercept: np.ndarray
@@ -169,6 +179,36 @@ class EMResult:
     n_iter: int
     converged: bool
     history: np.ndarray
+    alpha: np.ndarray | None = None
+    intercept_se: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class GLMExperts:
+    """Non-Gaussian experts for :func:`fit_mixture_em`: a family of
+    :mod:`bayesmoe.numerics.glm` with its per-row trials and offset.
+
+    ``alpha`` is the negative binomial's starting dispersion (then updated per expert by
+    the weighted method of moments); ``pseudo_sigma`` the value reported as every
+    expert's ``sigma`` (GLM experts have none; the horseshoe's prior sds use it).
+    """
+
+    family: str
+    trials: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    alpha: float = 1.0
+    pseudo_sigma: float = 1.0
+
+    def log_density(self, Z: np.ndarray, y: np.ndarray, params: Params) -> np.ndarray:
+        """(n, K) :math:`\\log p(y_i \\mid \\eta_{ik})`; ``params.sigma`` holds the
+        negative binomial's alphas."""
+        eta = Z @ params.coef.T
+        if self.offset is not None:
+            eta = eta + self.offset[:, None]
+        trials = None if self.trials is None else self.trials[:, None]
+        return glm_log_density(
+            self.family, y[:, None], eta, trials=trials, alpha=params.sigma[None, :]
+        )
 
 
 @dataclass
@@ -197,6 +237,7 @@ class Settings:
     gate_sd: float
     hidden_sd: float
     floor: float
+    glm: GLMExperts | None = None
 
 
 # --------------------------------------------------------------------------- gate
@@ -255,11 +296,14 @@ def _log_mixing(params: Params, G: np.ndarray | None, n: int) -> np.ndarray:
 
 
 def _e_step_rows(
-    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: Params
+    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: Params, glm=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Responsibilities (n, K) and each row's mixture log-likelihood (n,), via logsumexp."""
-    resid = y[:, None] - Z @ params.coef.T
-    log_dens = -0.5 * _LOG_2PI - np.log(params.sigma) - 0.5 * (resid / params.sigma) ** 2
+    if glm is not None:
+        log_dens = glm.log_density(Z, y, params)
+    else:
+        resid = y[:, None] - Z @ params.coef.T
+        log_dens = -0.5 * _LOG_2PI - np.log(params.sigma) - 0.5 * (resid / params.sigma) ** 2
     # Fortran order makes the reductions over the short K axis fast (see the gate objective).
     joint = np.asfortranarray(_log_mixing(params, G, len(y)) + log_dens)
     log_norm = logsumexp_last(joint)
@@ -267,10 +311,10 @@ def _e_step_rows(
 
 
 def _e_step(
-    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: Params
+    Z: np.ndarray, y: np.ndarray, G: np.ndarray | None, params: Params, glm=None
 ) -> tuple[np.ndarray, float]:
     """Responsibilities (n, K) and the mixture log-likelihood."""
-    R, log_norm = _e_step_rows(Z, y, G, params)
+    R, log_norm = _e_step_rows(Z, y, G, params, glm)
     return R, float(log_norm.sum())
 
 
@@ -298,6 +342,9 @@ def _update_experts(
     maximiser (and EM monotone) rather than a fixed-penalty ridge.
     """
     K = settings.K
+    if settings.glm is not None:
+        _update_glm_experts(Z, y, R, params, settings)
+        return
     ridge = np.diag(settings.prior_precision)
     for k in range(K):
         rz = Z * R[:, k, None]
@@ -322,6 +369,27 @@ def _update_experts(
             # The unconstrained maximiser clipped at the floor is the constrained one,
             # because the objective is unimodal in sigma_k^2.
             params.sigma[k] = np.sqrt(max(float(R[:, k] @ sq[:, k]) / mass[k], floor2))
+
+
+def _update_glm_experts(
+    Z: np.ndarray, y: np.ndarray, R: np.ndarray, params: Params, settings: Settings
+) -> None:
+    """The GLM experts' M-step: a few responsibility-weighted ridge IRLS steps per
+    expert from its current coefficients (:func:`bayesmoe.numerics.glm.fit_glm`), which
+    never lower its weighted objective; the negative binomial's alpha by moments."""
+    glm = settings.glm
+    nb = glm.family == "negative_binomial"
+    for k in range(settings.K):
+        if R[:, k].sum() <= _MIN_MASS:
+            continue
+        res = fit_glm(
+            Z, y, glm.family, weights=R[:, k], trials=glm.trials, offset=glm.offset,
+            ridge=settings.prior_precision, alpha=params.sigma[k] if nb else None,
+            update_alpha=nb, coef=params.coef[k], max_iter=_GLM_INNER_STEPS,
+        )  # fmt: skip
+        params.coef[k] = res.coef
+        if nb:
+            params.sigma[k] = res.alpha
 
 
 def _update_weights(R: np.ndarray, params: Params, settings: Settings) -> None:
@@ -411,6 +479,7 @@ def _replace_settings(settings: Settings, K: int) -> Settings:
         gate_sd=settings.gate_sd,
         hidden_sd=settings.hidden_sd,
         floor=settings.floor,
+        glm=settings.glm,
     )
 
 
@@ -425,6 +494,8 @@ def initial_params(
     """Parameters from initial responsibilities: one M-step from a neutral state."""
     K, p = settings.K, Z.shape[1]
     params = Params(coef=np.zeros((K, p)), sigma=np.full(K, max(float(y.std()), settings.floor)))
+    if settings.glm is not None:  # GLM experts: sigma holds the negative binomial's alpha
+        params.sigma = np.full(K, float(settings.glm.alpha))
     if settings.gate is None:
         params.log_pi = np.full(K, -np.log(K))
     else:
@@ -469,7 +540,7 @@ class _Run:
 
 
 def _start_run(Z, y, G, params: Params, settings: Settings) -> _Run:
-    R, loglik = _e_step(Z, y, G, params)
+    R, loglik = _e_step(Z, y, G, params, settings.glm)
     return _Run(params, R, loglik, [loglik + _log_prior(params, settings)])
 
 
@@ -479,7 +550,7 @@ def _continue_run(run: _Run, Z, y, G, settings: Settings, max_iter: int, tol: fl
     run.converged = small_change(run.history, tol)
     while run.n_iter < max_iter and not run.converged:
         _m_step(Z, y, G, run.R, run.params, settings)
-        run.R, run.loglik = _e_step(Z, y, G, run.params)
+        run.R, run.loglik = _e_step(Z, y, G, run.params, settings.glm)
         run.history.append(run.loglik + _log_prior(run.params, settings))
         run.converged = small_change(run.history, tol)
     return run
@@ -538,6 +609,8 @@ def _multi_start(Z, y, G, settings, n_init, max_iter, tol, rng) -> _Run:
     kinds = start_kinds(n_init, settings.gate is not None) if K > 1 else ["quantile"]
     screen_tol = max(tol, _SCREEN_TOL)
     runs = []
+    if settings.glm is not None:  # growth by residual sign is for Gaussian experts
+        kinds = [kind for kind in kinds if kind != "greedy"] or ["quantile"]
     for kind in kinds:
         labels = initial_labels(
             kind, Z, y, G, K, rng, greedy=lambda: greedy_labels(Z, y, settings, rng)
@@ -572,6 +645,7 @@ def fit_mixture_em(
     max_iter: int = 500,
     tol: float = 1e-8,
     random_state: int | np.random.Generator | None = None,
+    experts: GLMExperts | None = None,
 ) -> EMResult:
     r"""MAP point estimate of a mixture of regressions / mixture of experts by multi-start EM.
 
@@ -624,6 +698,12 @@ def fit_mixture_em(
         Stop when the objective's change is below ``tol * max(1, |objective|)``.
     random_state : int, numpy.random.Generator or None
         Seed for k-means, random starts and the mlp's hidden initialisation.
+    experts : GLMExperts, optional
+        Non-Gaussian experts: the densities :math:`N(y_i \mid \mu_{ik}, \sigma_k^2)` above
+        become the family's :math:`p(y_i \mid \eta_{ik})` with
+        :math:`\eta_{ik} = b_k + w_k^\top x_i + o_i`, and each expert's M-step is a few
+        responsibility-weighted ridge IRLS steps (:mod:`bayesmoe.numerics.glm`; Jordan &
+        Jacobs 1994). The greedy start (residual signs of Gaussian lines) is skipped.
 
     Returns
     -------
@@ -664,15 +744,17 @@ def fit_mixture_em(
         gate_sd=gate_sd,
         hidden_sd=hidden_sd,
         floor=sigma_floor,
+        glm=experts,
     )
 
     with single_threaded_blas():
         run = _multi_start(Z, y, G_used, settings, int(n_init), int(max_iter), float(tol), rng)
     params = run.params
+    glm = {} if experts is None else _glm_extras(Z, run.R, params, experts)
     return EMResult(
         intercept=params.coef[:, 0].copy(),
         beta=params.coef[:, 1:].copy(),
-        sigma=params.sigma.copy(),
+        sigma=glm.pop("sigma", params.sigma.copy()),
         weights=None if params.log_pi is None else np.exp(params.log_pi),
         gate_intercept=params.c,
         gate_weights=params.V,
@@ -684,7 +766,30 @@ def fit_mixture_em(
         n_iter=run.n_iter,
         converged=run.converged,
         history=np.asarray(run.history),
+        **glm,
     )
+
+
+def _glm_extras(Z, R, params: Params, experts: GLMExperts) -> dict:
+    """GLM experts' ``sigma`` (the pseudo value), ``alpha`` and intercept standard errors."""
+    K = params.coef.shape[0]
+    eta = Z @ params.coef.T
+    if experts.offset is not None:
+        eta = eta + experts.offset[:, None]
+    mean = glm_mean(experts.family, eta, trials=None)
+    if experts.family in ("bernoulli", "binomial"):
+        m = 1.0 if experts.trials is None else experts.trials[:, None]
+        info = m * mean * (1.0 - mean)
+    elif experts.family == "poisson":
+        info = mean
+    else:
+        info = mean / (1.0 + mean / params.sigma[None, :])
+    nb = experts.family == "negative_binomial"
+    return {
+        "sigma": np.full(K, float(experts.pseudo_sigma)),
+        "alpha": params.sigma.copy() if nb else None,
+        "intercept_se": 1.0 / np.sqrt(np.maximum((R * info).sum(axis=0), 1e-12)),
+    }
 
 
 def mixing_weights(result: EMResult, G: np.ndarray | None, n: int) -> np.ndarray:

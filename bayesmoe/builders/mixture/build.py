@@ -13,6 +13,7 @@ from bayesmoe.builders.mixture.priors import merged_priors
 from bayesmoe.builders.mixture.spec import MixtureSpec
 from bayesmoe.builders.mixture.start import point_estimate
 from bayesmoe.builders.terms.gate import gate_grid
+from bayesmoe.builders.terms.likelihood import get_family
 from bayesmoe.numerics.em import EMResult
 
 __all__ = ["build_mixture", "gated_experts", "mixture_regression"]
@@ -41,21 +42,29 @@ def build_mixture(
     minibatch: int | None = None,
     point: EMResult | None = None,
     y_moments: tuple[float, float] | None = None,
+    family="gaussian",
+    trials=None,
+    exposure=None,
 ) -> pm.Model:
     """The model of :func:`mixture_regression` / :func:`gated_experts` (``minibatch``: the
     ADVI twin of ``MixtureSpec.minibatch_model``; ``point``: a known EM start)."""
     # What a minibatch version of this model needs (see MixtureSpec.minibatch_model).
     rebuild = {k: v for k, v in locals().items() if k not in ("minibatch", "point")}
+    fam = get_family(family)
     c = check_arguments(
         X, y, n_components=n_components, arg_k=arg_k, gate=gate, gate_hidden=gate_hidden,
         expert_features=expert_features, gate_features=gate_features,
         interactions=interactions, alpha=alpha, order_by=order_by, shared_noise=shared_noise,
     )  # fmt: skip
     K, Xv, yv, names = c.K, c.X, c.y, c.names
+    trials_v, offset_v = fam.check_extras(yv.size, trials=trials, exposure=exposure)
+    if not fam.is_gaussian:
+        yv = fam.check_y(yv, trials=trials_v)
     merged, fixed = merged_priors(
         c, prior=prior, gate=gate, gate_hidden=gate_hidden, base_scale=base_scale,
         interaction_scale=interaction_scale, priors=priors, alpha=alpha,
-        shared_noise=shared_noise, y_moments=y_moments,
+        shared_noise=shared_noise, y_moments=y_moments, family=fam, trials=trials_v,
+        offset=offset_v,
     )  # fmt: skip
     spec = MixtureSpec(
         n_experts=K,
@@ -74,6 +83,9 @@ def build_mixture(
         seed=random_seed,
         rebuild=rebuild,
         family=prior,
+        likelihood=fam.name,
+        trials=trials_v,
+        offset=offset_v,
     )
     Xe = spec.expert_design(Xv)
     G = spec.gate_design(Xv) if spec.gate else None
@@ -118,6 +130,9 @@ def mixture_regression(
     centered: bool = True,
     random_seed: int | None = 0,
     y_moments: tuple[float, float] | None = None,
+    family: str = "gaussian",
+    trials=None,
+    exposure=None,
 ) -> pm.Model:
     r"""Build a finite mixture of (interaction) regressions with Dirichlet weights.
 
@@ -168,6 +183,21 @@ def mixture_regression(
     y_moments : (float, float), optional
         Mean and sd of ``y`` for the data-based default priors (default: those of
         ``y``). A streamed fit builds on a row sample and passes the whole data's.
+    family : str
+        The experts' likelihood (:mod:`bayesmoe.builders.terms.likelihood`): ``"gaussian"``
+        (the model above), ``"student_t"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``
+        or ``"negative_binomial"``. Each expert k then has the linear predictor
+        :math:`\eta_{ik} = b_k + w_k^\top x_i (+ o_i)` and its own family parameters
+        (``sigma``, ``nu``, ``alpha``: dims ``expert``, overridable in ``priors``); the
+        density is :math:`\log \sum_k \pi_k(x_i) p(y_i \mid \eta_{ik}, \theta_k)`.
+        Non-Gaussian experts are fitted by NUTS or full-batch ADVI (no VEM, no
+        minibatches); the intercepts' prior is centred on the link of the mean response
+        with sd 2.5, the weights' scales are on the link scale, and ``y`` must be raw (not
+        standardised) for the discrete families.
+    trials : array-like of shape (n,), optional
+        Binomial trials per row (``family="binomial"`` only, required there).
+    exposure : array-like of shape (n,), optional
+        Exposure per row of the count families (offset :math:`o_i = \log` exposure).
 
     Returns
     -------
@@ -195,6 +225,9 @@ def mixture_regression(
         centered=centered,
         random_seed=random_seed,
         y_moments=y_moments,
+        family=family,
+        trials=trials,
+        exposure=exposure,
     )
 
 
@@ -216,6 +249,9 @@ def gated_experts(
     centered: bool = True,
     random_seed: int | None = 0,
     y_moments: tuple[float, float] | None = None,
+    family: str = "gaussian",
+    trials=None,
+    exposure=None,
 ) -> pm.Model:
     r"""Build a mixture of experts whose weights depend on x through a softmax gate.
 
@@ -248,6 +284,21 @@ def gated_experts(
     y_moments : (float, float), optional
         Mean and sd of ``y`` for the data-based default priors (default: those of
         ``y``). A streamed fit builds on a row sample and passes the whole data's.
+    family : str
+        The experts' likelihood (:mod:`bayesmoe.builders.terms.likelihood`): ``"gaussian"``
+        (the model above), ``"student_t"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``
+        or ``"negative_binomial"``. Each expert k then has the linear predictor
+        :math:`\eta_{ik} = b_k + w_k^\top x_i (+ o_i)` and its own family parameters
+        (``sigma``, ``nu``, ``alpha``: dims ``expert``, overridable in ``priors``); the
+        density is :math:`\log \sum_k \pi_k(x_i) p(y_i \mid \eta_{ik}, \theta_k)`.
+        Non-Gaussian experts are fitted by NUTS or full-batch ADVI (no VEM, no
+        minibatches); the intercepts' prior is centred on the link of the mean response
+        with sd 2.5, the weights' scales are on the link scale, and ``y`` must be raw (not
+        standardised) for the discrete families.
+    trials : array-like of shape (n,), optional
+        Binomial trials per row (``family="binomial"`` only, required there).
+    exposure : array-like of shape (n,), optional
+        Exposure per row of the count families (offset :math:`o_i = \log` exposure).
 
     Returns
     -------
@@ -280,4 +331,7 @@ def gated_experts(
         centered=centered,
         random_seed=random_seed,
         y_moments=y_moments,
+        family=family,
+        trials=trials,
+        exposure=exposure,
     )

@@ -14,6 +14,7 @@ from pymc_extras.prior import Prior
 
 from bayesmoe.builders.terms.gate import free_logits
 from bayesmoe.builders.terms.horseshoe import regularised_log_sd
+from bayesmoe.builders.terms.likelihood import Family
 
 __all__ = ["create", "gate_graph", "model_graph"]
 
@@ -107,8 +108,15 @@ def _expert_means(spec, merged, X_rows, Xi_rows, n_rows, centered: bool):
     # The row count from the data (symbolic), not a constant, so the compiled graph does
     # not depend on n.
     mu = pt.broadcast_to(intercept, (n_rows, K))
-    # the horseshoe's prior sds are in units of each expert's noise sd
-    sigma = create(merged["sigma"], "sigma") if prior == "horseshoe" else None
+    # the horseshoe's prior sds are in units of each expert's noise sd (a family without
+    # one: its pseudo sd, Piironen & Vehtari 2017)
+    sigma = None
+    if prior == "horseshoe":
+        sigma = (
+            create(merged["sigma"], "sigma")
+            if "sigma" in merged
+            else pt.constant(np.full(K, float(spec.likelihood_family.pseudo_sigma)))
+        )
     log_c2 = None
     if prior == "horseshoe" and (spec.expert_idx or spec.pairs):
         log_c2 = pt.log(create(merged["c2"], "c2"))
@@ -145,6 +153,75 @@ def _mixing_weights(spec, merged, X_rows):
     return w
 
 
+def _family_params(fam: Family, merged: dict, sigma) -> dict:
+    """The experts' family parameters (``sigma``, ``nu``, ``alpha``) as model variables."""
+    out = {}
+    for name in fam.params:
+        if name == "sigma" and sigma is not None:
+            out[name] = sigma  # the horseshoe created it already
+        else:
+            out[name] = create(merged[name], name)
+    return out
+
+
+def _family_likelihood(spec, merged, mu, sigma, X_rows, y_rows) -> None:
+    r"""The observed ``y`` of non-Gaussian experts: a ``pm.CustomDist`` whose log density is
+    :math:`\log \sum_k \pi_k(x_i) p(y_i \mid \eta_{ik}, \theta_k)`, the log-sum-exp over
+    experts of the family's own PyTensor density (``Family.logp``), and whose draws pick
+    an expert by its weight and draw from the family (``Family.draw``: prior and
+    posterior predictive sampling); one expert is the family's observed variable itself.
+    Trials and offset enter as data."""
+    fam, K = spec.likelihood_family, spec.n_experts
+    params = _family_params(fam, merged, sigma)
+    extras = {}
+    if spec.trials is not None:
+        extras["trials"] = pm.Data("trials", spec.trials, dims="obs")
+    if spec.offset is not None:
+        extras["offset"] = pm.Data("offset", spec.offset, dims="obs")
+    if K == 1:
+        flat = {k: pt.flatten(v)[0] for k, v in params.items()}
+        fam.observe("y", mu[:, 0], y_rows, flat, dims="obs", **extras)
+        return
+    w = _mixing_weights(spec, merged, X_rows)
+    names = list(params)
+    values = [pt.broadcast_to(pt.as_tensor(params[k]), (K,)) for k in names]
+    extra_names = list(extras)
+
+    def logp(value, log_w, eta, *rest):
+        theta = dict(zip(names, rest[: len(names)], strict=True))
+        more = {k: v[..., None] for k, v in zip(extra_names, rest[len(names) :], strict=True)}
+        log_p = fam.logp(value[..., None], eta, theta, **more)
+        return pt.logsumexp(log_w + log_p, axis=-1)
+
+    def random(log_w, eta, *rest, rng=None, size=None):
+        # an expert per row by its weight, then the family's draw at its predictor
+        shape = np.broadcast_shapes(np.shape(log_w), np.shape(eta))
+        u = rng.uniform(size=(*shape[:-1], 1))
+        cum = np.cumsum(np.exp(np.broadcast_to(log_w, shape)), axis=-1)
+        k = np.minimum((cum < u).sum(axis=-1), K - 1)[..., None]
+
+        def pick(a):
+            return np.take_along_axis(np.broadcast_to(a, shape), k, axis=-1)[..., 0]
+
+        theta = {n: pick(v) for n, v in zip(names, rest[: len(names)], strict=True)}
+        more = dict(zip(extra_names, rest[len(names) :], strict=True))
+        return fam.draw(rng, pick(eta), theta, **more)
+
+    signature = ",".join(["(k)"] * (2 + len(names)) + ["()"] * len(extras)) + "->()"
+    pm.CustomDist(
+        "y",
+        pt.log(w),
+        mu,
+        *values,
+        *extras.values(),
+        logp=logp,
+        random=random,
+        signature=signature,
+        observed=y_rows,
+        dims="obs",
+    )
+
+
 def model_graph(spec, Xv, yv, Xe, merged, coords, *, centered, minibatch) -> pm.Model:
     """The model's variables and likelihood, on all rows or a random minibatch per step."""
     K = spec.n_experts
@@ -166,6 +243,9 @@ def model_graph(spec, Xv, yv, Xe, merged, coords, *, centered, minibatch) -> pm.
             Xi_rows = batch[2] if spec.pairs else None
             total = yv.size
         mu, sigma = _expert_means(spec, merged, X_rows, Xi_rows, y_rows.shape[0], centered)
+        if spec.likelihood != "gaussian":
+            _family_likelihood(spec, merged, mu, sigma, X_rows, y_rows)
+            return model
         if sigma is None:
             sigma = create(merged["sigma"], "sigma")
         obs_dims = None if minibatch else "obs"

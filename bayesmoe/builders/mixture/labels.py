@@ -3,6 +3,11 @@ r"""Labels of a mixture's experts: the ordering decision, relabelling and permut
 A plain Gaussian mixture orders its means; a mixture of regressions orders its intercepts
 only when the EM solution shows them separated by ``ORDER_SEPARATION`` standard errors
 (ordering intercepts that coincide, e.g. crossing lines, would cut through the posterior).
+Binary, binomial and count experts follow the same rule on the link scale: a mixture
+without features orders its intercepts (the logits or log rates of the components), a
+mixture of regressions orders them when the EM intercepts are separated by
+``ORDER_SEPARATION`` standard errors from the weighted Fisher information
+(``EMResult.intercept_se``), and is relabelled otherwise.
 Gated models need no ordering: the reference gate separates them. Unordered draws are
 relabelled after sampling: every draw's classification probabilities are matched to the EM
 pivot (ECR) and refined with Stephens' KL algorithm (:mod:`bayesmoe.numerics.relabel`).
@@ -35,6 +40,8 @@ def decide_order(order_by, spec, width: int, intercept_fixed: bool) -> bool:
     pt_ = spec.point
     share = pt_.responsibilities.sum(axis=0)
     se = pt_.sigma / np.sqrt(np.maximum(share, 1.0))
+    if pt_.intercept_se is not None:  # GLM experts: the Fisher information's
+        se = pt_.intercept_se
     order = np.argsort(pt_.intercept)
     gaps = np.diff(pt_.intercept[order])
     pooled = np.sqrt(se[order][1:] ** 2 + se[order][:-1] ** 2)
@@ -48,6 +55,9 @@ def sorted_point(res: EMResult) -> EMResult:
     res.beta = res.beta[order]
     res.sigma = res.sigma[order]
     res.responsibilities = res.responsibilities[:, order]
+    for name in ("alpha", "intercept_se"):
+        if getattr(res, name) is not None:
+            setattr(res, name, getattr(res, name)[order])
     if res.weights is not None:
         res.weights = res.weights[order]
     return res
@@ -64,7 +74,8 @@ def relabel_draws(spec, posterior: xr.Dataset, X_base: np.ndarray) -> xr.Dataset
     rows = np.arange(n)
     if n > RELABEL_ROWS:
         rows = np.sort(np.random.default_rng(0).choice(n, RELABEL_ROWS, replace=False))
-    joint = spec.joint_log_density(posterior, X_base[rows], spec.y[rows]).values
+    extras = spec.row_extras(rows)
+    joint = spec.joint_log_density(posterior, X_base[rows], spec.y[rows], **extras).values
     C, D = joint.shape[:2]
     log_probs = log_softmax_last(joint)
     probs = np.exp(log_probs).reshape(C * D, len(rows), spec.n_experts)

@@ -22,8 +22,10 @@ from bayesmoe.numerics.rescale import linear_layer_to_user_scale, regression_to_
 __all__ = [
     "component_means",
     "component_sd",
+    "family_params",
     "gate_logits",
     "joint_log_density",
+    "linear_predictors",
     "log_likelihood",
     "log_weights",
     "logsumexp_over_experts",
@@ -45,7 +47,18 @@ def value(spec, posterior: xr.Dataset, name: str) -> xr.DataArray:
 
 
 def component_means(spec, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
-    """:math:`b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
+    """Each expert's mean response, dims (chain, draw, obs, expert): the linear predictor
+    :math:`b_k + w_k^\\top x_i` for the identity link, else the family's mean at it
+    (a probability per trial for the logit link, a rate per unit exposure for the log
+    link)."""
+    eta = linear_predictors(spec, posterior, X_base)
+    if spec.likelihood_family.link == "identity":
+        return eta
+    return eta.copy(data=spec.likelihood_family.mean(eta.values, {}))
+
+
+def linear_predictors(spec, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
+    """:math:`\\eta_{ik} = b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
     Xe = X_base[:, spec.expert_idx]
     mu = value(spec, posterior, "intercept").expand_dims(obs=X_base.shape[0], axis=-2)
     if spec.expert_idx:
@@ -59,7 +72,10 @@ def component_means(spec, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataA
 
 
 def component_sd(spec, posterior: xr.Dataset) -> xr.DataArray:
-    """:math:`\\sigma_k`, dims (chain, draw, expert)."""
+    """:math:`\\sigma_k`, dims (chain, draw, expert) (NaN for a family without one)."""
+    if "sigma" not in spec.likelihood_family.params:
+        shape = (posterior.sizes["chain"], posterior.sizes["draw"], spec.n_experts)
+        return xr.DataArray(np.full(shape, np.nan), dims=(*SAMPLE_DIMS, "expert"))
     sd = value(spec, posterior, "sigma")
     if "expert" not in sd.dims:
         sd = sd.expand_dims(expert=spec.experts, axis=-1)
@@ -132,13 +148,21 @@ def _weight_arguments(spec, posterior: xr.Dataset, X_base: np.ndarray, S: int) -
     }
 
 
-def log_likelihood(spec, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray):
+def log_likelihood(spec, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray, **extras):
     """Pointwise :math:`\\log \\sum_k \\pi_k(x_i) N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`.
 
     Dims (chain, draw, obs). Computed block by block by
     :func:`bayesmoe.numerics.loglik.mixture_gaussian_linear` (no (draw, obs, expert)
     array is formed); equal to log-sum-exp over experts of :func:`joint_log_density`.
+    Non-Gaussian experts: log-sum-exp over experts of :func:`joint_log_density` with the
+    family's density (``extras``: the rows' ``trials`` / ``offset``).
     """
+    if spec.likelihood != "gaussian":
+        joint = joint_log_density(spec, posterior, X_base, y, **extras)
+        coords = {d: posterior[d].values for d in SAMPLE_DIMS if d in posterior.coords}
+        return xr.DataArray(
+            logsumexp_last(joint.values), dims=(*SAMPLE_DIMS, "obs"), coords=coords
+        )
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     S, K = n_chain * n_draw, spec.n_experts
     Xe = spec.expert_design(X_base)
@@ -165,8 +189,30 @@ def log_likelihood(spec, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarra
     return xr.DataArray(out, dims=(*SAMPLE_DIMS, "obs"), coords=coords)
 
 
-def joint_log_density(spec, posterior, X_base, y) -> xr.DataArray:
-    """:math:`\\log \\pi_k(x_i) + \\log N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`, per expert."""
+def family_params(spec, posterior: xr.Dataset) -> dict:
+    """The experts' family parameters as arrays (chain, draw, 1, expert) (``sigma``,
+    ``nu``, ``alpha`` as the family has them), broadcasting against (chain, draw, obs,
+    expert)."""
+    out = {}
+    for name in spec.likelihood_family.params:
+        da = component_sd(spec, posterior) if name == "sigma" else posterior[name]
+        out[name] = da.transpose(*SAMPLE_DIMS, "expert").values[:, :, None, :]
+    return out
+
+
+def joint_log_density(spec, posterior, X_base, y, trials=None, offset=None) -> xr.DataArray:
+    """:math:`\\log \\pi_k(x_i) + \\log p(y_i \\mid \\eta_{ik}, \\theta_k)`, per expert
+    (the family's density at the experts' linear predictors; Gaussian: the normal)."""
+    if spec.likelihood != "gaussian":
+        eta = linear_predictors(spec, posterior, X_base)
+        log_p = spec.likelihood_family.logpdf(
+            np.asarray(y, float)[:, None],
+            eta.values,
+            family_params(spec, posterior),
+            trials=None if trials is None else np.asarray(trials, float)[:, None],
+            offset=None if offset is None else np.asarray(offset, float)[:, None],
+        )
+        return log_weights(spec, posterior, X_base) + log_p
     mu = component_means(spec, posterior, X_base)
     sd = component_sd(spec, posterior).expand_dims(obs=mu.sizes["obs"], axis=-2)
     resid = (y[None, None, :, None] - mu.values) / sd.values
@@ -184,7 +230,8 @@ def mixture_log_density(spec, posterior, X_base, y, n_points: int = DENSITY_POIN
     y = np.asarray(y, dtype=float)
     order = np.argsort(y, kind="stable")
     rows = order[np.unique(np.linspace(0, y.size - 1, min(n_points, y.size)).round().astype(int))]
-    joint = joint_log_density(spec, posterior, X_base[rows], y[rows])
+    extras = spec.row_extras(rows) if y.size == spec.y.size else {}
+    joint = joint_log_density(spec, posterior, X_base[rows], y[rows], **extras)
     top = joint.max("expert")
     out = top + np.log(np.exp(joint - top).sum("expert"))
     return out.rename(obs="density_row").assign_coords(density_row=rows)

@@ -22,6 +22,7 @@ from pymc_extras.prior import Prior
 from bayesmoe.builders.contract import ModelSpec
 from bayesmoe.builders.mixture import diagnosis, labels, predictions, start, variational
 from bayesmoe.builders.mixture.constants import DENSITY_POINTS
+from bayesmoe.builders.terms.likelihood import Family, get_family
 from bayesmoe.data import interaction_design
 from bayesmoe.numerics.em import EMResult
 from bayesmoe.numerics.vem import VEMResult
@@ -65,7 +66,10 @@ class MixtureSpec(ModelSpec):
     Attached as ``model.bayesmoe_spec``. All arrays are on the builder's (working) scale.
     Declares every optional capability of :class:`~bayesmoe.builders.contract.ModelSpec`:
     variational EM, relabelling, minibatch ADVI, a shared start point and the component
-    diagnosis.
+    diagnosis. A spec of non-Gaussian experts (``likelihood``) declares, per instance,
+    no variational EM and no minibatch ADVI (closed forms and the ``pm.Minibatch`` twin
+    are Gaussian), no component diagnosis (its reductions moment-match normals) and, when
+    rows carry trials or an offset, no log-likelihood row subsample.
     """
 
     supports_vem: ClassVar[bool] = True
@@ -92,12 +96,37 @@ class MixtureSpec(ModelSpec):
     seed: int | None = None
     rebuild: dict = field(default_factory=dict, repr=False)
     family: str = "half_cauchy"  # the ``prior=`` the model was built with
+    likelihood: str = "gaussian"  # the experts' likelihood family (``family=``)
+    trials: np.ndarray | None = None  # binomial trials of the rows
+    offset: np.ndarray | None = None  # log exposure of the rows (count families)
     _vem: VEMResult | None = field(default=None, repr=False)
     #: (fingerprint of the inputs, result) of the last component diagnosis: the fit's
     #: diagnostics, ``check()`` and ``select_experts`` ask for the same one
     _diagnosis_memo: tuple | None = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        if self.likelihood != "gaussian":  # declared per instance: no probing anywhere
+            self.supports_vem = False
+            self.supports_minibatch = False
+            self.has_component_diag = False
+        if self.trials is not None or self.offset is not None:
+            self.supports_row_subsample = False
+
     # -- structure -------------------------------------------------------------------------
+    @property
+    def likelihood_family(self) -> Family:
+        """The experts' :class:`~bayesmoe.builders.terms.likelihood.Family`."""
+        return get_family(self.likelihood)
+
+    def row_extras(self, rows=None) -> dict:
+        """``trials`` / ``offset`` of the training rows (``rows`` of them), as keywords."""
+        out = {}
+        for name in ("trials", "offset"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value if rows is None else value[rows]
+        return out
+
     @property
     def kind(self) -> str:
         return "mixture" if self.gate is None else f"gated_{self.gate}"
@@ -112,7 +141,7 @@ class MixtureSpec(ModelSpec):
 
     @property
     def expert_vars(self) -> list[str]:
-        names = ["intercept", "beta", "beta_interaction", "sigma"]
+        names = ["intercept", "beta", "beta_interaction", *self.likelihood_family.params]
         return [n for n in names if n not in self.fixed and self._has(n)]
 
     def _has(self, name: str) -> bool:
@@ -191,7 +220,9 @@ class MixtureSpec(ModelSpec):
             self.ordered,
             self.y.size,
             priors,
-        )
+        ) + (() if self.likelihood == "gaussian" else (
+            self.likelihood, self.trials is not None, self.offset is not None,
+        ))  # fmt: skip
 
     @property
     def params_per_component(self) -> int:
@@ -223,8 +254,13 @@ class MixtureSpec(ModelSpec):
 
     # -- predictions on the working scale (bayesmoe.builders.mixture.predictions) ----------
     def component_means(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
-        """:math:`b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
+        """Experts' mean responses (:math:`b_k + w_k^\\top x_i` for the identity link, the
+        family's mean at it otherwise), dims (chain, draw, obs, expert)."""
         return predictions.component_means(self, posterior, X_base)
+
+    def linear_predictors(self, posterior: xr.Dataset, X_base: np.ndarray) -> xr.DataArray:
+        """:math:`\\eta_{ik} = b_k + w_k^\\top x_i`, dims (chain, draw, obs, expert)."""
+        return predictions.linear_predictors(self, posterior, X_base)
 
     def component_sd(self, posterior: xr.Dataset) -> xr.DataArray:
         """:math:`\\sigma_k`, dims (chain, draw, expert)."""
@@ -234,13 +270,21 @@ class MixtureSpec(ModelSpec):
         """:math:`\\log \\pi_k(x_i)`, dims (chain, draw, obs, expert)."""
         return predictions.log_weights(self, posterior, X_base)
 
-    def log_likelihood(self, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray):
-        """Pointwise :math:`\\log \\sum_k \\pi_k(x_i) N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`."""
-        return predictions.log_likelihood(self, posterior, X_base, y)
+    def log_likelihood(self, posterior: xr.Dataset, X_base: np.ndarray, y: np.ndarray, **extras):
+        """Pointwise :math:`\\log \\sum_k \\pi_k(x_i) p(y_i \\mid \\eta_{ik}, \\theta_k)`
+        (``extras``: ``trials`` / ``offset`` of the rows; default the training rows')."""
+        return predictions.log_likelihood(self, posterior, X_base, y, **self._extras(y, extras))
 
-    def joint_log_density(self, posterior, X_base, y) -> xr.DataArray:
-        """:math:`\\log \\pi_k(x_i) + \\log N(y_i \\mid \\mu_{ik}, \\sigma_k^2)`, per expert."""
-        return predictions.joint_log_density(self, posterior, X_base, y)
+    def joint_log_density(self, posterior, X_base, y, **extras) -> xr.DataArray:
+        """:math:`\\log \\pi_k(x_i) + \\log p(y_i \\mid \\eta_{ik}, \\theta_k)`, per expert."""
+        return predictions.joint_log_density(self, posterior, X_base, y, **self._extras(y, extras))
+
+    def _extras(self, y, extras: dict) -> dict:
+        if extras or self.likelihood == "gaussian":
+            return extras
+        if np.size(y) != self.y.size and self.row_extras():
+            raise ValueError("trials / offset of these rows are needed (not the training rows)")
+        return self.row_extras()
 
     def mixture_log_density(self, posterior, X_base, y, n_points: int = DENSITY_POINTS):
         """:math:`\\log p(y_i \\mid x_i, \\theta)` at ``n_points`` training rows, per draw."""

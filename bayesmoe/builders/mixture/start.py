@@ -11,12 +11,20 @@ import numpy as np
 from pymc_extras.prior import Prior
 
 from bayesmoe.builders.mixture.constants import EM_ROWS
-from bayesmoe.numerics.em import EMResult, fit_mixture_em, mixing_weights
+from bayesmoe.numerics.em import EMResult, GLMExperts, fit_mixture_em, mixing_weights
+from bayesmoe.numerics.glm import glm_log_density
 from bayesmoe.numerics.lse import softmax_last
 from bayesmoe.numerics.vem import VEMResult
 from bayesmoe.priors import GATE_HIDDEN_SD, GATE_SD, HORSESHOE_SLAB
 
 __all__ = ["horseshoe_start", "initial_values", "into_support", "point_estimate"]
+
+#: Student-t experts' degrees of freedom at the start (the EM point is Gaussian)
+NU_START = 10.0
+#: Negative-binomial experts' dispersion at the start when the point has none, and the
+#: range its moment estimate is clipped to (a start in the prior's bulk)
+NB_ALPHA_START = 10.0
+NB_ALPHA_RANGE = (0.05, 100.0)
 
 
 def point_estimate(spec, Xe, G, yv, merged, alpha, random_seed) -> EMResult:
@@ -26,6 +34,9 @@ def point_estimate(spec, Xe, G, yv, merged, alpha, random_seed) -> EMResult:
     if yv.size > EM_ROWS:
         rows = np.sort(rng.choice(yv.size, EM_ROWS, replace=False))
     s = float(yv.std()) or 1.0
+    experts = _glm_experts(spec, rows)
+    if experts is not None:
+        s = 1.0  # the link scale (the builder's priors are on it too)
     res = fit_mixture_em(
         Xe[rows],
         yv[rows],
@@ -40,15 +51,37 @@ def point_estimate(spec, Xe, G, yv, merged, alpha, random_seed) -> EMResult:
         gate_sd=GATE_SD,
         hidden_sd=GATE_HIDDEN_SD,
         random_state=rng,
+        **({} if experts is None else {"experts": experts}),
     )
     if yv.size > EM_ROWS:  # responsibilities for every row, at the EM parameters
-        res.responsibilities = _responsibilities(res, Xe, G, yv)
+        res.responsibilities = _responsibilities(res, Xe, G, yv, _glm_experts(spec, None))
     return res
 
 
-def _responsibilities(res: EMResult, Xe, G, yv) -> np.ndarray:
+def _glm_experts(spec, rows) -> GLMExperts | None:
+    """The EM's GLM experts for a logit- or log-link family (None: Gaussian EM, which is
+    also the Student-t experts' start)."""
+    fam = spec.likelihood_family
+    if fam.link == "identity":
+        return None
+    extras = spec.row_extras(rows)
+    return GLMExperts(
+        fam.name,
+        trials=extras.get("trials"),
+        offset=extras.get("offset"),
+        pseudo_sigma=float(fam.pseudo_sigma),
+    )
+
+
+def _responsibilities(res: EMResult, Xe, G, yv, experts=None) -> np.ndarray:
     pi = mixing_weights(res, G, yv.size)
     mu = res.intercept + Xe @ res.beta.T
+    if experts is not None:
+        eta = mu if experts.offset is None else mu + experts.offset[:, None]
+        trials = None if experts.trials is None else experts.trials[:, None]
+        alpha = None if res.alpha is None else res.alpha[None, :]
+        log_dens = glm_log_density(experts.family, yv[:, None], eta, trials=trials, alpha=alpha)
+        return softmax_last(np.log(np.maximum(pi, 1e-300)) + log_dens)
     log_joint = np.log(np.maximum(pi, 1e-300)) - 0.5 * ((yv[:, None] - mu) / res.sigma) ** 2
     log_joint -= np.log(res.sigma)
     return softmax_last(log_joint)
@@ -69,7 +102,15 @@ def initial_values(spec, point: EMResult | VEMResult | None = None) -> dict[str,
         out["beta"] = pt_.beta[:, :p]
     if spec.pairs:
         out["beta_interaction"] = pt_.beta[:, p:]
-    out["sigma"] = pt_.sigma[0] if spec.shared_noise else pt_.sigma
+    own = spec.likelihood_family.params
+    if "sigma" in own:
+        out["sigma"] = pt_.sigma[0] if spec.shared_noise else pt_.sigma
+    if "nu" in own:
+        out["nu"] = np.full(spec.n_experts, NU_START)
+    if "alpha" in own:
+        known = isinstance(pt_, EMResult) and pt_.alpha is not None
+        alpha = pt_.alpha if known else NB_ALPHA_START
+        out["alpha"] = np.clip(np.broadcast_to(alpha, (spec.n_experts,)), *NB_ALPHA_RANGE)
     if spec.n_experts > 1 and spec.gate is None:
         out["weights"] = pt_.weights
     elif spec.n_experts > 1:
