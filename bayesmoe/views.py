@@ -609,7 +609,7 @@ def _gate_surface_figure(out: pd.DataFrame, names: list[str], frame, owner, expe
         layout="constrained",
     )
     levels = np.linspace(0, 1, 21)
-    for k, (ax, name) in enumerate(zip(axes[0], experts, strict=True)):
+    for ax, name in zip(axes[0], experts, strict=True):
         table = out[out["expert"] == name].pivot(index=v2, columns=v1, values="mean")
         filled = ax.contourf(
             table.columns, table.index, table.to_numpy(), levels=levels, cmap="viridis"
@@ -619,11 +619,11 @@ def _gate_surface_figure(out: pd.DataFrame, names: list[str], frame, owner, expe
             ax.scatter(
                 frame[v1][mine],
                 frame[v2][mine],
-                s=8,
+                s=12,
                 color=f"C{j}",
-                edgecolors="white" if j == k else "none",
+                edgecolors="black",
                 linewidths=0.4,
-                label=f"most responsible: {experts[j]}" if k == 0 else None,
+                label=f"most responsible: {experts[j]}" if ax is axes[0, 0] else None,
             )
         ax.set_xlim(table.columns.min(), table.columns.max())
         ax.set_ylim(table.index.min(), table.index.max())
