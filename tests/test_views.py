@@ -176,7 +176,7 @@ def test_surface_refuses_bad_terms(fitted):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = bm.InteractionRegression.from_formula("y ~ a * g", frame, **FAST)
-    with pytest.raises(ValueError, match="term.*categorical"):
+    with pytest.raises(ValueError, match=r"term.*categorical"):
         bm.conditional_effects(est, "a:g", data=frame, surface=True)
     with pytest.raises(ValueError, match="term='a:b'"):
         bm.conditional_effects(fitted, "x0", surface=True)
@@ -221,7 +221,7 @@ def test_gate_over_two_inputs_refuses_bad_input(gated2, fitted):
         bm.plot_gate(est, ["x0", "x0"])
     with pytest.raises(ValueError, match="two distinct"):
         bm.plot_gate(est, ["x0", "x1", "x0"])
-    with pytest.raises(ValueError, match="var: .*'nope'"):
+    with pytest.raises(ValueError, match=r"var: .*'nope'"):
         bm.plot_gate(est, ["x0", "nope"])
     with pytest.raises(TypeError, match="MixtureRegression or GatedExperts"):
         bm.plot_gate(fitted, ["x0", "x1"])
