@@ -215,10 +215,18 @@ def _caption(held: dict, prob: float) -> str:
 
 # ---------------------------------------------------------------------- effects
 def conditional_effects(
-    est, term: str, *, data=None, prob: float = 0.9, points: int = 50, plot: bool = True
+    est,
+    term: str,
+    *,
+    data=None,
+    prob: float = 0.9,
+    points: int = 50,
+    plot: bool = True,
+    surface: bool = False,
 ) -> ViewFrame:
-    r"""The expected response as ``a`` varies (``"a"``), or at a few values of ``b``
-    (``"a:b"``), the other variables held at their means / reference levels.
+    r"""The expected response as ``a`` varies (``"a"``), at a few values of ``b``
+    (``"a:b"``), or over both (``"a:b"``, ``surface=True``), the other variables held at
+    their means / reference levels.
 
     Parameters
     ----------
@@ -233,42 +241,114 @@ def conditional_effects(
         rows (required for formula fits).
     prob : float
         Probability of the central credible band.
+    points : int
+        Number of values of a numeric ``a`` (and, for a surface, of ``b``: a ``points``
+        x ``points`` grid).
     plot : bool
         Also draw the figure (the result's ``figure``, a matplotlib Figure).
+    surface : bool
+        For ``term="a:b"`` with two numeric variables: both run over ``points`` values
+        spanning their 1-99 % quantiles, and the figure shows two filled-contour panels,
+        the posterior mean of :math:`m(x)` with the data points overlaid and the band width
+        ``upper - lower``.
 
     Returns
     -------
     ViewFrame
         Columns: the varied variables, ``mean``, ``lower``, ``upper`` (user's scale of
-        ``y``). ``attrs``: ``term``, ``prob``, ``held`` (variable -> held value);
+        ``y``); a surface has one row per grid point, ``b`` varying fastest.
+        ``attrs``: ``term``, ``prob``, ``held`` (variable -> held value), ``surface``;
         ``figure`` when ``plot``.
+
+    Raises
+    ------
+    ValueError
+        A malformed ``term``, a column not in the data, or ``surface=True`` with other
+        than two numeric variables.
     """
     frame = _inputs(est, data)
     varied = term.split(":")
     if len(varied) not in (1, 2) or len(set(varied)) != len(varied):
         raise ValueError(f"term must be 'a' or 'a:b' with distinct names, got {term!r}")
+    if surface:
+        _check_surface(frame, term, varied)
     grid_a = _values(est, frame, varied[0], points)
-    grid_b = [None] if len(varied) == 1 else _values(est, frame, varied[1], 3, [0.1, 0.5, 0.9])
+    if len(varied) == 1:
+        pairs = [(a, None) for a in grid_a]
+    elif surface:
+        pairs = [(a, b) for a in grid_a for b in _values(est, frame, varied[1], points)]
+    else:
+        grid_b = _values(est, frame, varied[1], 3, [0.1, 0.5, 0.9])
+        pairs = [(a, b) for b in grid_b for a in grid_a]
     held = _held(est, frame, varied)
     rows = []
-    for b in grid_b:
-        for a in grid_a:
-            row = dict(held)
-            row[varied[0]] = a
-            if b is not None:
-                row[varied[1]] = b
-            rows.append(row)
+    for a, b in pairs:
+        row = dict(held)
+        row[varied[0]] = a
+        if b is not None:
+            row[varied[1]] = b
+        rows.append(row)
     grid = pd.DataFrame(rows, columns=list(frame.columns))
     for col in frame.columns:  # keep categorical dtypes (and their level order)
         if not _is_numeric(frame[col]):
             grid[col] = grid[col].astype(frame[col].dtype)
     out = ViewFrame(grid[varied].reset_index(drop=True))
-    for key, value in _summary(mean_draws(est, grid), prob).items():
+    for key, value in _blocked_summary(lambda rows: mean_draws(est, rows), grid, prob).items():
         out[key] = value
-    out.attrs.update(term=term, prob=prob, held=held)
+    out.attrs.update(term=term, prob=prob, held=held, surface=bool(surface))
     if plot:
-        out.figure = plot_effects(out)
+        out.figure = _surface_figure(out, frame) if surface else plot_effects(out)
     return out
+
+
+def _check_surface(frame: pd.DataFrame, term: str, varied: list[str]) -> None:
+    """A surface needs ``term="a:b"`` of two numeric columns of the data."""
+    if len(varied) != 2:
+        raise ValueError(f"surface=True needs term='a:b' (two variables), got term={term!r}")
+    for var in varied:
+        if var not in frame.columns:
+            raise ValueError(f"term: {var!r} is not a column of the data ({list(frame.columns)})")
+        if not _is_numeric(frame[var]):
+            raise ValueError(
+                f"surface=True needs two numeric variables; {var!r} of term={term!r} is "
+                "categorical (use surface=False: a at each level)"
+            )
+
+
+def _blocked_summary(values, grid: pd.DataFrame, prob: float) -> dict[str, np.ndarray]:
+    """:func:`_summary` of ``values(rows)`` (draws x rows [x ...]) over ``grid`` in blocks
+    of :data:`ROW_BLOCK` rows (bounds the draws x rows temporaries)."""
+    parts = [
+        _summary(values(grid.iloc[start : start + ROW_BLOCK]), prob)
+        for start in range(0, len(grid), ROW_BLOCK)
+    ]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _surface_figure(effects: pd.DataFrame, frame: pd.DataFrame):
+    """Two filled-contour panels of a surface: the posterior mean with the data points,
+    and the band width ``upper - lower``; a colour bar each."""
+    import matplotlib.pyplot as plt
+
+    a, b = effects.attrs["term"].split(":")
+    wide = effects.assign(width=effects["upper"] - effects["lower"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True, layout="constrained")
+    panels = (("mean", "posterior mean of m(x)", "viridis"), ("width", "band width", "magma"))
+    for ax, (column, title, cmap) in zip(axes, panels, strict=True):
+        table = wide.pivot(index=b, columns=a, values=column)
+        filled = ax.contourf(table.columns, table.index, table.to_numpy(), levels=20, cmap=cmap)
+        fig.colorbar(filled, ax=ax, label=title)
+        ax.scatter(frame[a], frame[b], s=6, c="white", edgecolors="black", linewidths=0.3)
+        ax.set_xlim(table.columns.min(), table.columns.max())
+        ax.set_ylim(table.index.min(), table.index.max())
+        ax.set_xlabel(a)
+        ax.set_title(f"{title}" if column == "mean" else f"{title} ({effects.attrs['prob']:.0%})")
+    axes[0].set_ylabel(b)
+    fig.text(
+        0.01, 0.0, _caption(effects.attrs["held"], effects.attrs["prob"]), fontsize=7, va="bottom"
+    )
+    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+    return fig
 
 
 def plot_effects(effects: pd.DataFrame):
@@ -378,40 +458,70 @@ def comparisons(est, var: str, values=None, *, data=None, prob: float = 0.9) -> 
 
 # ---------------------------------------------------------------------- gate view
 def plot_gate(
-    est, var: str, *, data=None, y=None, prob: float = 0.9, points: int = 100, plot: bool = True
+    est,
+    var: str | list[str],
+    *,
+    data=None,
+    y=None,
+    prob: float = 0.9,
+    points: int | None = None,
+    plot: bool = True,
 ) -> ViewFrame:
-    r"""Experts and gate along one input: each expert's mean :math:`\mu_k(x)` and the gate
-    probabilities :math:`\pi_k(x)`, with bands, the other variables at their means /
-    reference levels, and the data coloured by posterior responsibility.
+    r"""Experts and gate along one input, or the gate over two: each expert's mean
+    :math:`\mu_k(x)` and the gate probabilities :math:`\pi_k(x)`, with bands, the other
+    variables at their means / reference levels, and the data coloured by posterior
+    responsibility.
 
     Parameters
     ----------
     est : fitted MixtureRegression or GatedExperts
-    var : str
-        The input on the x axis (numeric); its grid spans the data's 1-99 % quantiles.
+    var : str or list of two str
+        The numeric input(s). One input: on the x axis, its grid of ``points`` values
+        spanning the data's 1-99 % quantiles. Two inputs ``[v1, v2]``: a ``points`` x
+        ``points`` grid over both ranges, showing the gate only.
     data, y : optional
         The rows shown (and that set the range and held values) with their targets;
         default the stored training rows and ``y``.
+    points : int, optional
+        Grid values per input; default 100 for one input, 40 for two.
 
     Returns
     -------
     ViewFrame
-        Tidy: ``var``, ``expert``, ``quantity`` (``"expert_mean"`` or ``"gate"``),
-        ``mean``, ``lower``, ``upper``; ``attrs``: ``prob``, ``held``; ``figure`` (two
-        panels: experts over the data, gate probabilities) when ``plot``.
+        One input, tidy: ``var``, ``expert``, ``quantity`` (``"expert_mean"`` or
+        ``"gate"``), ``mean``, ``lower``, ``upper``; ``figure`` (two panels: experts over
+        the data, gate probabilities) when ``plot``. Two inputs: ``v1``, ``v2``,
+        ``expert``, ``quantity`` (``"gate"``), ``mean``, ``lower``, ``upper``, ``v2``
+        varying fastest; ``figure``: one panel per expert of the posterior mean of
+        :math:`\pi_k(x)` on a shared 0-1 colour scale, the data points coloured by their
+        most responsible expert. ``attrs``: ``prob``, ``held``.
+
+    Raises
+    ------
+    TypeError
+        ``est`` is not a mixture.
+    ValueError
+        ``var`` names other than one or two distinct numeric columns of the data.
     """
     if not isinstance(est, _MIXTURES):
         raise TypeError(
             f"plot_gate needs a MixtureRegression or GatedExperts, got {type(est).__name__}"
         )
+    names = [var] if isinstance(var, str) else list(var)
+    if len(names) not in (1, 2) or len(set(names)) != len(names):
+        raise ValueError(f"var must be one input or a list of two distinct ones, got {var!r}")
     frame = _inputs(est, data)
     if y is None:
         if data is not None:
             raise ValueError("pass y= with data=")
         y = est.idata_["observed_data"]["y"].values
     y = np.asarray(y, float)
-    if var not in frame.columns or not _is_numeric(frame[var]):
-        raise ValueError(f"plot_gate needs a numeric column of the data, got {var!r}")
+    for name in names:
+        if name not in frame.columns or not _is_numeric(frame[name]):
+            raise ValueError(f"var: plot_gate needs a numeric column of the data, got {name!r}")
+    if len(names) == 2:
+        return _gate_surface(est, frame, y, names, prob, 40 if points is None else points, plot)
+    var, points = names[0], 100 if points is None else points
     grid_x = np.asarray(_values(est, frame, var, points))
     held = _held(est, frame, [var])
     grid = pd.DataFrame([{**held, var: x} for x in grid_x], columns=list(frame.columns))
@@ -456,4 +566,75 @@ def _gate_figure(out: pd.DataFrame, var: str, x, y, resp: np.ndarray, experts: l
     )
     fig.text(0.01, 0.0, caption, fontsize=7, va="bottom")
     fig.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))
+    return fig
+
+
+def _gate_surface(
+    est, frame: pd.DataFrame, y: np.ndarray, names: list[str], prob: float, points: int, plot
+) -> ViewFrame:
+    """:func:`plot_gate` over two inputs: the gate probabilities on a grid."""
+    v1, v2 = names
+    held = _held(est, frame, names)
+    grid1, grid2 = _values(est, frame, v1, points), _values(est, frame, v2, points)
+    grid = pd.DataFrame(
+        [{**held, v1: a, v2: b} for a in grid1 for b in grid2], columns=list(frame.columns)
+    )
+    experts = list(est.model_.coords["expert"])
+    summary = _blocked_summary(lambda rows: _mixture_parts(est, rows)[0], grid, prob)
+    parts = []
+    for k, name in enumerate(experts):
+        part = pd.DataFrame({v1: grid[v1], v2: grid[v2], "expert": name, "quantity": "gate"})
+        for key, value in summary.items():
+            part[key] = value[:, k]
+        parts.append(part)
+    out = ViewFrame(pd.concat(parts, ignore_index=True))
+    out.attrs.update(prob=prob, held=held)
+    if plot:
+        resp = est.responsibilities(frame, y)
+        out.figure = _gate_surface_figure(out, names, frame, resp.argmax(axis=1), experts)
+    return out
+
+
+def _gate_surface_figure(out: pd.DataFrame, names: list[str], frame, owner, experts: list):
+    import matplotlib.pyplot as plt
+
+    v1, v2 = names
+    fig, axes = plt.subplots(
+        1,
+        len(experts),
+        figsize=(4.2 * len(experts) + 1, 4.2),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    levels = np.linspace(0, 1, 21)
+    for ax, name in zip(axes[0], experts, strict=True):
+        table = out[out["expert"] == name].pivot(index=v2, columns=v1, values="mean")
+        filled = ax.contourf(
+            table.columns, table.index, table.to_numpy(), levels=levels, cmap="viridis"
+        )
+        for j in range(len(experts)):
+            mine = owner == j
+            ax.scatter(
+                frame[v1][mine],
+                frame[v2][mine],
+                s=12,
+                color=f"C{j}",
+                edgecolors="black",
+                linewidths=0.4,
+                label=f"most responsible: {experts[j]}" if ax is axes[0, 0] else None,
+            )
+        ax.set_xlim(table.columns.min(), table.columns.max())
+        ax.set_ylim(table.index.min(), table.index.max())
+        ax.set_title(rf"gate $\pi_k(x)$, expert {name}")
+        ax.set_xlabel(v1)
+    axes[0, 0].set_ylabel(v2)
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.colorbar(filled, ax=axes[0].tolist(), label="posterior mean gate probability")
+    caption = _caption(out.attrs["held"], out.attrs["prob"]) + (
+        "; points coloured by their most responsible expert"
+    )
+    fig.text(0.01, 0.0, caption, fontsize=7, va="bottom")
+    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
     return fig

@@ -31,6 +31,15 @@ def gated():
         return data, bm.GatedExperts(n_experts=2, **FAST).fit(data.X, data.y)
 
 
+@pytest.fixture(scope="module")
+def gated2():
+    """A gate over two inputs."""
+    data = make_mixture_data(200, 2, 2, gate="linear", seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return data, bm.GatedExperts(n_experts=2, **FAST).fit(data.X, data.y)
+
+
 def test_exported_lazily():
     for name in ("conditional_effects", "slopes", "comparisons", "plot_gate"):
         assert getattr(bm, name) is getattr(views, name)
@@ -131,3 +140,88 @@ def test_interaction_band_covers_the_truth():
     grid = pd.DataFrame({**ce.attrs["held"], "x0": ce["x0"], "x1": ce["x1"]})
     truth = dataclasses.replace(data, X=grid[list(data.X.columns)]).signal
     assert np.mean((ce["lower"] <= truth) & (truth <= ce["upper"])) >= 0.85
+
+
+def test_surface_equals_the_lines_at_the_same_points(fitted, small_data):
+    x = small_data.X
+    surf = bm.conditional_effects(fitted, "x0:x1", surface=True, points=12, prob=0.8)
+    assert list(surf.columns) == ["x0", "x1", "mean", "lower", "upper"]
+    assert len(surf) == 144 and surf.attrs["surface"]
+    for var in ("x0", "x1"):
+        np.testing.assert_allclose(
+            [surf[var].min(), surf[var].max()], np.quantile(x[var], [0.01, 0.99])
+        )
+    assert surf.attrs["held"] == pytest.approx({"x2": x["x2"].mean()})
+    assert (surf["lower"] <= surf["mean"]).all() and (surf["mean"] <= surf["upper"]).all()
+    # each row of the surface (x1 fixed at b) is the line view of x0 with x1 held at b
+    for b in np.unique(surf["x1"])[[0, 5, 11]]:
+        line = bm.conditional_effects(
+            fitted, "x0", data=x.assign(x1=b), points=12, prob=0.8, plot=False
+        )
+        assert line.attrs["held"]["x1"] == pytest.approx(b, rel=1e-14)
+        part = surf[surf["x1"] == b]
+        np.testing.assert_allclose(part["x0"], line["x0"], rtol=0, atol=1e-12)
+        for col in ("mean", "lower", "upper"):
+            np.testing.assert_allclose(part[col], line[col], rtol=1e-12, atol=1e-12)
+    fig = surf.figure
+    # two panels and their two colour bars
+    assert len(fig.axes) == 4
+    assert "held at means" in " ".join(t.get_text() for t in fig.texts)
+
+
+def test_surface_refuses_bad_terms(fitted):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=80), "g": rng.choice(["u", "v"], 80)})
+    frame["y"] = frame["a"] * frame["g"].map({"u": 0.0, "v": 1.0}) + rng.normal(0, 0.3, 80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = bm.InteractionRegression.from_formula("y ~ a * g", frame, **FAST)
+    with pytest.raises(ValueError, match=r"term.*categorical"):
+        bm.conditional_effects(est, "a:g", data=frame, surface=True)
+    with pytest.raises(ValueError, match="term='a:b'"):
+        bm.conditional_effects(fitted, "x0", surface=True)
+    with pytest.raises(ValueError, match="'nope' is not a column"):
+        bm.conditional_effects(fitted, "x0:nope", surface=True)
+
+
+def test_gate_over_two_inputs(gated2):
+    data, est = gated2
+    view = bm.plot_gate(est, ["x0", "x1"], points=9)
+    assert list(view.columns) == ["x0", "x1", "expert", "quantity", "mean", "lower", "upper"]
+    assert set(view["quantity"]) == {"gate"} and view["expert"].nunique() == 2
+    assert len(view) == 2 * 81
+    total = view.groupby(["x0", "x1"])["mean"].sum()
+    assert len(total) == 81
+    np.testing.assert_allclose(total, 1.0, atol=1e-12)
+    assert ((view["lower"] >= 0) & (view["upper"] <= 1)).all()
+    assert (view["lower"] <= view["mean"]).all() and (view["mean"] <= view["upper"]).all()
+    # one input is the 1-D view, the same numbers as before
+    one = bm.plot_gate(est, ["x0"], plot=False)
+    same = bm.plot_gate(est, "x0", plot=False)
+    pd.testing.assert_frame_equal(pd.DataFrame(one), pd.DataFrame(same))
+    assert len(same) == 2 * 2 * 100
+    # the 2-D gate at a grid point equals the 1-D gate with the other input held there
+    x1 = np.unique(view["x1"])[4]
+    line = bm.plot_gate(est, "x0", data=data.X.assign(x1=x1), y=data.y, points=9, plot=False)
+    line = line[line["quantity"] == "gate"]
+    for name in view["expert"].unique():
+        np.testing.assert_allclose(
+            view[(view["expert"] == name) & (view["x1"] == x1)]["mean"],
+            line[line["expert"] == name]["mean"],
+            rtol=1e-12,
+            atol=1e-12,
+        )
+    # one panel per expert and one shared colour bar
+    assert len(view.figure.axes) == 3
+
+
+def test_gate_over_two_inputs_refuses_bad_input(gated2, fitted):
+    _, est = gated2
+    with pytest.raises(ValueError, match="two distinct"):
+        bm.plot_gate(est, ["x0", "x0"])
+    with pytest.raises(ValueError, match="two distinct"):
+        bm.plot_gate(est, ["x0", "x1", "x0"])
+    with pytest.raises(ValueError, match=r"var: .*'nope'"):
+        bm.plot_gate(est, ["x0", "nope"])
+    with pytest.raises(TypeError, match="MixtureRegression or GatedExperts"):
+        bm.plot_gate(fitted, ["x0", "x1"])
