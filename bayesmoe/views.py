@@ -467,7 +467,7 @@ def plot_gate(
     points: int | None = None,
     plot: bool = True,
 ) -> ViewFrame:
-    r"""Experts and gate along one input, or the gate over two: each expert's mean
+    r"""Experts and gate along one input or over two: each expert's mean
     :math:`\mu_k(x)` and the gate probabilities :math:`\pi_k(x)`, with bands, the other
     variables at their means / reference levels, and the data coloured by posterior
     responsibility.
@@ -478,7 +478,7 @@ def plot_gate(
     var : str or list of two str
         The numeric input(s). One input: on the x axis, its grid of ``points`` values
         spanning the data's 1-99 % quantiles. Two inputs ``[v1, v2]``: a ``points`` x
-        ``points`` grid over both ranges, showing the gate only.
+        ``points`` grid over both ranges.
     data, y : optional
         The rows shown (and that set the range and held values) with their targets;
         default the stored training rows and ``y``.
@@ -491,10 +491,11 @@ def plot_gate(
         One input, tidy: ``var``, ``expert``, ``quantity`` (``"expert_mean"`` or
         ``"gate"``), ``mean``, ``lower``, ``upper``; ``figure`` (two panels: experts over
         the data, gate probabilities) when ``plot``. Two inputs: ``v1``, ``v2``,
-        ``expert``, ``quantity`` (``"gate"``), ``mean``, ``lower``, ``upper``, ``v2``
-        varying fastest; ``figure``: one panel per expert of the posterior mean of
-        :math:`\pi_k(x)` on a shared 0-1 colour scale, the data points coloured by their
-        most responsible expert. ``attrs``: ``prob``, ``held``.
+        ``expert``, ``quantity`` (``"expert_mean"`` or ``"gate"``), ``mean``, ``lower``,
+        ``upper``, ``v2`` varying fastest; ``figure``: two rows of one panel per expert,
+        the posterior mean of :math:`\pi_k(x)` on a shared 0-1 colour scale and of
+        :math:`\mu_k(x)` on a shared scale, the data points coloured by their most
+        responsible expert. ``attrs``: ``prob``, ``held``.
 
     Raises
     ------
@@ -580,13 +581,15 @@ def _gate_surface(
         [{**held, v1: a, v2: b} for a in grid1 for b in grid2], columns=list(frame.columns)
     )
     experts = list(est.model_.coords["expert"])
-    summary = _blocked_summary(lambda rows: _mixture_parts(est, rows)[0], grid, prob)
     parts = []
-    for k, name in enumerate(experts):
-        part = pd.DataFrame({v1: grid[v1], v2: grid[v2], "expert": name, "quantity": "gate"})
-        for key, value in summary.items():
-            part[key] = value[:, k]
-        parts.append(part)
+    for quantity, which in (("expert_mean", 1), ("gate", 0)):
+        summary = _blocked_summary(lambda rows, i=which: _mixture_parts(est, rows)[i], grid, prob)
+        for k, name in enumerate(experts):
+            part = pd.DataFrame({v1: grid[v1], v2: grid[v2], "expert": name})
+            part["quantity"] = quantity
+            for key, value in summary.items():
+                part[key] = value[:, k]
+            parts.append(part)
     out = ViewFrame(pd.concat(parts, ignore_index=True))
     out.attrs.update(prob=prob, held=held)
     if plot:
@@ -600,41 +603,72 @@ def _gate_surface_figure(out: pd.DataFrame, names: list[str], frame, owner, expe
 
     v1, v2 = names
     fig, axes = plt.subplots(
-        1,
+        2,
         len(experts),
-        figsize=(4.2 * len(experts) + 1, 4.2),
+        figsize=(4.2 * len(experts) + 1, 8.0),
         sharex=True,
         sharey=True,
         squeeze=False,
         layout="constrained",
     )
-    levels = np.linspace(0, 1, 21)
-    for ax, name in zip(axes[0], experts, strict=True):
-        table = out[out["expert"] == name].pivot(index=v2, columns=v1, values="mean")
-        filled = ax.contourf(
-            table.columns, table.index, table.to_numpy(), levels=levels, cmap="viridis"
-        )
-        for j in range(len(experts)):
-            mine = owner == j
-            ax.scatter(
-                frame[v1][mine],
-                frame[v2][mine],
-                s=12,
-                color=f"C{j}",
-                edgecolors="black",
-                linewidths=0.4,
-                label=f"most responsible: {experts[j]}" if ax is axes[0, 0] else None,
-            )
-        ax.set_xlim(table.columns.min(), table.columns.max())
-        ax.set_ylim(table.index.min(), table.index.max())
-        ax.set_title(rf"gate $\pi_k(x)$, expert {name}")
+    means = out[out["quantity"] == "expert_mean"]["mean"]
+    rows = (
+        ("gate", np.linspace(0, 1, 21), "viridis", r"gate $\pi_k(x)$", "posterior mean gate"),
+        (
+            "expert_mean",
+            np.linspace(means.min(), means.max(), 21),
+            "cividis",
+            r"expert mean $\mu_k(x)$",
+            "posterior mean of the expert's y",
+        ),
+    )
+    for row, (quantity, levels, cmap, title, label) in zip(axes, rows, strict=True):
+        filled = _expert_panels(row, out[out["quantity"] == quantity], names, levels, cmap)
+        for ax, name in zip(row, experts, strict=True):
+            ax.set_title(f"{title}, expert {name}")
+            limits = ax.get_xlim(), ax.get_ylim()
+            _owner_points(ax, frame, names, owner, experts, legend=ax is axes[0, 0])
+            ax.set_xlim(*limits[0])
+            ax.set_ylim(*limits[1])
+        fig.colorbar(filled, ax=row.tolist(), label=label)
+    for ax in axes[1]:
         ax.set_xlabel(v1)
-    axes[0, 0].set_ylabel(v2)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(v2)
     axes[0, 0].legend(fontsize=7, loc="upper left")
-    fig.colorbar(filled, ax=axes[0].tolist(), label="posterior mean gate probability")
     caption = _caption(out.attrs["held"], out.attrs["prob"]) + (
         "; points coloured by their most responsible expert"
     )
     fig.text(0.01, 0.0, caption, fontsize=7, va="bottom")
-    fig.get_layout_engine().set(rect=(0, 0.04, 1, 0.96))
+    fig.get_layout_engine().set(rect=(0, 0.02, 1, 0.98))
     return fig
+
+
+def _expert_panels(row, part: pd.DataFrame, names: list[str], levels, cmap):
+    """One filled contour of ``part``'s posterior mean per expert, on shared ``levels``."""
+    v1, v2 = names
+    filled = None
+    for ax, name in zip(row, part["expert"].unique(), strict=True):
+        table = part[part["expert"] == name].pivot(index=v2, columns=v1, values="mean")
+        filled = ax.contourf(
+            table.columns, table.index, table.to_numpy(), levels=levels, cmap=cmap
+        )
+        ax.set_xlim(table.columns.min(), table.columns.max())
+        ax.set_ylim(table.index.min(), table.index.max())
+    return filled
+
+
+def _owner_points(ax, frame, names: list[str], owner, experts: list, legend: bool) -> None:
+    """The data points coloured by their most responsible expert."""
+    v1, v2 = names
+    for j in range(len(experts)):
+        mine = owner == j
+        ax.scatter(
+            frame[v1][mine],
+            frame[v2][mine],
+            s=12,
+            color=f"C{j}",
+            edgecolors="black",
+            linewidths=0.4,
+            label=f"most responsible: {experts[j]}" if legend else None,
+        )

@@ -188,31 +188,34 @@ def test_gate_over_two_inputs(gated2):
     data, est = gated2
     view = bm.plot_gate(est, ["x0", "x1"], points=9)
     assert list(view.columns) == ["x0", "x1", "expert", "quantity", "mean", "lower", "upper"]
-    assert set(view["quantity"]) == {"gate"} and view["expert"].nunique() == 2
-    assert len(view) == 2 * 81
-    total = view.groupby(["x0", "x1"])["mean"].sum()
+    assert set(view["quantity"]) == {"gate", "expert_mean"} and view["expert"].nunique() == 2
+    assert len(view) == 2 * 2 * 81
+    gate = view[view["quantity"] == "gate"]
+    total = gate.groupby(["x0", "x1"])["mean"].sum()
     assert len(total) == 81
     np.testing.assert_allclose(total, 1.0, atol=1e-12)
-    assert ((view["lower"] >= 0) & (view["upper"] <= 1)).all()
+    assert ((gate["lower"] >= 0) & (gate["upper"] <= 1)).all()
     assert (view["lower"] <= view["mean"]).all() and (view["mean"] <= view["upper"]).all()
     # one input is the 1-D view, the same numbers as before
     one = bm.plot_gate(est, ["x0"], plot=False)
     same = bm.plot_gate(est, "x0", plot=False)
     pd.testing.assert_frame_equal(pd.DataFrame(one), pd.DataFrame(same))
     assert len(same) == 2 * 2 * 100
-    # the 2-D gate at a grid point equals the 1-D gate with the other input held there
+    # the 2-D view at a grid point equals the 1-D view with the other input held there
     x1 = np.unique(view["x1"])[4]
     line = bm.plot_gate(est, "x0", data=data.X.assign(x1=x1), y=data.y, points=9, plot=False)
-    line = line[line["quantity"] == "gate"]
-    for name in view["expert"].unique():
-        np.testing.assert_allclose(
-            view[(view["expert"] == name) & (view["x1"] == x1)]["mean"],
-            line[line["expert"] == name]["mean"],
-            rtol=1e-12,
-            atol=1e-12,
-        )
-    # one panel per expert and one shared colour bar
-    assert len(view.figure.axes) == 3
+    for quantity in ("gate", "expert_mean"):
+        for name in view["expert"].unique():
+            np.testing.assert_allclose(
+                view[
+                    (view["expert"] == name) & (view["x1"] == x1) & (view["quantity"] == quantity)
+                ]["mean"],
+                line[(line["expert"] == name) & (line["quantity"] == quantity)]["mean"],
+                rtol=1e-12,
+                atol=1e-12,
+            )
+    # two rows (gate, expert means) of one panel per expert, a colour bar per row
+    assert len(view.figure.axes) == 2 * 2 + 2
 
 
 def test_gate_over_two_inputs_refuses_bad_input(gated2, fitted):
