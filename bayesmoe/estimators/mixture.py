@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from bayesmoe.builders.mixture import DEFAULT_ALPHA, gated_experts, mixture_regression
 from bayesmoe.builders.mixture.predictions import family_params
 from bayesmoe.builders.terms.likelihood import Family, get_family
-from bayesmoe.data import validate_target
+from bayesmoe.data import Standardizer, validate_target
 from bayesmoe.estimators.base import SAMPLE_DIMS, BayesianRegressor
 from bayesmoe.estimators.io import register
 from bayesmoe.estimators.streamed import StreamedVEM
@@ -252,6 +252,13 @@ class _MixtureEstimator(_FamilyPredictions, StreamedVEM, BayesianRegressor):
         if not fam.is_gaussian:
             fam.refuse("streamed fits (dask inputs)", "an in-memory fit (e.g. of a row sample)")
         return super()._fit_streamed(X, y, strict=strict, client=client)
+
+    def _family_inputs(self, frame, Xv, yv, extras):
+        """The mixtures hand ``family``, ``trials`` and ``exposure`` to their builder
+        themselves (:meth:`_family_build_args`, checked there): here the inputs are
+        standardised as for the Gaussian family, and nothing is added to the build."""
+        self.standardizer_ = Standardizer.fit(Xv, yv, enabled=self.standardize)
+        return yv, {}, (None, None)
 
     def _family_build_args(self, yw: np.ndarray) -> tuple[np.ndarray, dict]:
         """The target and ``family`` / ``trials`` / ``exposure`` of the builder.
