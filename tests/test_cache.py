@@ -99,7 +99,9 @@ def test_cold_and_warm_cache_give_identical_draws(tmp_path):
     assert frozen["draws"] == cold["draws"]
 
 
-@pytest.mark.slow
+# full tier (a cold numba compile of the mixture, 2-3 minutes): the slow tier keeps the
+# interaction model's cold-vs-warm test of the same guarantee
+@pytest.mark.full
 def test_a_mixture_draws_the_same_from_a_cold_and_a_warm_cache(tmp_path):
     """With fastmath kernels the mixture's draws differed (bayesmoe.cache.NUMBA_FASTMATH)."""
     cold = _run(tmp_path, "mixture")

@@ -136,7 +136,9 @@ def test_cold_and_warm_paths_agree_within_monte_carlo_error(small_data, monkeypa
         assert abs(m1 - m2) <= 4 * np.hypot(s1, s2), (name, m1, m2, s1, s2)
 
 
-@pytest.mark.slow
+# full tier (a cold numba compile in a background process, 1-2 minutes): the slow tier
+# keeps the cold-path fit and the Monte Carlo agreement of the two paths
+@pytest.mark.full
 def test_the_background_compile_opens_the_warm_path(tmp_path):
     """A fresh process fits on the cold path; after its background compile, the next
     fresh process takes the warm path, with the draws of sampler="nutpie" (a cold numba

@@ -232,7 +232,9 @@ def test_estimator_check_names_emptied_components(estimator):
     assert f"(R-hat and ESS on {report.identified})" in report.message()
 
 
-@pytest.mark.slow
+# full tier (about 2 minutes of NUTS on real data): the slow tier keeps the simulated
+# cases of the same diagnosis
+@pytest.mark.full
 def test_real_data_with_ties_names_the_collapsing_component():
     # Iris (sklearn): petal length on petal width, 150 rows rounded to 0.1 cm (107 values of
     # y repeat). With the default HalfNormal noise prior a K = 2 fit puts a component of
