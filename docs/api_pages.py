@@ -108,5 +108,12 @@ def duplicate_names() -> dict[str, str]:
 
 def foreign_classes() -> set[str]:
     """Public names that are another package's class (``bayesmoe.Prior`` is pymc-extras'
-    ``Prior``): their page shows the class docstring, not its members."""
-    return {full for full, cls in _api_classes() if not cls.__module__.startswith("bayesmoe")}
+    ``Prior``), or a thin subclass of one (``ViewFrame`` is a pandas DataFrame): their
+    page shows the class docstring, not the other package's members."""
+    import pandas as pd
+
+    return {
+        full
+        for full, cls in _api_classes()
+        if not cls.__module__.startswith("bayesmoe") or issubclass(cls, pd.DataFrame)
+    }

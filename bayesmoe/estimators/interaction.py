@@ -83,12 +83,13 @@ class InteractionRegression(StreamedStatistics, BayesianRegressor):
     centered : bool, default False
         Per-row form only: centred instead of non-centred weights under a learned scale
         (better when the data identify the weights strongly, e.g. large n).
-    family : {"gaussian", "student_t", "bernoulli", "binomial", "poisson", \
-"negative_binomial"}, default "gaussian"
-        The outcome's distribution given the linear predictor (the right-hand side
-        above): Gaussian (the model above), Student-t (``nu`` learned), Bernoulli and
-        binomial (logit link; ``fit(..., trials=)`` for the binomial), Poisson and
-        negative binomial (log link, optional ``fit(..., exposure=)``); see
+    family : str, default "gaussian"
+        One of ``"gaussian"``, ``"student_t"``, ``"bernoulli"``, ``"binomial"``,
+        ``"poisson"``, ``"negative_binomial"``: the outcome's distribution given the
+        linear predictor (the right-hand side above): Gaussian (the model above),
+        Student-t (``nu`` learned), Bernoulli and binomial (logit link;
+        ``fit(..., trials=)`` for the binomial), Poisson and negative binomial (log link,
+        optional ``fit(..., exposure=)``); see
         :mod:`bayesmoe.builders.terms.likelihood` and ``docs/user_guide/families.md``.
         Outcomes of the logit and log links are not standardised (the features are);
         predictions are on the response scale (``predict``: probability or expected
