@@ -278,3 +278,13 @@ def test_sbc_family_mixtures(family, gated):
     result = run_sbc(_family_sbc_case(family, gated), 200, progressbar=False)
     assert result.failed == 0
     assert result.ok, result.table()
+
+
+def test_a_builder_model_of_non_gaussian_experts_refuses_vem_naming_the_family():
+    """bm.fit on a builder's model: the family's one-line refusal, before any compile."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(60, 2)), columns=["a", "b"])
+    y = rng.poisson(2.0, size=60).astype(float)
+    model = mixture_regression(X, y, n_components=2, family="poisson")
+    with pytest.raises(ValueError, match=r'^family="poisson" does not support method=.vem.'):
+        bm.fit(model, method="vem")

@@ -60,6 +60,9 @@ class ModelSpec:
 
     #: working-scale target (``observed_data`` and the log-likelihood), if the spec keeps it
     y: np.ndarray | None
+    #: the outcome's likelihood family (:mod:`bayesmoe.builders.terms.likelihood`); only
+    #: ``"gaussian"`` has the closed-form methods
+    likelihood: str = "gaussian"
 
     @property
     def kind(self) -> str:

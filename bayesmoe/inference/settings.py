@@ -14,6 +14,7 @@ import pymc as pm
 
 import bayesmoe.cache
 from bayesmoe.builders.contract import model_kind, spec_of
+from bayesmoe.builders.terms.likelihood import get_family
 from bayesmoe.inference.backends import background
 from bayesmoe.inference.backends import nutpie as nutpie_backend
 
@@ -156,6 +157,10 @@ def init_synonym(initvals, sampler_kwargs: dict):
 
 
 def _check_vem_options(spec, initvals, sampler_kwargs: dict) -> dict:
+    if spec is not None and spec.likelihood != "gaussian":
+        get_family(spec.likelihood).refuse(
+            "method='vem' (closed-form variational EM)", "method='nuts' or 'advi'"
+        )
     if spec is None or not spec.supports_vem:
         raise ValueError(
             "method='vem' (closed-form variational EM) is available for mixture models "
