@@ -40,7 +40,7 @@ class FitPlan:
     sampler or :func:`pymc.fit` receives, defaults included; ``vem_options`` the settings
     of ``method="vem"``; ``log_likelihood_rows`` None, ``"all"`` or row positions
     (:func:`bayesmoe.inference.loglik.log_likelihood_plan`); ``sample_seed`` the backend's
-    seed and ``completion_seed`` the seed of the completion step's draws.
+    random-number seed and ``completion_seed`` that of the completion step's draws.
     """
 
     method: str

@@ -36,7 +36,7 @@ import numpy as np
 
 __all__ = ["RowSample", "chunk_sample", "merge_samples", "sample_rng"]
 
-#: The seed of every chunk's stream (with the chunk's index): a fixed seed, so that every
+#: Where every chunk's random-number stream starts (with the chunk's index), fixed so that every
 #: model of the same data, partitioned the same way, draws the same rows.
 SAMPLE_SEED = 20_161_204
 

@@ -123,7 +123,7 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path) -> Path:
 
 def cell_record(scenario: Scenario, model, settings: StudySettings) -> dict:
     """What a cell's rows depend on: the scenario's definition, the model, the sampler
-    settings, the seed scheme and the code version (``bayesmoe_version``), with
+    settings, the random-number streams and the code version (``bayesmoe_version``), with
     ``settings_hash``, the SHA-256 of all of these.
 
     A user model ``(name, callable)`` is recorded by the callable's module and qualified
