@@ -175,6 +175,9 @@ def test_bernoulli_predictions_on_the_response_scale(logistic_fit):
     assert np.all((proba > 0) & (proba < 1))
     draws = est.predict_dist(X[:7]).values
     assert set(np.unique(draws)) <= {0.0, 1.0}
+    # a binary outcome's predictive sd is sqrt(p (1 - p)) exactly (law of total variance)
+    _, sd = est.predict(X[:7], return_std=True)
+    np.testing.assert_allclose(sd, np.sqrt(proba[:, 1] * (1 - proba[:, 1])), rtol=1e-9)
     # E[y] is the mean of the predictive: 40 draws x 7 rows of 0/1, sd <= 0.5/sqrt(40)
     np.testing.assert_allclose(draws.mean(axis=(0, 1)), proba[:, 1], atol=4 * 0.5 / np.sqrt(40))
     # the held-out density is the Bernoulli density of the predictive mean (exact, by

@@ -33,20 +33,6 @@ from bayesmoe.numerics.lse import log_softmax_last, logsumexp_last
 __all__ = ["GatedExperts", "MixtureRegression"]
 
 
-def _family_variance(fam: Family, mean: np.ndarray, params: dict, trials) -> np.ndarray:
-    """:math:`\\mathrm{Var}(y \\mid \\eta)` of one expert at its mean (response scale)."""
-    if fam.name == "bernoulli":
-        return mean * (1.0 - mean)
-    if fam.name == "binomial":
-        return mean * (1.0 - mean / trials)
-    if fam.name == "poisson":
-        return mean
-    if fam.name == "negative_binomial":
-        return mean + mean**2 / params["alpha"]
-    nu = params["nu"]
-    return np.where(nu > 2, params["sigma"] ** 2 * nu / np.maximum(nu - 2, 1e-12), np.inf)
-
-
 class _FamilyPredictions:
     """Predictions of non-Gaussian experts on the response scale, through the family.
 
@@ -83,10 +69,10 @@ class _FamilyPredictions:
         mean, sd = np.empty(Xw.shape[0]), np.empty(Xw.shape[0])
         for rows in self._row_blocks(Xw.shape[0]):
             sub = {k: v[rows] for k, v in extras.items()}
-            w, _, m, params, t, _ = self._expert_parts(Xw[rows], sub)
+            w, eta, m, params, t, o = self._expert_parts(Xw[rows], sub)
             mean[rows] = (w * m).sum(axis=-1).mean(axis=(0, 1))
             if return_std:
-                var = _family_variance(self._fam(), m, params, t)
+                var = self._fam().variance(eta, params, trials=t, offset=o)
                 second = (w * (var + m**2)).sum(axis=-1).mean(axis=(0, 1))
                 sd[rows] = np.sqrt(np.maximum(second - mean[rows] ** 2, 0.0))
         out = self.standardizer_.inverse_y(mean)
